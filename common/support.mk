@@ -1,0 +1,1 @@
+# build fragment, included by Makefile.am (owner adds lines here)

@@ -1,0 +1,159 @@
+/* wire: the one frame format between ota-gateway and ota-worker.
+ *
+ * This is the security boundary (like OpenSSH's monitor): the gateway parses
+ * everything from the network and sends only these small typed frames; the
+ * worker trusts nothing in them beyond their types and bounds.  Every frame
+ * is built and parsed here and nowhere else.
+ *
+ * Frame = header (16 bytes, big-endian) || payload:
+ *   u8 version (WIRE_VERSION) | u8 type | u16 flags (0) |
+ *   u32 payload length | u64 session id (0 for worker-level messages)
+ * Over ZeroMQ, one frame is one message part (the ROUTER adds the identity). */
+#ifndef WIRE_H
+#define WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WIRE_VERSION 1
+#define WIRE_HDR_LEN 16
+#define WIRE_MAX_PAYLOAD 1024
+#define WIRE_MAX_FRAME (WIRE_HDR_LEN + WIRE_MAX_PAYLOAD)
+#define WIRE_MAX_APDU 300    /* a card APDU or answer (hex-decoded) */
+#define WIRE_MAX_AUTHCODE 128
+#define WIRE_MAX_TEXT 256    /* modal text, client error message */
+#define WIRE_MAX_PEER 64     /* client address as text */
+#define WIRE_MAX_UID 10
+
+enum wire_type {
+    /* worker -> gateway, worker level */
+    WIRE_READY = 1,     /* worker started: wire_ready */
+    WIRE_HEARTBEAT = 2, /* both ways: wire_heartbeat */
+    /* gateway -> worker, per session */
+    WIRE_OPEN = 10,         /* wire_open: the client's operation message */
+    WIRE_CARD_RESPONSE = 11,/* wire_bytes: the card's answer to the last command */
+    WIRE_CLIENT_ERROR = 12, /* wire_client_error: client could not reach the card */
+    WIRE_CLIENT_GONE = 13,  /* no payload: connection closed, timed out or drained */
+    /* worker -> gateway, per session */
+    WIRE_COMMAND = 20, /* wire_bytes: APDU for the card */
+    WIRE_MODAL = 21,   /* wire_bytes: UTF-8 text for a person */
+    WIRE_RESULT = 22,  /* wire_result: the outcome; the session is over */
+    WIRE_PHASE = 23,   /* wire_phase: entered/left the money-at-risk phase */
+};
+
+enum wire_op { WIRE_OP_CHECK = 1, WIRE_OP_TOPUP = 2, WIRE_OP_PERSONALIZE = 3 };
+enum wire_listener { WIRE_LISTENER_PUBLIC = 0, WIRE_LISTENER_OPERATOR = 1 };
+enum wire_client_err { WIRE_CERR_LOST_TAG = 1, WIRE_CERR_IO = 2, WIRE_CERR_TIMEOUT = 3 };
+enum wire_status { WIRE_ST_OK = 0, WIRE_ST_FAILED = 1, WIRE_ST_PENDING = 2 };
+
+/* Result error codes of PROTOCOL.md section 4, in its order. */
+enum wire_error {
+    WIRE_E_NONE = 0,
+    WIRE_E_BAD_REQUEST,
+    WIRE_E_UNSUPPORTED_CARD,
+    WIRE_E_AUTH_FAILED,
+    WIRE_E_CARD_ERROR,
+    WIRE_E_INTEGRITY,
+    WIRE_E_CODE_INVALID,
+    WIRE_E_CODE_USED,
+    WIRE_E_LIMIT_EXCEEDED,
+    WIRE_E_CARD_BUSY,
+    WIRE_E_TIMEOUT,
+    WIRE_E_LOST_TAG,
+    WIRE_E_OVERLOADED,
+    WIRE_E_INTERNAL,
+    WIRE_E_COUNT
+};
+
+struct wire_hdr {
+    uint8_t version;
+    uint8_t type;
+    uint16_t flags;
+    uint32_t len;
+    uint64_t session;
+};
+
+struct wire_ready {
+    uint32_t pid;
+    uint32_t capacity; /* sessions this worker accepts at once */
+};
+
+struct wire_heartbeat {
+    uint32_t sessions;  /* worker: sessions open; gateway: 0 */
+    uint8_t db_ok;      /* worker: its database connection is usable */
+    uint8_t draining;   /* gateway: no new sessions will come */
+};
+
+struct wire_open {
+    uint8_t op;       /* enum wire_op */
+    uint8_t listener; /* enum wire_listener */
+    uint8_t uid_len;  /* 4 or 7 */
+    uint8_t uid[WIRE_MAX_UID];
+    uint16_t authcode_len;
+    char authcode[WIRE_MAX_AUTHCODE + 1]; /* NUL-terminated after decode */
+    uint8_t peer_len;
+    char peer[WIRE_MAX_PEER + 1];         /* client address, for rate limits */
+};
+
+struct wire_bytes {
+    uint16_t len;
+    uint8_t data[WIRE_MAX_APDU];
+};
+
+struct wire_client_error {
+    uint8_t kind; /* enum wire_client_err */
+};
+
+struct wire_phase {
+    uint8_t at_risk; /* 1: a failure now leaves the ledger entry in doubt */
+};
+
+#define WIRE_RES_HAS_BALANCE 0x01
+#define WIRE_RES_HAS_AMOUNT 0x02
+#define WIRE_RES_HAS_TXN 0x04
+
+struct wire_result {
+    uint8_t op;     /* enum wire_op */
+    uint8_t status; /* enum wire_status */
+    uint8_t error;  /* enum wire_error (WIRE_E_NONE when ok) */
+    uint8_t has;    /* WIRE_RES_HAS_* */
+    int64_t balance;
+    int64_t amount;
+    uint8_t txn[16]; /* UUID bytes */
+};
+
+/* Encoders write header+payload into out (cap >= WIRE_MAX_FRAME is always
+ * enough) and return the frame length, or a negative ota_err. */
+int wire_encode_ready(uint8_t *out, size_t cap, const struct wire_ready *m);
+int wire_encode_heartbeat(uint8_t *out, size_t cap, const struct wire_heartbeat *m);
+int wire_encode_open(uint8_t *out, size_t cap, uint64_t session, const struct wire_open *m);
+int wire_encode_bytes(uint8_t *out, size_t cap, enum wire_type type, uint64_t session,
+                      const uint8_t *data, size_t len);
+int wire_encode_client_error(uint8_t *out, size_t cap, uint64_t session,
+                             const struct wire_client_error *m);
+int wire_encode_empty(uint8_t *out, size_t cap, enum wire_type type, uint64_t session);
+int wire_encode_phase(uint8_t *out, size_t cap, uint64_t session, const struct wire_phase *m);
+int wire_encode_result(uint8_t *out, size_t cap, uint64_t session, const struct wire_result *m);
+
+/* Parses and checks the header against the frame length (exact match,
+ * version, known type, payload bound).  Returns 0 or OTA_ERR_PARSE. */
+int wire_decode_hdr(const uint8_t *frame, size_t len, struct wire_hdr *h);
+/* Payload decoders: frame is the whole frame already checked by
+ * wire_decode_hdr; each checks every length and enum range and that the
+ * payload is consumed exactly.  Return 0 or OTA_ERR_PARSE. */
+int wire_decode_ready(const uint8_t *frame, size_t len, struct wire_ready *m);
+int wire_decode_heartbeat(const uint8_t *frame, size_t len, struct wire_heartbeat *m);
+int wire_decode_open(const uint8_t *frame, size_t len, struct wire_open *m);
+int wire_decode_bytes(const uint8_t *frame, size_t len, struct wire_bytes *m);
+int wire_decode_client_error(const uint8_t *frame, size_t len, struct wire_client_error *m);
+int wire_decode_phase(const uint8_t *frame, size_t len, struct wire_phase *m);
+int wire_decode_result(const uint8_t *frame, size_t len, struct wire_result *m);
+
+/* Stable names for logs and the client protocol ("bad-request", "ok", ...). */
+const char *wire_error_name(uint8_t error);
+const char *wire_status_name(uint8_t status);
+const char *wire_op_name(uint8_t op);
+/* Parses "check"/"topup"/"personalize"; returns 0 if unknown. */
+uint8_t wire_op_parse(const char *name);
+
+#endif
