@@ -1,0 +1,317 @@
+/* wire: encoders and decoders of the gateway <-> worker frames; see wire.h.
+ * Every length and enum is checked here so neither side has to trust the
+ * other's framing. */
+#include "wire.h"
+
+#include <string.h>
+
+#include "buf.h"
+#include "ota_err.h"
+
+static int type_known(uint8_t t)
+{
+    switch (t) {
+    case WIRE_READY: case WIRE_HEARTBEAT: case WIRE_OPEN: case WIRE_CARD_RESPONSE:
+    case WIRE_CLIENT_ERROR: case WIRE_CLIENT_GONE: case WIRE_COMMAND: case WIRE_MODAL:
+    case WIRE_RESULT: case WIRE_PHASE:
+        return 1;
+    }
+    return 0;
+}
+
+/* Writes the header with a zero length, then patches it in finish(). */
+static void begin(struct wbuf *w, uint8_t *out, size_t cap, uint8_t type, uint64_t session)
+{
+    wbuf_init(w, out, cap);
+    wbuf_u8(w, WIRE_VERSION);
+    wbuf_u8(w, type);
+    wbuf_u16(w, 0);
+    wbuf_u32(w, 0);
+    wbuf_u64(w, session);
+}
+
+static int finish(struct wbuf *w)
+{
+    if (w->err)
+        return w->err;
+    size_t payload = w->len - WIRE_HDR_LEN;
+    if (payload > WIRE_MAX_PAYLOAD)
+        return OTA_ERR_LENGTH;
+    w->p[4] = (uint8_t)(payload >> 24);
+    w->p[5] = (uint8_t)(payload >> 16);
+    w->p[6] = (uint8_t)(payload >> 8);
+    w->p[7] = (uint8_t)payload;
+    return (int)w->len;
+}
+
+int wire_encode_ready(uint8_t *out, size_t cap, const struct wire_ready *m)
+{
+    struct wbuf w;
+    begin(&w, out, cap, WIRE_READY, 0);
+    wbuf_u32(&w, m->pid);
+    wbuf_u32(&w, m->capacity);
+    return finish(&w);
+}
+
+int wire_encode_heartbeat(uint8_t *out, size_t cap, const struct wire_heartbeat *m)
+{
+    struct wbuf w;
+    begin(&w, out, cap, WIRE_HEARTBEAT, 0);
+    wbuf_u32(&w, m->sessions);
+    wbuf_u8(&w, m->db_ok ? 1 : 0);
+    wbuf_u8(&w, m->draining ? 1 : 0);
+    return finish(&w);
+}
+
+int wire_encode_open(uint8_t *out, size_t cap, uint64_t session, const struct wire_open *m)
+{
+    if (m->uid_len > WIRE_MAX_UID || m->authcode_len > WIRE_MAX_AUTHCODE ||
+        m->peer_len > WIRE_MAX_PEER)
+        return OTA_ERR_LENGTH;
+    struct wbuf w;
+    begin(&w, out, cap, WIRE_OPEN, session);
+    wbuf_u8(&w, m->op);
+    wbuf_u8(&w, m->listener);
+    wbuf_u8(&w, m->uid_len);
+    wbuf_bytes(&w, m->uid, m->uid_len);
+    wbuf_u16(&w, m->authcode_len);
+    wbuf_bytes(&w, m->authcode, m->authcode_len);
+    wbuf_u8(&w, m->peer_len);
+    wbuf_bytes(&w, m->peer, m->peer_len);
+    return finish(&w);
+}
+
+int wire_encode_bytes(uint8_t *out, size_t cap, enum wire_type type, uint64_t session,
+                      const uint8_t *data, size_t len)
+{
+    if (type != WIRE_CARD_RESPONSE && type != WIRE_COMMAND && type != WIRE_MODAL)
+        return OTA_ERR_INVAL;
+    if (len > WIRE_MAX_APDU || (type == WIRE_MODAL && len > WIRE_MAX_TEXT))
+        return OTA_ERR_LENGTH;
+    struct wbuf w;
+    begin(&w, out, cap, (uint8_t)type, session);
+    wbuf_u16(&w, (uint16_t)len);
+    wbuf_bytes(&w, data, len);
+    return finish(&w);
+}
+
+int wire_encode_client_error(uint8_t *out, size_t cap, uint64_t session,
+                             const struct wire_client_error *m)
+{
+    struct wbuf w;
+    begin(&w, out, cap, WIRE_CLIENT_ERROR, session);
+    wbuf_u8(&w, m->kind);
+    return finish(&w);
+}
+
+int wire_encode_empty(uint8_t *out, size_t cap, enum wire_type type, uint64_t session)
+{
+    if (type != WIRE_CLIENT_GONE)
+        return OTA_ERR_INVAL;
+    struct wbuf w;
+    begin(&w, out, cap, (uint8_t)type, session);
+    return finish(&w);
+}
+
+int wire_encode_phase(uint8_t *out, size_t cap, uint64_t session, const struct wire_phase *m)
+{
+    struct wbuf w;
+    begin(&w, out, cap, WIRE_PHASE, session);
+    wbuf_u8(&w, m->at_risk ? 1 : 0);
+    return finish(&w);
+}
+
+int wire_encode_result(uint8_t *out, size_t cap, uint64_t session, const struct wire_result *m)
+{
+    struct wbuf w;
+    begin(&w, out, cap, WIRE_RESULT, session);
+    wbuf_u8(&w, m->op);
+    wbuf_u8(&w, m->status);
+    wbuf_u8(&w, m->error);
+    wbuf_u8(&w, m->has);
+    wbuf_u64(&w, (uint64_t)m->balance);
+    wbuf_u64(&w, (uint64_t)m->amount);
+    wbuf_bytes(&w, m->txn, sizeof m->txn);
+    return finish(&w);
+}
+
+int wire_decode_hdr(const uint8_t *frame, size_t len, struct wire_hdr *h)
+{
+    struct rbuf r;
+    rbuf_init(&r, frame, len);
+    h->version = rbuf_u8(&r);
+    h->type = rbuf_u8(&r);
+    h->flags = rbuf_u16(&r);
+    h->len = rbuf_u32(&r);
+    h->session = rbuf_u64(&r);
+    if (r.err || h->version != WIRE_VERSION || h->flags != 0 || !type_known(h->type) ||
+        h->len > WIRE_MAX_PAYLOAD || h->len != len - WIRE_HDR_LEN)
+        return OTA_ERR_PARSE;
+    return 0;
+}
+
+/* Checks the header is of the expected type and positions r at the payload. */
+static int payload(const uint8_t *frame, size_t len, uint8_t type, struct rbuf *r)
+{
+    struct wire_hdr h;
+    if (wire_decode_hdr(frame, len, &h) || h.type != type)
+        return OTA_ERR_PARSE;
+    rbuf_init(r, frame + WIRE_HDR_LEN, len - WIRE_HDR_LEN);
+    return 0;
+}
+
+static int done(const struct rbuf *r)
+{
+    return rbuf_end(r) ? OTA_ERR_PARSE : 0;
+}
+
+int wire_decode_ready(const uint8_t *frame, size_t len, struct wire_ready *m)
+{
+    struct rbuf r;
+    if (payload(frame, len, WIRE_READY, &r))
+        return OTA_ERR_PARSE;
+    m->pid = rbuf_u32(&r);
+    m->capacity = rbuf_u32(&r);
+    return done(&r);
+}
+
+int wire_decode_heartbeat(const uint8_t *frame, size_t len, struct wire_heartbeat *m)
+{
+    struct rbuf r;
+    if (payload(frame, len, WIRE_HEARTBEAT, &r))
+        return OTA_ERR_PARSE;
+    m->sessions = rbuf_u32(&r);
+    m->db_ok = rbuf_u8(&r);
+    m->draining = rbuf_u8(&r);
+    if (m->db_ok > 1 || m->draining > 1)
+        return OTA_ERR_PARSE;
+    return done(&r);
+}
+
+int wire_decode_open(const uint8_t *frame, size_t len, struct wire_open *m)
+{
+    struct rbuf r;
+    if (payload(frame, len, WIRE_OPEN, &r))
+        return OTA_ERR_PARSE;
+    memset(m, 0, sizeof *m);
+    m->op = rbuf_u8(&r);
+    m->listener = rbuf_u8(&r);
+    m->uid_len = rbuf_u8(&r);
+    rbuf_bytes(&r, m->uid, sizeof m->uid, m->uid_len);
+    m->authcode_len = rbuf_u16(&r);
+    rbuf_bytes(&r, m->authcode, WIRE_MAX_AUTHCODE, m->authcode_len);
+    m->peer_len = rbuf_u8(&r);
+    rbuf_bytes(&r, m->peer, WIRE_MAX_PEER, m->peer_len);
+    if (m->op < WIRE_OP_CHECK || m->op > WIRE_OP_PERSONALIZE || m->listener > 1 ||
+        (m->uid_len != 4 && m->uid_len != 7) || memchr(m->authcode, 0, m->authcode_len) ||
+        memchr(m->peer, 0, m->peer_len))
+        return OTA_ERR_PARSE;
+    return done(&r);
+}
+
+int wire_decode_bytes(const uint8_t *frame, size_t len, struct wire_bytes *m)
+{
+    struct wire_hdr h;
+    if (wire_decode_hdr(frame, len, &h) ||
+        (h.type != WIRE_CARD_RESPONSE && h.type != WIRE_COMMAND && h.type != WIRE_MODAL))
+        return OTA_ERR_PARSE;
+    struct rbuf r;
+    rbuf_init(&r, frame + WIRE_HDR_LEN, len - WIRE_HDR_LEN);
+    m->len = rbuf_u16(&r);
+    size_t max = h.type == WIRE_MODAL ? WIRE_MAX_TEXT : WIRE_MAX_APDU;
+    if (m->len > max)
+        return OTA_ERR_PARSE;
+    rbuf_bytes(&r, m->data, sizeof m->data, m->len);
+    return done(&r);
+}
+
+int wire_decode_client_error(const uint8_t *frame, size_t len, struct wire_client_error *m)
+{
+    struct rbuf r;
+    if (payload(frame, len, WIRE_CLIENT_ERROR, &r))
+        return OTA_ERR_PARSE;
+    m->kind = rbuf_u8(&r);
+    if (m->kind < WIRE_CERR_LOST_TAG || m->kind > WIRE_CERR_TIMEOUT)
+        return OTA_ERR_PARSE;
+    return done(&r);
+}
+
+int wire_decode_phase(const uint8_t *frame, size_t len, struct wire_phase *m)
+{
+    struct rbuf r;
+    if (payload(frame, len, WIRE_PHASE, &r))
+        return OTA_ERR_PARSE;
+    m->at_risk = rbuf_u8(&r);
+    if (m->at_risk > 1)
+        return OTA_ERR_PARSE;
+    return done(&r);
+}
+
+int wire_decode_result(const uint8_t *frame, size_t len, struct wire_result *m)
+{
+    struct rbuf r;
+    if (payload(frame, len, WIRE_RESULT, &r))
+        return OTA_ERR_PARSE;
+    m->op = rbuf_u8(&r);
+    m->status = rbuf_u8(&r);
+    m->error = rbuf_u8(&r);
+    m->has = rbuf_u8(&r);
+    m->balance = (int64_t)rbuf_u64(&r);
+    m->amount = (int64_t)rbuf_u64(&r);
+    rbuf_bytes(&r, m->txn, sizeof m->txn, sizeof m->txn);
+    if (m->op < WIRE_OP_CHECK || m->op > WIRE_OP_PERSONALIZE || m->status > WIRE_ST_PENDING ||
+        m->error >= WIRE_E_COUNT || (m->has & ~7u) ||
+        (m->status == WIRE_ST_OK) != (m->error == WIRE_E_NONE))
+        return OTA_ERR_PARSE;
+    return done(&r);
+}
+
+static const char *const error_names[WIRE_E_COUNT] = {
+    [WIRE_E_NONE] = "",
+    [WIRE_E_BAD_REQUEST] = "bad-request",
+    [WIRE_E_UNSUPPORTED_CARD] = "unsupported-card",
+    [WIRE_E_AUTH_FAILED] = "auth-failed",
+    [WIRE_E_CARD_ERROR] = "card-error",
+    [WIRE_E_INTEGRITY] = "integrity",
+    [WIRE_E_CODE_INVALID] = "code-invalid",
+    [WIRE_E_CODE_USED] = "code-used",
+    [WIRE_E_LIMIT_EXCEEDED] = "limit-exceeded",
+    [WIRE_E_CARD_BUSY] = "card-busy",
+    [WIRE_E_TIMEOUT] = "timeout",
+    [WIRE_E_LOST_TAG] = "lost-tag",
+    [WIRE_E_OVERLOADED] = "overloaded",
+    [WIRE_E_INTERNAL] = "internal",
+};
+
+const char *wire_error_name(uint8_t error)
+{
+    return error < WIRE_E_COUNT ? error_names[error] : "internal";
+}
+
+const char *wire_status_name(uint8_t status)
+{
+    switch (status) {
+    case WIRE_ST_OK: return "ok";
+    case WIRE_ST_FAILED: return "failed";
+    case WIRE_ST_PENDING: return "pending";
+    }
+    return "failed";
+}
+
+const char *wire_op_name(uint8_t op)
+{
+    switch (op) {
+    case WIRE_OP_CHECK: return "check";
+    case WIRE_OP_TOPUP: return "topup";
+    case WIRE_OP_PERSONALIZE: return "personalize";
+    }
+    return "unknown";
+}
+
+uint8_t wire_op_parse(const char *name)
+{
+    for (uint8_t op = WIRE_OP_CHECK; op <= WIRE_OP_PERSONALIZE; op++)
+        if (strcmp(name, wire_op_name(op)) == 0)
+            return op;
+    return 0;
+}

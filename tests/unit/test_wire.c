@@ -1,0 +1,215 @@
+/* Tests for common/wire.c, common/buf.c and common/hex.c: round trips of
+ * every frame type, and rejection of truncated, padded and out-of-range
+ * frames (the worker must never trust the gateway's framing). */
+#include <check.h>
+#include <string.h>
+
+#include "buf.h"
+#include "hex.h"
+#include "ota_err.h"
+#include "wire.h"
+
+static uint8_t frame[WIRE_MAX_FRAME];
+
+static struct wire_open sample_open(void)
+{
+    struct wire_open o;
+    memset(&o, 0, sizeof o);
+    o.op = WIRE_OP_TOPUP;
+    o.listener = WIRE_LISTENER_PUBLIC;
+    o.uid_len = 7;
+    memcpy(o.uid, "\x04\x11\x22\x33\x44\x55\x66", 7);
+    o.authcode_len = 21;
+    memcpy(o.authcode, "ABCD-EFGH-JKMN-PQRS-T", 21);
+    o.peer_len = 9;
+    memcpy(o.peer, "127.0.0.1", 9);
+    return o;
+}
+
+START_TEST(open_round_trip)
+{
+    struct wire_open o = sample_open(), d;
+    int n = wire_encode_open(frame, sizeof frame, 0x1122334455667788ull, &o);
+    ck_assert_int_gt(n, WIRE_HDR_LEN);
+    struct wire_hdr h;
+    ck_assert_int_eq(wire_decode_hdr(frame, (size_t)n, &h), 0);
+    ck_assert_uint_eq(h.type, WIRE_OPEN);
+    ck_assert_uint_eq(h.session, 0x1122334455667788ull);
+    ck_assert_int_eq(wire_decode_open(frame, (size_t)n, &d), 0);
+    ck_assert_uint_eq(d.op, o.op);
+    ck_assert_uint_eq(d.uid_len, 7);
+    ck_assert_mem_eq(d.uid, o.uid, 7);
+    ck_assert_str_eq(d.authcode, "ABCD-EFGH-JKMN-PQRS-T");
+    ck_assert_str_eq(d.peer, "127.0.0.1");
+}
+END_TEST
+
+START_TEST(every_truncation_rejected)
+{
+    struct wire_open o = sample_open(), d;
+    int n = wire_encode_open(frame, sizeof frame, 7, &o);
+    for (int len = 0; len < n; len++)
+        ck_assert_int_eq(wire_decode_open(frame, (size_t)len, &d), OTA_ERR_PARSE);
+    /* One extra byte after a valid frame is also refused. */
+    frame[n] = 0;
+    ck_assert_int_eq(wire_decode_open(frame, (size_t)n + 1, &d), OTA_ERR_PARSE);
+}
+END_TEST
+
+START_TEST(bad_fields_rejected)
+{
+    struct wire_open o = sample_open(), d;
+    o.uid_len = 5; /* only 4 or 7 */
+    int n = wire_encode_open(frame, sizeof frame, 7, &o);
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_eq(wire_decode_open(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    o = sample_open();
+    o.op = 9;
+    n = wire_encode_open(frame, sizeof frame, 7, &o);
+    ck_assert_int_eq(wire_decode_open(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    o = sample_open();
+    o.authcode[3] = '\0'; /* embedded NUL */
+    n = wire_encode_open(frame, sizeof frame, 7, &o);
+    ck_assert_int_eq(wire_decode_open(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    o = sample_open();
+    o.authcode_len = WIRE_MAX_AUTHCODE + 1;
+    ck_assert_int_eq(wire_encode_open(frame, sizeof frame, 7, &o), OTA_ERR_LENGTH);
+}
+END_TEST
+
+START_TEST(header_checks)
+{
+    struct wire_heartbeat hb = {.sessions = 3, .db_ok = 1}, d;
+    int n = wire_encode_heartbeat(frame, sizeof frame, &hb);
+    ck_assert_int_eq(wire_decode_heartbeat(frame, (size_t)n, &d), 0);
+    ck_assert_uint_eq(d.sessions, 3);
+    ck_assert_uint_eq(d.db_ok, 1);
+    struct wire_hdr h;
+    frame[0] = 2; /* version */
+    ck_assert_int_eq(wire_decode_hdr(frame, (size_t)n, &h), OTA_ERR_PARSE);
+    frame[0] = WIRE_VERSION;
+    frame[1] = 99; /* unknown type */
+    ck_assert_int_eq(wire_decode_hdr(frame, (size_t)n, &h), OTA_ERR_PARSE);
+    frame[1] = WIRE_HEARTBEAT;
+    frame[7] ^= 1; /* length disagrees with the frame */
+    ck_assert_int_eq(wire_decode_hdr(frame, (size_t)n, &h), OTA_ERR_PARSE);
+    frame[7] ^= 1;
+    /* A heartbeat is not a ready message. */
+    struct wire_ready r;
+    ck_assert_int_eq(wire_decode_ready(frame, (size_t)n, &r), OTA_ERR_PARSE);
+}
+END_TEST
+
+START_TEST(bytes_and_result)
+{
+    uint8_t apdu[WIRE_MAX_APDU];
+    for (size_t i = 0; i < sizeof apdu; i++)
+        apdu[i] = (uint8_t)i;
+    int n = wire_encode_bytes(frame, sizeof frame, WIRE_COMMAND, 5, apdu, sizeof apdu);
+    struct wire_bytes b;
+    ck_assert_int_eq(wire_decode_bytes(frame, (size_t)n, &b), 0);
+    ck_assert_uint_eq(b.len, sizeof apdu);
+    ck_assert_mem_eq(b.data, apdu, sizeof apdu);
+    ck_assert_int_eq(wire_encode_bytes(frame, sizeof frame, WIRE_COMMAND, 5, apdu,
+                                       WIRE_MAX_APDU + 1),
+                     OTA_ERR_LENGTH);
+    ck_assert_int_eq(wire_encode_bytes(frame, sizeof frame, WIRE_MODAL, 5, apdu,
+                                       WIRE_MAX_TEXT + 1),
+                     OTA_ERR_LENGTH);
+
+    struct wire_result res = {.op = WIRE_OP_TOPUP, .status = WIRE_ST_OK,
+                              .has = WIRE_RES_HAS_BALANCE | WIRE_RES_HAS_AMOUNT,
+                              .balance = 1500, .amount = -1}, d;
+    memset(res.txn, 0xab, sizeof res.txn);
+    n = wire_encode_result(frame, sizeof frame, 9, &res);
+    ck_assert_int_eq(wire_decode_result(frame, (size_t)n, &d), 0);
+    ck_assert_int_eq(d.balance, 1500);
+    ck_assert_int_eq(d.amount, -1);
+    ck_assert_mem_eq(d.txn, res.txn, 16);
+    /* ok with an error code is inconsistent */
+    res.error = WIRE_E_CODE_USED;
+    n = wire_encode_result(frame, sizeof frame, 9, &res);
+    ck_assert_int_eq(wire_decode_result(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    ck_assert_str_eq(wire_error_name(WIRE_E_CODE_USED), "code-used");
+    ck_assert_str_eq(wire_error_name(200), "internal");
+    ck_assert_uint_eq(wire_op_parse("personalize"), WIRE_OP_PERSONALIZE);
+    ck_assert_uint_eq(wire_op_parse("debit"), 0);
+}
+END_TEST
+
+START_TEST(every_bit_flip_is_safe)
+{
+    /* Flipping any bit either is rejected or decodes to in-range values. */
+    struct wire_open o = sample_open(), d;
+    int n = wire_encode_open(frame, sizeof frame, 7, &o);
+    int rejected = 0;
+    for (int i = 0; i < n * 8; i++) {
+        frame[i / 8] ^= (uint8_t)(1 << (i % 8));
+        if (wire_decode_open(frame, (size_t)n, &d) != 0)
+            rejected++;
+        else
+            ck_assert(d.uid_len == 4 || d.uid_len == 7);
+        frame[i / 8] ^= (uint8_t)(1 << (i % 8));
+    }
+    ck_assert_int_gt(rejected, 0);
+}
+END_TEST
+
+START_TEST(hex_strict)
+{
+    uint8_t out[4];
+    ck_assert_int_eq(hex_decode("0aFf", 4, out, sizeof out), 2);
+    ck_assert_uint_eq(out[0], 0x0a);
+    ck_assert_uint_eq(out[1], 0xff);
+    ck_assert_int_eq(hex_decode("0a0", 3, out, sizeof out), OTA_ERR_PARSE);
+    ck_assert_int_eq(hex_decode("0g", 2, out, sizeof out), OTA_ERR_PARSE);
+    ck_assert_int_eq(hex_decode(" 0a", 2, out, sizeof out), OTA_ERR_PARSE);
+    ck_assert_int_eq(hex_decode("0011223344", 10, out, sizeof out), OTA_ERR_LENGTH);
+    char s[5];
+    hex_encode((const uint8_t *)"\xAB\x01", 2, s);
+    ck_assert_str_eq(s, "ab01");
+}
+END_TEST
+
+START_TEST(buf_bounds)
+{
+    uint8_t b[3];
+    struct wbuf w;
+    wbuf_init(&w, b, sizeof b);
+    wbuf_u16(&w, 0x0102);
+    ck_assert_int_eq(w.err, 0);
+    wbuf_u16(&w, 0x0304);
+    ck_assert_int_eq(w.err, OTA_ERR_LENGTH);
+    ck_assert_uint_eq(w.len, 2);
+    struct rbuf r;
+    rbuf_init(&r, b, 2);
+    ck_assert_uint_eq(rbuf_u16(&r), 0x0102);
+    ck_assert_int_eq(rbuf_end(&r), 0);
+    ck_assert_uint_eq(rbuf_u8(&r), 0);
+    ck_assert_int_eq(rbuf_end(&r), OTA_ERR_PARSE);
+    uint8_t small[1];
+    rbuf_init(&r, b, 2);
+    rbuf_bytes(&r, small, sizeof small, 2); /* larger than the destination */
+    ck_assert_int_eq(r.err, OTA_ERR_PARSE);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("wire");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, open_round_trip);
+    tcase_add_test(tc, every_truncation_rejected);
+    tcase_add_test(tc, bad_fields_rejected);
+    tcase_add_test(tc, header_checks);
+    tcase_add_test(tc, bytes_and_result);
+    tcase_add_test(tc, every_bit_flip_is_safe);
+    tcase_add_test(tc, hex_strict);
+    tcase_add_test(tc, buf_bounds);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
