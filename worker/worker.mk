@@ -1,1 +1,24 @@
-# build fragment, included by Makefile.am (owner adds lines here)
+# build fragment, included by Makefile.am: ota-worker (the I/O shell around
+# the session engine) and the PostgreSQL ledger, with its integration test.
+WORKER_IO_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/worker $(ZMQ_CFLAGS) $(EVENT_CFLAGS) \
+	$(PQ_CFLAGS) $(SODIUM_CFLAGS)
+
+bin_PROGRAMS += worker/ota-worker
+worker_ota_worker_SOURCES = worker/main.c worker/shell.c worker/shell.h \
+	worker/ledger_pg.c worker/ledger_pg.h
+worker_ota_worker_CFLAGS = $(WORKER_IO_CFLAGS)
+worker_ota_worker_LDADD = worker/libotaengine.a $(CARD_LIBS) $(ZMQ_LIBS) $(EVENT_LIBS) \
+	$(PQ_LIBS) $(SODIUM_LIBS)
+
+# ledger_pg against a real PostgreSQL cluster: run it through
+# tests/integration/test_ledger_pg.sh (starts the cluster, applies schema/).
+check_PROGRAMS += tests/integration/test_ledger_pg
+tests_integration_test_ledger_pg_SOURCES = tests/integration/test_ledger_pg.c \
+	tests/integration/test_ledger_pg_sql.h \
+	worker/ledger_pg.c worker/ledger_pg.h
+tests_integration_test_ledger_pg_CFLAGS = $(TEST_CFLAGS) -I$(top_srcdir)/worker $(EVENT_CFLAGS) \
+	$(PQ_CFLAGS)
+tests_integration_test_ledger_pg_LDADD = worker/libotaengine.a $(TEST_LIBS) $(EVENT_LIBS) \
+	$(PQ_LIBS)
+dist_noinst_SCRIPTS += tests/integration/test_ledger_pg.sh
+EXTRA_DIST += tests/integration/pg.sh

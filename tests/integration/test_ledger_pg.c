@@ -1,0 +1,721 @@
+/* test_ledger_pg: worker/ledger_pg.c against a real PostgreSQL.
+ *
+ * Run by tests/integration/test_ledger_pg.sh, which starts a throwaway
+ * cluster (tests/integration/pg.sh), applies schema/ and passes
+ * OTA_TEST_CONNINFO (and OTA_TEST_PG_RESTART, a command that restarts the
+ * cluster).  Every request of ledger.h is driven through the asynchronous
+ * pool exactly as the worker does (libevent loop, replies by callback), and
+ * the database's own state is checked with plain SQL on a second
+ * connection.  The ledger tables themselves are reached only through the
+ * few helpers at the top (issue_code, code_state, ...). */
+#include <check.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+#include <sodium.h>
+
+#include "ledger_pg.h"
+#include "log.h"
+#include "ota_err.h"
+
+#define MAX_WAIT 64
+
+static const char *conninfo;
+static PGconn *admin; /* synchronous connection for set-up and checks */
+static struct event_base *base;
+static struct ledger_pg *pg;
+
+/* Replies collected by the callback, by request id. */
+static struct {
+    int got;
+    uint64_t session;
+    struct ledger_reply rep;
+} replies[MAX_WAIT];
+static int nreplies;
+static uint64_t next_id = 1;
+
+static void on_reply(void *arg, uint64_t session, const struct ledger_reply *r)
+{
+    (void)arg;
+    ck_assert_int_lt(nreplies, MAX_WAIT);
+    replies[nreplies].got = 1;
+    replies[nreplies].session = session;
+    replies[nreplies].rep = *r;
+    nreplies++;
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    *(int *)arg = 1;
+}
+
+/* Runs the loop until `want` replies arrived or 20 s passed. */
+static void wait_replies(int want)
+{
+    int expired = 0;
+    struct timeval tv = {20, 0};
+    struct event *dl = evtimer_new(base, on_deadline, &expired);
+    evtimer_add(dl, &tv);
+    while (nreplies < want && !expired)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(dl);
+    ck_assert_msg(nreplies >= want, "only %d of %d replies within 20 s", nreplies, want);
+}
+
+/* Runs the loop for ms milliseconds (lets connections come up or die). */
+static void spin(int ms)
+{
+    int expired = 0;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    struct event *dl = evtimer_new(base, on_deadline, &expired);
+    evtimer_add(dl, &tv);
+    while (!expired)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(dl);
+}
+
+static void wait_ready(void)
+{
+    for (int i = 0; i < 200 && !ledger_pg_ready(pg); i++)
+        spin(50);
+    ck_assert_msg(ledger_pg_ready(pg), "no database connection within 10 s");
+}
+
+static struct ledger_req mkreq(enum ledger_req_type t, const struct ledger_card *card)
+{
+    struct ledger_req r;
+    memset(&r, 0, sizeof r);
+    r.id = next_id++;
+    r.session = 1000 + r.id;
+    r.type = t;
+    r.card = *card;
+    return r;
+}
+
+/* Submits one request and waits for its reply. */
+static struct ledger_reply run(const struct ledger_req *req)
+{
+    nreplies = 0;
+    ledger_pg_submit(pg, req);
+    ck_assert_int_eq(nreplies, 0); /* never from inside submit */
+    wait_replies(1);
+    ck_assert_int_eq(nreplies, 1);
+    ck_assert_uint_eq(replies[0].rep.id, req->id);
+    ck_assert_uint_eq(replies[0].session, req->session);
+    ck_assert_int_eq(replies[0].rep.type, req->type);
+    return replies[0].rep;
+}
+
+static struct ledger_card card_n(unsigned n)
+{
+    struct ledger_card c = {.uid_len = 7, .uid = {0x04, 0x11, 0x22, 0x33, 0x44, 0, 0}};
+    c.uid[5] = (uint8_t)(n >> 8);
+    c.uid[6] = (uint8_t)n;
+    return c;
+}
+
+static void hash_n(unsigned n, uint8_t h[CODE_HASH_LEN])
+{
+    memset(h, 0, CODE_HASH_LEN);
+    h[0] = 0xC0;
+    h[30] = (uint8_t)(n >> 8);
+    h[31] = (uint8_t)n;
+}
+
+static void holder_n(unsigned n, uint8_t h[LEDGER_HOLDER_LEN])
+{
+    memset(h, 0xAB, LEDGER_HOLDER_LEN);
+    h[15] = (uint8_t)n;
+}
+
+/* ---- direct SQL ------------------------------------------------------------ */
+
+static PGresult *sql(const char *q, int n, const char *const *v)
+{
+    PGresult *r = PQexecParams(admin, q, n, NULL, v, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK,
+                  "%s: %s", q, PQresultErrorMessage(r));
+    return r;
+}
+
+static void hex_bytea(char *out, const uint8_t *b, size_t n)
+{
+    out[0] = '\\';
+    out[1] = 'x';
+    sodium_bin2hex(out + 2, 2 * n + 1, b, n);
+}
+
+#include "test_ledger_pg_sql.h"
+
+/* ---- tests ------------------------------------------------------------------ */
+
+START_TEST(test_startup_check)
+{
+    char err[256];
+    ck_assert_int_eq(ledger_pg_check(conninfo, err, sizeof err), 0);
+    char weak[512];
+    snprintf(weak, sizeof weak, "%s options='-c synchronous_commit=off'", conninfo);
+    ck_assert_int_eq(ledger_pg_check(weak, err, sizeof err), OTA_ERR_STATE);
+    ck_assert_ptr_nonnull(strstr(err, "off"));
+    snprintf(weak, sizeof weak, "%s options='-c synchronous_commit=local'", conninfo);
+    ck_assert_int_eq(ledger_pg_check(weak, err, sizeof err), OTA_ERR_STATE);
+    ck_assert_int_eq(ledger_pg_check("host=/nonexistent-dir dbname=ota", err, sizeof err),
+                     OTA_ERR_IO);
+}
+END_TEST
+
+START_TEST(test_weak_pool_never_ready)
+{
+    /* A pool whose sessions commit asynchronously must never serve. */
+    char weak[512];
+    snprintf(weak, sizeof weak, "%s options='-c synchronous_commit=off'", conninfo);
+    struct ledger_pg_opts o = {.conninfo = weak, .nconns = 2};
+    struct ledger_pg *p2 = ledger_pg_new(base, &o, on_reply, NULL);
+    ck_assert_ptr_nonnull(p2);
+    spin(500);
+    ck_assert_int_eq(ledger_pg_ready(p2), 0);
+    struct ledger_card c = card_n(1);
+    struct ledger_req r = mkreq(LEDGER_PERSONALIZED, &c);
+    nreplies = 0;
+    ledger_pg_submit(p2, &r);
+    wait_replies(1);
+    ck_assert_int_eq(replies[0].rep.status, LEDGER_ST_ERROR);
+    ck_assert_int_eq(test_personalized(&c), 0);
+    ledger_pg_free(p2);
+}
+END_TEST
+
+START_TEST(test_lease)
+{
+    struct ledger_card c = card_n(10);
+    struct ledger_req a = mkreq(LEDGER_LEASE_ACQUIRE, &c);
+    holder_n(1, a.u.lease.holder);
+    a.u.lease.ttl_ms = 60000;
+    struct ledger_req b = mkreq(LEDGER_LEASE_ACQUIRE, &c);
+    holder_n(2, b.u.lease.holder);
+    b.u.lease.ttl_ms = 60000;
+
+    ck_assert_int_eq(run(&a).status, LEDGER_ST_OK);
+    ck_assert_int_eq(run(&b).status, LEDGER_ST_BUSY);
+    a.id = next_id++;
+    ck_assert_int_eq(run(&a).status, LEDGER_ST_OK); /* same holder renews */
+
+    /* Another holder's release does not free it. */
+    struct ledger_req rb = mkreq(LEDGER_LEASE_RELEASE, &c);
+    holder_n(2, rb.u.lease.holder);
+    ck_assert_int_eq(run(&rb).status, LEDGER_ST_OK);
+    b.id = next_id++;
+    ck_assert_int_eq(run(&b).status, LEDGER_ST_BUSY);
+
+    struct ledger_req ra = mkreq(LEDGER_LEASE_RELEASE, &c);
+    holder_n(1, ra.u.lease.holder);
+    ck_assert_int_eq(run(&ra).status, LEDGER_ST_OK);
+    b.id = next_id++;
+    ck_assert_int_eq(run(&b).status, LEDGER_ST_OK);
+
+    /* Expiry: a short lease of holder 2; after it, holder 3 takes it. */
+    struct ledger_card c2 = card_n(11);
+    struct ledger_req s = mkreq(LEDGER_LEASE_ACQUIRE, &c2);
+    holder_n(2, s.u.lease.holder);
+    s.u.lease.ttl_ms = 300;
+    ck_assert_int_eq(run(&s).status, LEDGER_ST_OK);
+    struct ledger_req t = mkreq(LEDGER_LEASE_ACQUIRE, &c2);
+    holder_n(3, t.u.lease.holder);
+    t.u.lease.ttl_ms = 60000;
+    ck_assert_int_eq(run(&t).status, LEDGER_ST_BUSY);
+    usleep(400 * 1000);
+    t.id = next_id++;
+    ck_assert_int_eq(run(&t).status, LEDGER_ST_OK);
+}
+END_TEST
+
+START_TEST(test_concurrent_leases)
+{
+    /* Eight holders race for one card: exactly one wins. */
+    struct ledger_card c = card_n(12);
+    nreplies = 0;
+    for (unsigned i = 0; i < 8; i++) {
+        struct ledger_req r = mkreq(LEDGER_LEASE_ACQUIRE, &c);
+        holder_n(20 + i, r.u.lease.holder);
+        r.u.lease.ttl_ms = 60000;
+        ledger_pg_submit(pg, &r);
+    }
+    wait_replies(8);
+    int ok = 0, busy = 0;
+    for (int i = 0; i < 8; i++) {
+        ok += replies[i].rep.status == LEDGER_ST_OK;
+        busy += replies[i].rep.status == LEDGER_ST_BUSY;
+    }
+    ck_assert_int_eq(ok, 1);
+    ck_assert_int_eq(busy, 7);
+}
+END_TEST
+
+START_TEST(test_card_state_empty)
+{
+    struct ledger_card c = card_n(20);
+    struct ledger_req r = mkreq(LEDGER_CARD_STATE, &c);
+    struct ledger_reply rep = run(&r);
+    ck_assert_int_eq(rep.status, LEDGER_ST_OK);
+    ck_assert_int_eq(rep.u.card.frozen, 0);
+    ck_assert_int_eq(rep.u.card.has_history, 0);
+    ck_assert_int_eq(rep.u.card.integrity_failures, 0);
+    ck_assert_int_eq(rep.u.card.n_in_doubt, 0);
+    ck_assert_int_eq(rep.u.card.in_doubt_more, 0);
+    ck_assert_int_eq(rep.u.card.n_committed, 0);
+}
+END_TEST
+
+static struct ledger_reply reserve(const struct ledger_card *c, unsigned code, const char *peer)
+{
+    struct ledger_req r = mkreq(LEDGER_RESERVE, c);
+    hash_n(code, r.u.reserve.code_hash);
+    snprintf(r.u.reserve.peer, sizeof r.u.reserve.peer, "%s", peer);
+    r.u.reserve.max_card_failures = 5;
+    r.u.reserve.max_peer_failures = 20;
+    r.u.reserve.window_s = 3600;
+    return run(&r);
+}
+
+static struct ledger_reply settle(const struct ledger_card *c, const uint8_t txn[16],
+                                  enum ledger_outcome o, uint32_t flags)
+{
+    struct ledger_req r = mkreq(LEDGER_SETTLE, c);
+    memcpy(r.u.settle.txn_id, txn, 16);
+    r.u.settle.outcome = o;
+    r.u.settle.flags = flags;
+    return run(&r);
+}
+
+START_TEST(test_reserve_and_settle)
+{
+    struct ledger_card c = card_n(30);
+    issue_code(100, 500, 0);
+    struct ledger_reply r1 = reserve(&c, 100, "192.0.2.1");
+    ck_assert_int_eq(r1.status, LEDGER_ST_OK);
+    ck_assert_int_eq(r1.u.reserve.amount, 500);
+    int64_t now = (int64_t)time(NULL);
+    ck_assert_int_ge(r1.u.reserve.unix_time, now - 60);
+    ck_assert_int_le(r1.u.reserve.unix_time, now + 60);
+    ck_assert_str_eq(code_state(100), "reserved");
+    ck_assert_int_eq(ledger_entries(r1.u.reserve.txn_id), 1);
+
+    /* The same code again, by the same card or another: code-used. */
+    ck_assert_int_eq(reserve(&c, 100, "192.0.2.1").status, LEDGER_ST_CODE_USED);
+    struct ledger_card other = card_n(31);
+    ck_assert_int_eq(reserve(&other, 100, "192.0.2.2").status, LEDGER_ST_CODE_USED);
+    /* Unknown, expired: code-invalid. */
+    ck_assert_int_eq(reserve(&c, 101, "192.0.2.1").status, LEDGER_ST_CODE_INVALID);
+    issue_code(102, 700, 1);
+    ck_assert_int_eq(reserve(&c, 102, "192.0.2.1").status, LEDGER_ST_CODE_INVALID);
+
+    /* In doubt until settled. */
+    struct ledger_req cs = mkreq(LEDGER_CARD_STATE, &c);
+    struct ledger_reply st = run(&cs);
+    ck_assert_int_eq(st.status, LEDGER_ST_OK);
+    ck_assert_int_eq(st.u.card.has_history, 1);
+    ck_assert_int_eq(st.u.card.n_in_doubt, 1);
+    ck_assert_mem_eq(st.u.card.in_doubt[0].txn_id, r1.u.reserve.txn_id, 16);
+    ck_assert_int_eq(st.u.card.in_doubt[0].amount, 500);
+    ck_assert_int_eq(st.u.card.n_committed, 0);
+
+    /* Settling against another card is refused and changes nothing. */
+    ck_assert_int_eq(settle(&other, r1.u.reserve.txn_id, LEDGER_COMMITTED, 0).status,
+                     LEDGER_ST_CONFLICT);
+    ck_assert_int_eq(ledger_entries(r1.u.reserve.txn_id), 1);
+
+    /* Committed, idempotently; voided is then a conflict. */
+    ck_assert_int_eq(settle(&c, r1.u.reserve.txn_id, LEDGER_COMMITTED, LEDGER_FLAG_READBACK).status,
+                     LEDGER_ST_OK);
+    ck_assert_int_eq(settle(&c, r1.u.reserve.txn_id, LEDGER_COMMITTED, LEDGER_FLAG_READBACK).status,
+                     LEDGER_ST_OK);
+    ck_assert_int_eq(settle(&c, r1.u.reserve.txn_id, LEDGER_VOIDED, 0).status, LEDGER_ST_CONFLICT);
+    ck_assert_int_eq(ledger_entries(r1.u.reserve.txn_id), 2);
+    ck_assert_str_eq(code_state(100), "used");
+    ck_assert_int_eq(ledger_flags(r1.u.reserve.txn_id), LEDGER_FLAG_READBACK);
+
+    st = run(&cs);
+    ck_assert_int_eq(st.u.card.n_in_doubt, 0);
+    ck_assert_int_eq(st.u.card.n_committed, 1);
+    ck_assert_mem_eq(st.u.card.committed[0].txn_id, r1.u.reserve.txn_id, 16);
+    ck_assert_int_eq(st.u.card.committed[0].amount, 500);
+
+    /* A used code stays used. */
+    ck_assert_int_eq(reserve(&other, 100, "192.0.2.2").status, LEDGER_ST_CODE_USED);
+}
+END_TEST
+
+START_TEST(test_void_releases_code)
+{
+    struct ledger_card c = card_n(40);
+    issue_code(110, 300, 0);
+    struct ledger_reply r1 = reserve(&c, 110, "");
+    ck_assert_int_eq(r1.status, LEDGER_ST_OK);
+    ck_assert_int_eq(settle(&c, r1.u.reserve.txn_id, LEDGER_VOIDED, 0).status, LEDGER_ST_OK);
+    ck_assert_int_eq(settle(&c, r1.u.reserve.txn_id, LEDGER_VOIDED, 0).status, LEDGER_ST_OK);
+    ck_assert_int_eq(settle(&c, r1.u.reserve.txn_id, LEDGER_COMMITTED, 0).status,
+                     LEDGER_ST_CONFLICT);
+    ck_assert_int_eq(ledger_entries(r1.u.reserve.txn_id), 2);
+    ck_assert_str_eq(code_state(110), "issued");
+
+    /* The released code serves a new transaction, which commits once. */
+    struct ledger_reply r2 = reserve(&c, 110, "");
+    ck_assert_int_eq(r2.status, LEDGER_ST_OK);
+    ck_assert_mem_ne(r2.u.reserve.txn_id, r1.u.reserve.txn_id, 16);
+    ck_assert_int_eq(settle(&c, r2.u.reserve.txn_id, LEDGER_COMMITTED, 0).status, LEDGER_ST_OK);
+    ck_assert_str_eq(code_state(110), "used");
+    /* A late replay of the first void changes nothing. */
+    ck_assert_int_eq(settle(&c, r1.u.reserve.txn_id, LEDGER_VOIDED, 0).status, LEDGER_ST_OK);
+    ck_assert_str_eq(code_state(110), "used");
+
+    /* Unknown txn: conflict. */
+    uint8_t unknown[16];
+    randombytes_buf(unknown, sizeof unknown);
+    ck_assert_int_eq(settle(&c, unknown, LEDGER_COMMITTED, 0).status, LEDGER_ST_CONFLICT);
+    ck_assert_int_eq(ledger_entries(unknown), 0);
+}
+END_TEST
+
+START_TEST(test_concurrent_reserve)
+{
+    /* Eight cards race for one code over the pool: exactly one wins. */
+    issue_code(120, 900, 0);
+    nreplies = 0;
+    for (unsigned i = 0; i < 8; i++) {
+        struct ledger_card c = card_n(50 + i);
+        struct ledger_req r = mkreq(LEDGER_RESERVE, &c);
+        hash_n(120, r.u.reserve.code_hash);
+        r.u.reserve.max_card_failures = 5;
+        r.u.reserve.max_peer_failures = 20;
+        r.u.reserve.window_s = 3600;
+        ledger_pg_submit(pg, &r);
+    }
+    wait_replies(8);
+    int ok = 0, used = 0;
+    for (int i = 0; i < 8; i++) {
+        ok += replies[i].rep.status == LEDGER_ST_OK;
+        used += replies[i].rep.status == LEDGER_ST_CODE_USED;
+    }
+    ck_assert_int_eq(ok, 1);
+    ck_assert_int_eq(used, 7);
+    ck_assert_int_eq(reserved_entries_for_code(120), 1);
+}
+END_TEST
+
+START_TEST(test_concurrent_settle)
+{
+    /* Committed and voided racing for one txn: exactly one final entry. */
+    struct ledger_card c = card_n(60);
+    issue_code(130, 100, 0);
+    struct ledger_reply r1 = reserve(&c, 130, "");
+    ck_assert_int_eq(r1.status, LEDGER_ST_OK);
+    nreplies = 0;
+    uint64_t first = next_id;
+    for (int i = 0; i < 8; i++) {
+        struct ledger_req r = mkreq(LEDGER_SETTLE, &c);
+        memcpy(r.u.settle.txn_id, r1.u.reserve.txn_id, 16);
+        r.u.settle.outcome = i % 2 ? LEDGER_VOIDED : LEDGER_COMMITTED;
+        ledger_pg_submit(pg, &r);
+    }
+    wait_replies(8);
+    /* ok[k]/conflict[k]: replies to requests asking for committed (k=0) or
+     * voided (k=1). */
+    int ok[2] = {0, 0}, conflict[2] = {0, 0};
+    for (int i = 0; i < 8; i++) {
+        int k = (int)((replies[i].rep.id - first) % 2);
+        ck_assert(replies[i].rep.status == LEDGER_ST_OK ||
+                  replies[i].rep.status == LEDGER_ST_CONFLICT);
+        if (replies[i].rep.status == LEDGER_ST_OK)
+            ok[k]++;
+        else
+            conflict[k]++;
+    }
+    /* One kind won all four of its requests, the other lost all four. */
+    ck_assert((ok[0] == 4 && conflict[1] == 4) || (ok[1] == 4 && conflict[0] == 4));
+    ck_assert_str_eq(code_state(130), ok[0] == 4 ? "used" : "issued");
+    ck_assert_int_eq(ledger_entries(r1.u.reserve.txn_id), 2);
+}
+END_TEST
+
+START_TEST(test_rate_limits)
+{
+    struct ledger_card c = card_n(70);
+    issue_code(140, 100, 0);
+    for (int i = 0; i < 3; i++) {
+        struct ledger_req f = mkreq(LEDGER_CODE_FAILURE, &c);
+        snprintf(f.u.code_failure.peer, sizeof f.u.code_failure.peer, "198.51.100.7");
+        ck_assert_int_eq(run(&f).status, LEDGER_ST_OK);
+    }
+    struct ledger_req r = mkreq(LEDGER_RESERVE, &c);
+    hash_n(140, r.u.reserve.code_hash);
+    snprintf(r.u.reserve.peer, sizeof r.u.reserve.peer, "203.0.113.9");
+    r.u.reserve.max_card_failures = 3;
+    r.u.reserve.max_peer_failures = 100;
+    r.u.reserve.window_s = 3600;
+    ck_assert_int_eq(run(&r).status, LEDGER_ST_LIMIT_EXCEEDED);
+    ck_assert_str_eq(code_state(140), "issued"); /* not even looked up */
+
+    /* Per peer: the three failures above came from 198.51.100.7. */
+    struct ledger_card c2 = card_n(71);
+    struct ledger_req r2 = mkreq(LEDGER_RESERVE, &c2);
+    hash_n(140, r2.u.reserve.code_hash);
+    snprintf(r2.u.reserve.peer, sizeof r2.u.reserve.peer, "198.51.100.7");
+    r2.u.reserve.max_card_failures = 3;
+    r2.u.reserve.max_peer_failures = 3;
+    r2.u.reserve.window_s = 3600;
+    ck_assert_int_eq(run(&r2).status, LEDGER_ST_LIMIT_EXCEEDED);
+    /* Another card from another peer is not limited. */
+    r2.id = next_id++;
+    snprintf(r2.u.reserve.peer, sizeof r2.u.reserve.peer, "198.51.100.8");
+    ck_assert_int_eq(run(&r2).status, LEDGER_ST_OK);
+}
+END_TEST
+
+START_TEST(test_integrity_freeze_personalized)
+{
+    struct ledger_card c = card_n(80);
+    for (uint32_t i = 1; i <= 3; i++) {
+        struct ledger_req f = mkreq(LEDGER_INTEGRITY_FAILURE, &c);
+        struct ledger_reply rep = run(&f);
+        ck_assert_int_eq(rep.status, LEDGER_ST_OK);
+        ck_assert_uint_eq(rep.u.integrity_failures, i);
+    }
+    struct ledger_req cs = mkreq(LEDGER_CARD_STATE, &c);
+    ck_assert_uint_eq(run(&cs).u.card.integrity_failures, 3);
+    struct ledger_req z = mkreq(LEDGER_INTEGRITY_RESET, &c);
+    ck_assert_int_eq(run(&z).status, LEDGER_ST_OK);
+    struct ledger_req f = mkreq(LEDGER_INTEGRITY_FAILURE, &c);
+    ck_assert_uint_eq(run(&f).u.integrity_failures, 1);
+
+    struct ledger_req fr = mkreq(LEDGER_FREEZE, &c);
+    fr.u.freeze.reason = LEDGER_FREEZE_INTEGRITY;
+    snprintf(fr.u.freeze.detail, sizeof fr.u.freeze.detail, "3 integrity failures");
+    ck_assert_int_eq(run(&fr).status, LEDGER_ST_OK);
+    fr.id = next_id++;
+    ck_assert_int_eq(run(&fr).status, LEDGER_ST_OK);
+    cs.id = next_id++;
+    ck_assert_int_eq(run(&cs).u.card.frozen, 1);
+
+    struct ledger_card c2 = card_n(81);
+    ck_assert_int_eq(test_personalized(&c2), 0);
+    struct ledger_req p = mkreq(LEDGER_PERSONALIZED, &c2);
+    ck_assert_int_eq(run(&p).status, LEDGER_ST_OK);
+    p.id = next_id++;
+    ck_assert_int_eq(run(&p).status, LEDGER_ST_OK);
+    ck_assert_int_eq(test_personalized(&c2), 1);
+}
+END_TEST
+
+START_TEST(test_card_state_lists)
+{
+    /* Ten in-doubt transactions: eight returned oldest first, "more" set;
+     * nine committed: the newest eight, newest first. */
+    struct ledger_card c = card_n(90);
+    uint8_t txn[19][16];
+    for (unsigned i = 0; i < 19; i++) {
+        issue_code(200 + i, 10 + i, 0);
+        struct ledger_reply r = reserve(&c, 200 + i, "");
+        ck_assert_int_eq(r.status, LEDGER_ST_OK);
+        memcpy(txn[i], r.u.reserve.txn_id, 16);
+    }
+    for (unsigned i = 0; i < 9; i++)
+        ck_assert_int_eq(settle(&c, txn[i], LEDGER_COMMITTED, 0).status, LEDGER_ST_OK);
+    struct ledger_req cs = mkreq(LEDGER_CARD_STATE, &c);
+    struct ledger_reply st = run(&cs);
+    ck_assert_int_eq(st.status, LEDGER_ST_OK);
+    ck_assert_int_eq(st.u.card.n_in_doubt, LEDGER_MAX_IN_DOUBT);
+    ck_assert_int_eq(st.u.card.in_doubt_more, 1);
+    for (unsigned i = 0; i < LEDGER_MAX_IN_DOUBT; i++) {
+        ck_assert_mem_eq(st.u.card.in_doubt[i].txn_id, txn[9 + i], 16);
+        ck_assert_int_eq(st.u.card.in_doubt[i].amount, 10 + 9 + i);
+    }
+    ck_assert_int_eq(st.u.card.n_committed, LEDGER_MAX_COMMITTED);
+    for (unsigned i = 0; i < LEDGER_MAX_COMMITTED; i++)
+        ck_assert_mem_eq(st.u.card.committed[i].txn_id, txn[8 - i], 16);
+}
+END_TEST
+
+START_TEST(test_append_only)
+{
+    struct ledger_card c = card_n(100);
+    issue_code(150, 100, 0);
+    struct ledger_reply r = reserve(&c, 150, "");
+    ck_assert_int_eq(r.status, LEDGER_ST_OK);
+    ck_assert_int_eq(settle(&c, r.u.reserve.txn_id, LEDGER_COMMITTED, 0).status, LEDGER_ST_OK);
+    /* Even the owner of the tables cannot rewrite history. */
+    ck_assert_int_eq(ledger_try_update(r.u.reserve.txn_id), 0);
+    ck_assert_int_eq(ledger_try_delete(r.u.reserve.txn_id), 0);
+    ck_assert_int_eq(ledger_entries(r.u.reserve.txn_id), 2);
+}
+END_TEST
+
+/* Holds a row lock so the pool's next LEASE_ACQUIRE on card blocks. */
+static PGconn *lock_lease(const struct ledger_card *c)
+{
+    PGconn *l = PQconnectdb(conninfo);
+    ck_assert_int_eq(PQstatus(l), CONNECTION_OK);
+    PQclear(PQexec(l, "BEGIN"));
+    lease_row_lock(l, c);
+    return l;
+}
+
+START_TEST(test_request_timeout)
+{
+    struct ledger_pg_opts o = {.conninfo = conninfo, .nconns = 2, .request_timeout_ms = 500};
+    struct ledger_pg *saved = pg;
+    pg = ledger_pg_new(base, &o, on_reply, NULL);
+    ck_assert_ptr_nonnull(pg);
+    wait_ready();
+    struct ledger_card c = card_n(110);
+    struct ledger_req a = mkreq(LEDGER_LEASE_ACQUIRE, &c);
+    holder_n(1, a.u.lease.holder);
+    a.u.lease.ttl_ms = 60000;
+    ck_assert_int_eq(run(&a).status, LEDGER_ST_OK);
+
+    PGconn *l = lock_lease(&c);
+    a.id = next_id++;
+    ck_assert_int_eq(run(&a).status, LEDGER_ST_ERROR); /* blocked, then timed out */
+    /* Another card is not held up meanwhile. */
+    struct ledger_card c2 = card_n(111);
+    struct ledger_req p = mkreq(LEDGER_PERSONALIZED, &c2);
+    ck_assert_int_eq(run(&p).status, LEDGER_ST_OK);
+    PQclear(PQexec(l, "ROLLBACK"));
+    PQfinish(l);
+    wait_ready();
+    a.id = next_id++;
+    ck_assert_int_eq(run(&a).status, LEDGER_ST_OK);
+    ledger_pg_free(pg);
+    pg = saved;
+}
+END_TEST
+
+START_TEST(test_backend_killed)
+{
+    /* A request in flight when its connection dies gets ERROR; the pool
+     * reconnects and serves again. */
+    wait_ready();
+    struct ledger_card c = card_n(120);
+    struct ledger_req a = mkreq(LEDGER_LEASE_ACQUIRE, &c);
+    holder_n(1, a.u.lease.holder);
+    a.u.lease.ttl_ms = 60000;
+    ck_assert_int_eq(run(&a).status, LEDGER_ST_OK);
+    PGconn *l = lock_lease(&c);
+    nreplies = 0;
+    a.id = next_id++;
+    ledger_pg_submit(pg, &a);
+    spin(300); /* it is now waiting for the lock */
+    ck_assert_int_eq(nreplies, 0);
+    PQclear(sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend' AND state <> 'idle in transaction'",
+                0, NULL));
+    wait_replies(1);
+    ck_assert_int_eq(replies[0].rep.status, LEDGER_ST_ERROR);
+    PQclear(PQexec(l, "ROLLBACK"));
+    PQfinish(l);
+    wait_ready();
+    spin(300);
+    a.id = next_id++;
+    ck_assert_int_eq(run(&a).status, LEDGER_ST_OK);
+}
+END_TEST
+
+START_TEST(test_server_restart)
+{
+    const char *cmd = getenv("OTA_TEST_PG_RESTART");
+    if (!cmd || !*cmd)
+        return;
+    wait_ready();
+    /* Blocks the loop while the server restarts: the pool sees dead
+     * sockets afterwards, exactly as after a real outage. */
+    PQfinish(admin);
+    admin = NULL;
+    ck_assert_int_eq(system(cmd), 0);
+    admin = PQconnectdb(conninfo);
+    ck_assert_int_eq(PQstatus(admin), CONNECTION_OK);
+    /* The first request may fail (ERROR, outcome unknown) or succeed; within
+     * ten seconds the pool must serve again. */
+    struct ledger_card c = card_n(130);
+    int ok = 0;
+    for (int i = 0; i < 100 && !ok; i++) {
+        struct ledger_req p = mkreq(LEDGER_PERSONALIZED, &c);
+        struct ledger_reply rep = run(&p);
+        ck_assert(rep.status == LEDGER_ST_OK || rep.status == LEDGER_ST_ERROR);
+        ok = rep.status == LEDGER_ST_OK;
+        if (!ok)
+            spin(100);
+    }
+    ck_assert_msg(ok, "the pool did not recover within 10 s of the restart");
+    ck_assert_int_eq(test_personalized(&c), 1);
+}
+END_TEST
+
+static void setup(void)
+{
+    conninfo = getenv("OTA_TEST_CONNINFO");
+    ck_assert_msg(conninfo && *conninfo, "OTA_TEST_CONNINFO not set (run test_ledger_pg.sh)");
+    admin = PQconnectdb(conninfo);
+    ck_assert_int_eq(PQstatus(admin), CONNECTION_OK);
+    base = event_base_new();
+    ck_assert_ptr_nonnull(base);
+    struct ledger_pg_opts o = {
+        .conninfo = conninfo, .nconns = 4, .backoff_min_ms = 50, .backoff_max_ms = 400};
+    pg = ledger_pg_new(base, &o, on_reply, NULL);
+    ck_assert_ptr_nonnull(pg);
+    wait_ready();
+}
+
+static void teardown(void)
+{
+    ledger_pg_free(pg);
+    pg = NULL;
+    event_base_free(base);
+    base = NULL;
+    PQfinish(admin);
+    admin = NULL;
+}
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("ledger_pg");
+    TCase *t = tcase_create("requests");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, test_startup_check);
+    tcase_add_test(t, test_weak_pool_never_ready);
+    tcase_add_test(t, test_lease);
+    tcase_add_test(t, test_concurrent_leases);
+    tcase_add_test(t, test_card_state_empty);
+    tcase_add_test(t, test_reserve_and_settle);
+    tcase_add_test(t, test_void_releases_code);
+    tcase_add_test(t, test_concurrent_reserve);
+    tcase_add_test(t, test_concurrent_settle);
+    tcase_add_test(t, test_rate_limits);
+    tcase_add_test(t, test_integrity_freeze_personalized);
+    tcase_add_test(t, test_card_state_lists);
+    tcase_add_test(t, test_append_only);
+    tcase_add_test(t, test_request_timeout);
+    tcase_add_test(t, test_backend_killed);
+    tcase_add_test(t, test_server_restart);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    if (sodium_init() < 0)
+        return 1;
+    log_init("test_ledger_pg", NULL, 0, LOG_LVL_WARN);
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,893 @@
+/* ledger_pg: ledger.h's requests as asynchronous libpq on a small pool.
+ *
+ * Each connection is a small state machine (pgbouncer's server.c is the
+ * model): WAIT (back-off) -> CONNECTING (PQconnectPoll) -> CHECKING (SHOW
+ * synchronous_commit) -> IDLE <-> BUSY (one request in flight).  A request
+ * is one statement: a call of the worker's stored function for its type
+ * (schema/NNN_worker_ledger.sql), so each request is exactly one transaction and
+ * its atomicity lives in the database.  Requests wait in one FIFO for an
+ * idle connection.  A dead connection, a request timeout or a database
+ * error gives LEDGER_ST_ERROR ("unknown outcome"), never a guess.
+ *
+ * Must never: block once ledger_pg_new() returned (no synchronous libpq
+ * call), call the reply callback from inside ledger_pg_submit(), or log a
+ * code hash, a lease holder or a full UID. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+#include <sodium.h>
+
+#include "ledger_pg.h"
+#include "log.h"
+#include "ota_err.h"
+
+#define NPARAMS 6
+#define PARAM_LEN 80 /* "\\x" + 64 hex digits of a code hash, with room */
+
+struct pg_job {
+    struct ledger_req req;
+    struct pg_job *next;
+};
+
+enum pgc_state {
+    PGC_WAIT = 0, /* no connection; back-off timer armed */
+    PGC_CONNECTING,
+    PGC_CHECKING, /* SHOW synchronous_commit in flight */
+    PGC_IDLE,
+    PGC_BUSY, /* job in flight */
+};
+
+struct pgc {
+    struct ledger_pg *pg;
+    unsigned idx;
+    enum pgc_state state;
+    PGconn *conn;
+    struct event *ev_io;    /* during connect: one-shot on the current socket */
+    struct event *ev_read;  /* once connected: persistent read */
+    struct event *ev_write; /* once connected: one-shot, while output is queued */
+    struct event *ev_timer; /* back-off, connect timeout or request timeout */
+    struct pg_job *job;
+    PGresult *res; /* first result of the job's statement */
+    uint32_t backoff_ms;
+    int was_up; /* for "connection restored" logs */
+};
+
+struct ledger_pg {
+    struct event_base *base;
+    char *conninfo;
+    unsigned nconns;
+    uint32_t timeout_ms, backoff_min_ms, backoff_max_ms;
+    ledger_pg_reply_fn cb;
+    void *cb_arg;
+    struct pgc conns[LEDGER_PG_MAX_CONNS];
+    struct pg_job *q_head, *q_tail; /* waiting for a connection */
+    size_t queued, inflight;
+    /* Replies decided without a connection (no database), delivered from
+     * the loop so the callback never runs inside ledger_pg_submit(). */
+    struct {
+        struct pg_job *job;
+        enum ledger_status st;
+    } * failed;
+    size_t nfailed, capfailed;
+    struct event *ev_deliver;
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+/* A database message made fit for one logfmt value. */
+static void clean_msg(const char *in, char *out, size_t cap)
+{
+    size_t j = 0;
+    for (size_t i = 0; in && in[i] && j + 1 < cap; i++) {
+        char c = in[i];
+        if (c == '"' || c == '\\')
+            c = '\'';
+        else if (c == '\n' || c == '\r' || c == '\t')
+            c = ' ';
+        out[j++] = c;
+    }
+    while (j > 0 && out[j - 1] == ' ')
+        j--;
+    out[j] = '\0';
+}
+
+static void put_bytea(char *dst, const uint8_t *b, size_t n)
+{
+    dst[0] = '\\';
+    dst[1] = 'x';
+    sodium_bin2hex(dst + 2, PARAM_LEN - 2, b, n);
+}
+
+static void put_uuid(char *dst, const uint8_t id[16])
+{
+    char h[33];
+    sodium_bin2hex(h, sizeof h, id, 16);
+    snprintf(dst, PARAM_LEN, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
+}
+
+static int get_uuid(const char *s, uint8_t out[16])
+{
+    char h[33];
+    size_t j = 0;
+    for (size_t i = 0; s[i]; i++) {
+        if (s[i] == '-')
+            continue;
+        if (j >= 32)
+            return OTA_ERR_PARSE;
+        h[j++] = s[i];
+    }
+    h[j] = '\0';
+    size_t bin = 0;
+    if (j != 32 || sodium_hex2bin(out, 16, h, j, NULL, &bin, NULL) != 0 || bin != 16)
+        return OTA_ERR_PARSE;
+    return 0;
+}
+
+static int get_i64(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end)
+        return OTA_ERR_PARSE;
+    *out = v;
+    return 0;
+}
+
+static int get_bool(const char *s)
+{
+    return s[0] == 't';
+}
+
+/* ---- requests: SQL, parameters, results ---------------------------------- */
+
+struct sql_call {
+    const char *sql;
+    int nparams;
+    char buf[NPARAMS][PARAM_LEN];
+    const char *values[NPARAMS];
+};
+
+static const char *SQL_LEASE_ACQUIRE = "SELECT ota_worker_lease_acquire($1, $2, $3)";
+static const char *SQL_LEASE_RELEASE = "SELECT ota_worker_lease_release($1, $2)";
+static const char *SQL_CARD_STATE =
+    "SELECT kind, frozen, has_history, integrity_failures, txn_id, amount "
+    "FROM ota_worker_card_state($1, $2, $3) ORDER BY ord";
+static const char *SQL_SETTLE = "SELECT ota_worker_settle($1, $2, $3, $4)";
+static const char *SQL_RESERVE =
+    "SELECT status, txn_id, amount, unix_time FROM ota_worker_reserve($1, $2, $3, $4, $5, $6)";
+static const char *SQL_CODE_FAILURE = "SELECT ota_worker_code_failure($1, $2)";
+static const char *SQL_INTEGRITY_FAILURE = "SELECT ota_worker_integrity_failure($1)";
+static const char *SQL_INTEGRITY_RESET = "SELECT ota_worker_integrity_reset($1)";
+static const char *SQL_FREEZE = "SELECT ota_worker_freeze($1, $2, $3)";
+static const char *SQL_PERSONALIZED = "SELECT ota_worker_personalized($1)";
+
+/* Fills c for req; OTA_ERR_INVAL for a request this code cannot express
+ * (a bug in the engine: answered ERROR without touching the database). */
+static int build_call(const struct ledger_req *req, struct sql_call *c)
+{
+    const struct ledger_card *card = &req->card;
+    if (card->uid_len != 4 && card->uid_len != 7)
+        return OTA_ERR_INVAL;
+    memset(c, 0, sizeof *c);
+    put_bytea(c->buf[0], card->uid, card->uid_len);
+    c->nparams = 1;
+
+    switch (req->type) {
+    case LEDGER_LEASE_ACQUIRE:
+        if (req->u.lease.ttl_ms == 0)
+            return OTA_ERR_INVAL;
+        c->sql = SQL_LEASE_ACQUIRE;
+        put_bytea(c->buf[1], req->u.lease.holder, LEDGER_HOLDER_LEN);
+        snprintf(c->buf[2], PARAM_LEN, "%" PRIu32, req->u.lease.ttl_ms);
+        c->nparams = 3;
+        break;
+    case LEDGER_LEASE_RELEASE:
+        c->sql = SQL_LEASE_RELEASE;
+        put_bytea(c->buf[1], req->u.lease.holder, LEDGER_HOLDER_LEN);
+        c->nparams = 2;
+        break;
+    case LEDGER_CARD_STATE:
+        c->sql = SQL_CARD_STATE;
+        /* One more than we keep, to know that there were more. */
+        snprintf(c->buf[1], PARAM_LEN, "%d", LEDGER_MAX_IN_DOUBT + 1);
+        snprintf(c->buf[2], PARAM_LEN, "%d", LEDGER_MAX_COMMITTED);
+        c->nparams = 3;
+        break;
+    case LEDGER_SETTLE:
+        if (req->u.settle.outcome != LEDGER_COMMITTED && req->u.settle.outcome != LEDGER_VOIDED)
+            return OTA_ERR_INVAL;
+        c->sql = SQL_SETTLE;
+        put_uuid(c->buf[1], req->u.settle.txn_id);
+        snprintf(c->buf[2], PARAM_LEN, "%s",
+                 req->u.settle.outcome == LEDGER_COMMITTED ? "committed" : "voided");
+        snprintf(c->buf[3], PARAM_LEN, "%" PRIu32,
+                 req->u.settle.outcome == LEDGER_COMMITTED ? req->u.settle.flags : 0);
+        c->nparams = 4;
+        break;
+    case LEDGER_RESERVE:
+        if (memchr(req->u.reserve.peer, '\0', sizeof req->u.reserve.peer) == NULL)
+            return OTA_ERR_INVAL;
+        c->sql = SQL_RESERVE;
+        put_bytea(c->buf[1], req->u.reserve.code_hash, CODE_HASH_LEN);
+        snprintf(c->buf[2], PARAM_LEN, "%s", req->u.reserve.peer);
+        snprintf(c->buf[3], PARAM_LEN, "%" PRIu32, req->u.reserve.max_card_failures);
+        snprintf(c->buf[4], PARAM_LEN, "%" PRIu32, req->u.reserve.max_peer_failures);
+        snprintf(c->buf[5], PARAM_LEN, "%" PRIu32, req->u.reserve.window_s);
+        c->nparams = 6;
+        break;
+    case LEDGER_CODE_FAILURE:
+        if (memchr(req->u.code_failure.peer, '\0', sizeof req->u.code_failure.peer) == NULL)
+            return OTA_ERR_INVAL;
+        c->sql = SQL_CODE_FAILURE;
+        snprintf(c->buf[1], PARAM_LEN, "%s", req->u.code_failure.peer);
+        c->nparams = 2;
+        break;
+    case LEDGER_INTEGRITY_FAILURE:
+        c->sql = SQL_INTEGRITY_FAILURE;
+        break;
+    case LEDGER_INTEGRITY_RESET:
+        c->sql = SQL_INTEGRITY_RESET;
+        break;
+    case LEDGER_FREEZE:
+        if (memchr(req->u.freeze.detail, '\0', sizeof req->u.freeze.detail) == NULL)
+            return OTA_ERR_INVAL;
+        c->sql = SQL_FREEZE;
+        snprintf(c->buf[1], PARAM_LEN, "%s",
+                 req->u.freeze.reason == LEDGER_FREEZE_RECORDS     ? "records"
+                 : req->u.freeze.reason == LEDGER_FREEZE_INTEGRITY ? "integrity"
+                                                                   : "other");
+        c->nparams = 3;
+        break;
+    case LEDGER_PERSONALIZED:
+        c->sql = SQL_PERSONALIZED;
+        break;
+    default:
+        return OTA_ERR_INVAL;
+    }
+    for (int i = 0; i < c->nparams; i++)
+        c->values[i] = c->buf[i];
+    if (req->type == LEDGER_FREEZE)
+        c->values[2] = req->u.freeze.detail; /* up to LEDGER_MAX_DETAIL bytes */
+    return 0;
+}
+
+static int parse_card_state(const PGresult *res, struct ledger_card_state *cs)
+{
+    int n = PQntuples(res);
+    int seen_card = 0;
+    memset(cs, 0, sizeof *cs);
+    if (PQnfields(res) != 6)
+        return OTA_ERR_PARSE;
+    for (int i = 0; i < n; i++) {
+        const char *kind = PQgetvalue(res, i, 0);
+        if (strcmp(kind, "card") == 0) {
+            int64_t f;
+            if (get_i64(PQgetvalue(res, i, 3), &f) || f < 0 || f > UINT32_MAX)
+                return OTA_ERR_PARSE;
+            cs->frozen = (uint8_t)get_bool(PQgetvalue(res, i, 1));
+            cs->has_history = (uint8_t)get_bool(PQgetvalue(res, i, 2));
+            cs->integrity_failures = (uint32_t)f;
+            seen_card = 1;
+            continue;
+        }
+        struct ledger_txn t;
+        if (PQgetisnull(res, i, 4) || get_uuid(PQgetvalue(res, i, 4), t.txn_id) ||
+            get_i64(PQgetvalue(res, i, 5), &t.amount))
+            return OTA_ERR_PARSE;
+        if (strcmp(kind, "in_doubt") == 0) {
+            if (cs->n_in_doubt < LEDGER_MAX_IN_DOUBT)
+                cs->in_doubt[cs->n_in_doubt++] = t;
+            else
+                cs->in_doubt_more = 1;
+        } else if (strcmp(kind, "committed") == 0) {
+            if (cs->n_committed >= LEDGER_MAX_COMMITTED)
+                return OTA_ERR_PARSE;
+            cs->committed[cs->n_committed++] = t;
+        } else {
+            return OTA_ERR_PARSE;
+        }
+    }
+    return seen_card ? 0 : OTA_ERR_PARSE;
+}
+
+/* Turns the statement's result into the reply; OTA_ERR_PARSE when the
+ * database answered something this code does not expect. */
+static int parse_result(const struct ledger_req *req, const PGresult *res, struct ledger_reply *rep)
+{
+    int one = PQntuples(res) == 1 && PQnfields(res) >= 1;
+    const char *v = one ? PQgetvalue(res, 0, 0) : "";
+    int64_t n;
+
+    rep->status = LEDGER_ST_OK;
+    switch (req->type) {
+    case LEDGER_LEASE_ACQUIRE:
+        if (!one || PQgetisnull(res, 0, 0))
+            return OTA_ERR_PARSE;
+        rep->status = get_bool(v) ? LEDGER_ST_OK : LEDGER_ST_BUSY;
+        return 0;
+    case LEDGER_CARD_STATE:
+        return parse_card_state(res, &rep->u.card);
+    case LEDGER_SETTLE:
+        if (!one)
+            return OTA_ERR_PARSE;
+        if (strcmp(v, "ok") == 0)
+            rep->status = LEDGER_ST_OK;
+        else if (strcmp(v, "conflict") == 0)
+            rep->status = LEDGER_ST_CONFLICT;
+        else
+            return OTA_ERR_PARSE;
+        return 0;
+    case LEDGER_RESERVE:
+        if (!one || PQnfields(res) != 4)
+            return OTA_ERR_PARSE;
+        if (strcmp(v, "ok") == 0) {
+            if (get_uuid(PQgetvalue(res, 0, 1), rep->u.reserve.txn_id) ||
+                get_i64(PQgetvalue(res, 0, 2), &rep->u.reserve.amount) ||
+                get_i64(PQgetvalue(res, 0, 3), &rep->u.reserve.unix_time))
+                return OTA_ERR_PARSE;
+            rep->status = LEDGER_ST_OK;
+        } else if (strcmp(v, "code-invalid") == 0) {
+            rep->status = LEDGER_ST_CODE_INVALID;
+        } else if (strcmp(v, "code-used") == 0) {
+            rep->status = LEDGER_ST_CODE_USED;
+        } else if (strcmp(v, "limit-exceeded") == 0) {
+            rep->status = LEDGER_ST_LIMIT_EXCEEDED;
+        } else {
+            return OTA_ERR_PARSE;
+        }
+        return 0;
+    case LEDGER_INTEGRITY_FAILURE:
+        if (!one || get_i64(v, &n) || n < 0 || n > UINT32_MAX)
+            return OTA_ERR_PARSE;
+        rep->u.integrity_failures = (uint32_t)n;
+        return 0;
+    case LEDGER_LEASE_RELEASE:
+    case LEDGER_CODE_FAILURE:
+    case LEDGER_INTEGRITY_RESET:
+    case LEDGER_FREEZE:
+    case LEDGER_PERSONALIZED:
+        return one ? 0 : OTA_ERR_PARSE;
+    default:
+        return OTA_ERR_PARSE;
+    }
+}
+
+/* ---- replies --------------------------------------------------------------- */
+
+static void reply(struct ledger_pg *pg, struct pg_job *job, const struct ledger_reply *rep)
+{
+    uint64_t session = job->req.session;
+    sodium_memzero(&job->req, sizeof job->req);
+    free(job);
+    pg->cb(pg->cb_arg, session, rep);
+}
+
+static void reply_status(struct ledger_pg *pg, struct pg_job *job, enum ledger_status st)
+{
+    struct ledger_reply rep;
+    memset(&rep, 0, sizeof rep);
+    rep.id = job->req.id;
+    rep.type = job->req.type;
+    rep.status = st;
+    reply(pg, job, &rep);
+}
+
+static void on_deliver(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct ledger_pg *pg = arg;
+    /* Take the current batch: callbacks may submit (and fail) more. */
+    size_t n = pg->nfailed;
+    for (size_t i = 0; i < n; i++)
+        reply_status(pg, pg->failed[i].job, pg->failed[i].st);
+    memmove(pg->failed, pg->failed + n, (pg->nfailed - n) * sizeof *pg->failed);
+    pg->nfailed -= n;
+    if (pg->nfailed)
+        event_active(pg->ev_deliver, EV_READ, 0);
+}
+
+/* Answers job with st from the loop.  Falls back to a direct call only if
+ * memory is exhausted (never from ledger_pg_submit's own stack then: the
+ * caller guarantees that). */
+static void fail_later(struct ledger_pg *pg, struct pg_job *job, enum ledger_status st)
+{
+    if (pg->nfailed == pg->capfailed) {
+        size_t cap = pg->capfailed ? pg->capfailed * 2 : 64;
+        void *p = realloc(pg->failed, cap * sizeof *pg->failed);
+        if (!p) {
+            log_error("out_of_memory", "what=ledger_reply req=%s session=%" PRIu64,
+                      ledger_req_name(job->req.type), job->req.session);
+            /* The session's own timeouts end it; its request is lost. */
+            sodium_memzero(&job->req, sizeof job->req);
+            free(job);
+            return;
+        }
+        pg->failed = p;
+        pg->capfailed = cap;
+    }
+    pg->failed[pg->nfailed].job = job;
+    pg->failed[pg->nfailed].st = st;
+    pg->nfailed++;
+    event_active(pg->ev_deliver, EV_READ, 0);
+}
+
+/* ---- connections ----------------------------------------------------------- */
+
+static void conn_connect(struct pgc *c);
+static void dispatch(struct ledger_pg *pg);
+
+static int usable_conns(const struct ledger_pg *pg)
+{
+    int n = 0;
+    for (unsigned i = 0; i < pg->nconns; i++)
+        if (pg->conns[i].state == PGC_IDLE || pg->conns[i].state == PGC_BUSY)
+            n++;
+    return n;
+}
+
+static void fail_queue(struct ledger_pg *pg)
+{
+    while (pg->q_head) {
+        struct pg_job *job = pg->q_head;
+        pg->q_head = job->next;
+        pg->queued--;
+        fail_later(pg, job, LEDGER_ST_ERROR);
+    }
+    pg->q_tail = NULL;
+}
+
+static void conn_close(struct pgc *c)
+{
+    struct event **evs[] = {&c->ev_io, &c->ev_read, &c->ev_write};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (*evs[i]) {
+            event_free(*evs[i]);
+            *evs[i] = NULL;
+        }
+    evtimer_del(c->ev_timer);
+    if (c->res) {
+        PQclear(c->res);
+        c->res = NULL;
+    }
+    if (c->conn) {
+        PQfinish(c->conn);
+        c->conn = NULL;
+    }
+}
+
+static void on_backoff(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_connect(arg);
+}
+
+/* The connection is gone or unusable: its job (if any) gets ERROR, and it
+ * tries again after the back-off. */
+static void conn_fail(struct pgc *c, const char *why, const char *detail)
+{
+    struct ledger_pg *pg = c->pg;
+    char msg[200];
+    clean_msg(detail, msg, sizeof msg);
+    if (c->was_up || c->state >= PGC_CHECKING)
+        log_warn("db_connection_lost", "conn=%u reason=%s detail=\"%s\" retry_ms=%" PRIu32, c->idx,
+                 why, msg, c->backoff_ms);
+    else
+        log_debug("db_connect_failed", "conn=%u reason=%s detail=\"%s\" retry_ms=%" PRIu32, c->idx,
+                  why, msg, c->backoff_ms);
+    c->was_up = 0;
+    struct pg_job *job = c->job;
+    c->job = NULL;
+    conn_close(c);
+    c->state = PGC_WAIT;
+    struct timeval tv = {.tv_sec = c->backoff_ms / 1000,
+                         .tv_usec = (suseconds_t)(c->backoff_ms % 1000) * 1000};
+    event_assign(c->ev_timer, pg->base, -1, 0, on_backoff, c);
+    evtimer_add(c->ev_timer, &tv);
+    c->backoff_ms = c->backoff_ms * 2 > pg->backoff_max_ms ? pg->backoff_max_ms : c->backoff_ms * 2;
+    if (job) {
+        pg->inflight--;
+        fail_later(pg, job, LEDGER_ST_ERROR);
+    }
+    /* With no usable connection at all, waiting helps nobody: the engine
+     * answers pending/failed now rather than at its own timeout. */
+    if (usable_conns(pg) == 0)
+        fail_queue(pg);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pgc *c = arg;
+    if (c->state == PGC_BUSY && c->job)
+        log_warn("db_request_timeout", "conn=%u req=%s session=%" PRIu64, c->idx,
+                 ledger_req_name(c->job->req.type), c->job->req.session);
+    conn_fail(c, "timeout", "no answer in time");
+}
+
+static void arm_timeout(struct pgc *c)
+{
+    struct ledger_pg *pg = c->pg;
+    struct timeval tv = {.tv_sec = pg->timeout_ms / 1000,
+                         .tv_usec = (suseconds_t)(pg->timeout_ms % 1000) * 1000};
+    /* event_assign() needs a non-pending event. */
+    evtimer_del(c->ev_timer);
+    event_assign(c->ev_timer, pg->base, -1, 0, on_timeout, c);
+    evtimer_add(c->ev_timer, &tv);
+}
+
+/* Sends what libpq has queued; arms the write event if the socket is full. */
+static int conn_flush(struct pgc *c)
+{
+    int r = PQflush(c->conn);
+    if (r < 0)
+        return -1;
+    if (r == 1)
+        event_add(c->ev_write, NULL);
+    return 0;
+}
+
+static void conn_send(struct pgc *c, const char *sql, int n, const char *const *values)
+{
+    if (!PQsendQueryParams(c->conn, sql, n, NULL, values, NULL, NULL, 0) || conn_flush(c) != 0) {
+        conn_fail(c, "send", PQerrorMessage(c->conn));
+        return;
+    }
+    arm_timeout(c);
+}
+
+static void start_job(struct pgc *c, struct pg_job *job)
+{
+    struct ledger_pg *pg = c->pg;
+    struct sql_call call;
+    if (build_call(&job->req, &call) != 0) {
+        log_error("ledger_bad_request", "req=%s session=%" PRIu64, ledger_req_name(job->req.type),
+                  job->req.session);
+        fail_later(pg, job, LEDGER_ST_ERROR);
+        return;
+    }
+    c->job = job;
+    c->state = PGC_BUSY;
+    pg->inflight++;
+    conn_send(c, call.sql, call.nparams, call.values);
+    sodium_memzero(&call, sizeof call);
+}
+
+static void dispatch(struct ledger_pg *pg)
+{
+    for (unsigned i = 0; i < pg->nconns && pg->q_head; i++) {
+        struct pgc *c = &pg->conns[i];
+        if (c->state != PGC_IDLE)
+            continue;
+        struct pg_job *job = pg->q_head;
+        pg->q_head = job->next;
+        if (!pg->q_head)
+            pg->q_tail = NULL;
+        pg->queued--;
+        job->next = NULL;
+        start_job(c, job);
+    }
+}
+
+/* The SHOW synchronous_commit answer of a fresh connection. */
+static void finish_check(struct pgc *c, const PGresult *res)
+{
+    struct ledger_pg *pg = c->pg;
+    const char *v = "";
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        v = PQgetvalue(res, 0, 0);
+    if (strcmp(v, "on") != 0 && strcmp(v, "remote_apply") != 0) {
+        log_error("db_not_durable", "conn=%u synchronous_commit=\"%s\"", c->idx, v);
+        conn_fail(c, "synchronous_commit", "synchronous_commit is not on");
+        return;
+    }
+    c->state = PGC_IDLE;
+    c->backoff_ms = pg->backoff_min_ms;
+    c->was_up = 1;
+    log_info("db_connected", "conn=%u server_version=%d", c->idx, PQserverVersion(c->conn));
+    dispatch(pg);
+}
+
+/* The job's statement is complete: result in c->res (or none). */
+static void finish_job(struct pgc *c)
+{
+    struct ledger_pg *pg = c->pg;
+    struct pg_job *job = c->job;
+    PGresult *res = c->res;
+    struct ledger_reply rep;
+
+    c->job = NULL;
+    c->res = NULL;
+    c->state = PGC_IDLE;
+    pg->inflight--;
+    evtimer_del(c->ev_timer);
+
+    memset(&rep, 0, sizeof rep);
+    rep.id = job->req.id;
+    rep.type = job->req.type;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char msg[200];
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        /* Only the primary message: DETAIL may quote key values. */
+        clean_msg(res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "no result", msg,
+                  sizeof msg);
+        log_error("db_request_failed", "conn=%u req=%s session=%" PRIu64 " sqlstate=%s err=\"%s\"",
+                  c->idx, ledger_req_name(job->req.type), job->req.session, state ? state : "-",
+                  msg);
+        rep.status = LEDGER_ST_ERROR;
+    } else if (parse_result(&job->req, res, &rep) != 0) {
+        log_error("db_bad_answer", "conn=%u req=%s session=%" PRIu64 " rows=%d cols=%d", c->idx,
+                  ledger_req_name(job->req.type), job->req.session, PQntuples(res), PQnfields(res));
+        memset(&rep.u, 0, sizeof rep.u);
+        rep.status = LEDGER_ST_ERROR;
+    }
+    if (res)
+        PQclear(res);
+    /* Hand the connection on before the callback, which may submit more. */
+    dispatch(pg);
+    reply(pg, job, &rep);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pgc *c = arg;
+    if (c->conn && conn_flush(c) != 0)
+        conn_fail(c, "flush", PQerrorMessage(c->conn));
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pgc *c = arg;
+
+    if (!PQconsumeInput(c->conn) || PQstatus(c->conn) == CONNECTION_BAD) {
+        conn_fail(c, "read", PQerrorMessage(c->conn));
+        return;
+    }
+    PGnotify *nt;
+    while ((nt = PQnotifies(c->conn)) != NULL)
+        PQfreemem(nt);
+    if (c->state != PGC_BUSY && c->state != PGC_CHECKING) {
+        /* Nothing asked: the server may be telling us it shuts down. */
+        return;
+    }
+    while (!PQisBusy(c->conn)) {
+        PGresult *r = PQgetResult(c->conn);
+        if (!r) {
+            /* The statement is complete. */
+            if (c->state == PGC_CHECKING) {
+                PGresult *res = c->res;
+                c->res = NULL;
+                evtimer_del(c->ev_timer);
+                finish_check(c, res);
+                if (res)
+                    PQclear(res);
+            } else {
+                finish_job(c);
+            }
+            return;
+        }
+        if (!c->res)
+            c->res = r;
+        else
+            PQclear(r);
+    }
+}
+
+/* Server messages outside a query (e.g. "terminating connection due to
+ * administrator command") go to our log, not to stderr. */
+static void on_notice(void *arg, const char *message)
+{
+    const struct pgc *c = arg;
+    char msg[200];
+    clean_msg(message, msg, sizeof msg);
+    log_debug("db_notice", "conn=%u detail=\"%s\"", c->idx, msg);
+}
+
+static int conn_watch_connected(struct pgc *c)
+{
+    struct ledger_pg *pg = c->pg;
+    int fd = PQsocket(c->conn);
+    if (c->ev_io) {
+        event_free(c->ev_io);
+        c->ev_io = NULL;
+    }
+    if (fd < 0 || PQsetnonblocking(c->conn, 1) != 0)
+        return -1;
+    c->ev_read = event_new(pg->base, fd, EV_READ | EV_PERSIST, on_read, c);
+    c->ev_write = event_new(pg->base, fd, EV_WRITE, on_write, c);
+    if (!c->ev_read || !c->ev_write || event_add(c->ev_read, NULL) != 0)
+        return -1;
+    return 0;
+}
+
+static void on_connect_io(evutil_socket_t fd, short what, void *arg);
+
+/* One step of PQconnectPoll; re-arms on whatever socket libpq now uses. */
+static void connect_step(struct pgc *c, PostgresPollingStatusType st)
+{
+    struct ledger_pg *pg = c->pg;
+    if (st == PGRES_POLLING_FAILED) {
+        conn_fail(c, "connect", PQerrorMessage(c->conn));
+        return;
+    }
+    if (st == PGRES_POLLING_OK) {
+        if (conn_watch_connected(c) != 0) {
+            conn_fail(c, "setup", "cannot watch the connection");
+            return;
+        }
+        c->state = PGC_CHECKING;
+        conn_send(c, "SHOW synchronous_commit", 0, NULL);
+        return;
+    }
+    short ev = st == PGRES_POLLING_READING ? EV_READ : EV_WRITE;
+    if (c->ev_io)
+        event_free(c->ev_io);
+    c->ev_io = event_new(pg->base, PQsocket(c->conn), ev, on_connect_io, c);
+    if (!c->ev_io || event_add(c->ev_io, NULL) != 0)
+        conn_fail(c, "setup", "cannot watch the connection");
+}
+
+static void on_connect_io(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pgc *c = arg;
+    connect_step(c, PQconnectPoll(c->conn));
+}
+
+static void conn_connect(struct pgc *c)
+{
+    struct ledger_pg *pg = c->pg;
+    c->state = PGC_CONNECTING;
+    c->conn = PQconnectStart(pg->conninfo);
+    if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
+        conn_fail(c, "connect", c->conn ? PQerrorMessage(c->conn) : "out of memory");
+        return;
+    }
+    PQsetNoticeProcessor(c->conn, on_notice, c);
+    /* Bounds the whole connect as well as each request. */
+    arm_timeout(c);
+    connect_step(c, PGRES_POLLING_WRITING);
+}
+
+/* ---- public ----------------------------------------------------------------- */
+
+struct ledger_pg *ledger_pg_new(struct event_base *base, const struct ledger_pg_opts *o,
+                                ledger_pg_reply_fn cb, void *arg)
+{
+    if (!base || !o || !o->conninfo || !cb || o->nconns > LEDGER_PG_MAX_CONNS)
+        return NULL;
+    struct ledger_pg *pg = calloc(1, sizeof *pg);
+    if (!pg)
+        return NULL;
+    pg->base = base;
+    pg->cb = cb;
+    pg->cb_arg = arg;
+    pg->nconns = o->nconns ? o->nconns : 4;
+    pg->timeout_ms = o->request_timeout_ms ? o->request_timeout_ms : 15000;
+    pg->backoff_min_ms = o->backoff_min_ms ? o->backoff_min_ms : 100;
+    pg->backoff_max_ms = o->backoff_max_ms ? o->backoff_max_ms : 5000;
+    if (pg->backoff_max_ms < pg->backoff_min_ms)
+        pg->backoff_max_ms = pg->backoff_min_ms;
+    pg->conninfo = strdup(o->conninfo);
+    pg->ev_deliver = event_new(base, -1, 0, on_deliver, pg);
+    if (!pg->conninfo || !pg->ev_deliver)
+        goto fail;
+    for (unsigned i = 0; i < pg->nconns; i++) {
+        struct pgc *c = &pg->conns[i];
+        c->pg = pg;
+        c->idx = i;
+        c->backoff_ms = pg->backoff_min_ms;
+        c->ev_timer = evtimer_new(base, on_backoff, c);
+        if (!c->ev_timer)
+            goto fail;
+    }
+    for (unsigned i = 0; i < pg->nconns; i++)
+        conn_connect(&pg->conns[i]);
+    return pg;
+fail:
+    ledger_pg_free(pg);
+    return NULL;
+}
+
+void ledger_pg_free(struct ledger_pg *pg)
+{
+    if (!pg)
+        return;
+    for (unsigned i = 0; i < pg->nconns; i++) {
+        struct pgc *c = &pg->conns[i];
+        conn_close(c);
+        if (c->ev_timer)
+            event_free(c->ev_timer);
+        if (c->job) {
+            sodium_memzero(&c->job->req, sizeof c->job->req);
+            free(c->job);
+        }
+    }
+    while (pg->q_head) {
+        struct pg_job *j = pg->q_head;
+        pg->q_head = j->next;
+        sodium_memzero(&j->req, sizeof j->req);
+        free(j);
+    }
+    for (size_t i = 0; i < pg->nfailed; i++) {
+        sodium_memzero(&pg->failed[i].job->req, sizeof pg->failed[i].job->req);
+        free(pg->failed[i].job);
+    }
+    free(pg->failed);
+    if (pg->ev_deliver)
+        event_free(pg->ev_deliver);
+    free(pg->conninfo);
+    free(pg);
+}
+
+void ledger_pg_submit(struct ledger_pg *pg, const struct ledger_req *req)
+{
+    struct pg_job *job = calloc(1, sizeof *job);
+    if (!job) {
+        log_error("out_of_memory", "what=ledger_job req=%s session=%" PRIu64,
+                  ledger_req_name(req->type), req->session);
+        return;
+    }
+    job->req = *req;
+    if (usable_conns(pg) == 0) {
+        fail_later(pg, job, LEDGER_ST_ERROR);
+        return;
+    }
+    if (pg->q_tail)
+        pg->q_tail->next = job;
+    else
+        pg->q_head = job;
+    pg->q_tail = job;
+    pg->queued++;
+    dispatch(pg);
+}
+
+int ledger_pg_ready(const struct ledger_pg *pg)
+{
+    return pg && usable_conns(pg) > 0;
+}
+
+size_t ledger_pg_pending(const struct ledger_pg *pg)
+{
+    return pg ? pg->queued + pg->inflight + pg->nfailed : 0;
+}
+
+int ledger_pg_check(const char *conninfo, char *err, size_t errlen)
+{
+    PGconn *conn = PQconnectdb(conninfo);
+    int rc = 0;
+    if (!conn || PQstatus(conn) != CONNECTION_OK) {
+        clean_msg(conn ? PQerrorMessage(conn) : "out of memory", err, errlen);
+        PQfinish(conn);
+        return OTA_ERR_IO;
+    }
+    PGresult *res = PQexec(conn, "SHOW synchronous_commit");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        clean_msg(PQerrorMessage(conn), err, errlen);
+        rc = OTA_ERR_IO;
+    } else {
+        const char *v = PQgetvalue(res, 0, 0);
+        if (strcmp(v, "on") != 0 && strcmp(v, "remote_apply") != 0) {
+            char msg[64];
+            clean_msg(v, msg, sizeof msg);
+            snprintf(err, errlen, "synchronous_commit is '%s'; the ledger needs 'on'", msg);
+            rc = OTA_ERR_STATE;
+        }
+    }
+    PQclear(res);
+    PQfinish(conn);
+    return rc;
+}

@@ -1,0 +1,57 @@
+/* ledger_pg: the requests of ledger.h against PostgreSQL, asynchronously.
+ *
+ * A small pool of non-blocking libpq connections watched by libevent; each
+ * connection runs one request (one statement, hence one transaction) at a
+ * time, so a slow query holds up only its own session.  Requests wait in a
+ * FIFO for a free connection.  A connection that dies is reopened with
+ * back-off; the requests it had in flight get LEDGER_ST_ERROR (outcome
+ * unknown), and so does every request while no connection is usable.  Every
+ * connection checks, before its first request, that synchronous_commit is
+ * on (ARCHITECTURE.md rule 7).  The worker role's statements only: it never
+ * runs DDL and never sees codes, only their hashes. */
+#ifndef LEDGER_PG_H
+#define LEDGER_PG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "ledger.h"
+
+struct event_base;
+struct ledger_pg;
+
+#define LEDGER_PG_MAX_CONNS 32
+
+struct ledger_pg_opts {
+    const char *conninfo;        /* db.conninfo */
+    unsigned nconns;             /* pool size, 1..LEDGER_PG_MAX_CONNS (0: 4) */
+    uint32_t request_timeout_ms; /* no reply by then: ERROR, connection reset (0: 15000) */
+    uint32_t backoff_min_ms;     /* first reconnect delay (0: 100) */
+    uint32_t backoff_max_ms;     /* doubling up to (0: 5000) */
+};
+
+/* Called once per submitted request, from the event loop (never from inside
+ * ledger_pg_submit), with the request's session id and the reply. */
+typedef void (*ledger_pg_reply_fn)(void *arg, uint64_t session, const struct ledger_reply *r);
+
+/* Start-up check, synchronous (before the event loop runs): connects once
+ * and requires SHOW synchronous_commit to be `on` (or the stricter
+ * `remote_apply`).  Returns 0, OTA_ERR_IO (cannot connect; message in err)
+ * or OTA_ERR_STATE (the setting is weaker; its value in err). */
+int ledger_pg_check(const char *conninfo, char *err, size_t errlen);
+
+/* Starts connecting the pool.  NULL on bad options or no memory. */
+struct ledger_pg *ledger_pg_new(struct event_base *base, const struct ledger_pg_opts *o,
+                                ledger_pg_reply_fn cb, void *arg);
+/* Closes every connection without calling back (shutdown). */
+void ledger_pg_free(struct ledger_pg *pg);
+
+/* Queues a request (copied).  Its reply always comes through the callback,
+ * exactly once, possibly LEDGER_ST_ERROR. */
+void ledger_pg_submit(struct ledger_pg *pg, const struct ledger_req *req);
+
+/* 1 when at least one connection is usable (heartbeat db_ok). */
+int ledger_pg_ready(const struct ledger_pg *pg);
+/* Requests queued or in flight. */
+size_t ledger_pg_pending(const struct ledger_pg *pg);
+
+#endif

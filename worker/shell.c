@@ -1,0 +1,417 @@
+/* shell: the live sessions of one worker and the dispatch of engine actions.
+ *
+ * Each gateway frame becomes one engine event; each action the engine
+ * returns becomes a frame, a ledger request or a timer, executed in the
+ * order given.  A session lives in a hash table keyed by the gateway's
+ * session id from eng_open() until the engine says ENG_A_DONE; that is its
+ * one free path.  Nothing here blocks or does I/O of its own.  Never log the
+ * authcode of an OPEN frame (a top-up code or an operator token), keys, or
+ * more than the tail of a UID. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "log.h"
+#include "ota_err.h"
+#include "shell.h"
+#include "wire.h"
+
+enum shs_state {
+    SHS_RUNNING = 1, /* the client has not had its result yet */
+    SHS_FINISHED,    /* result sent; the engine may still finish ledger work */
+};
+
+struct shs {
+    uint64_t id;
+    enum shs_state state;
+    uint8_t op;
+    struct eng_session *eng;
+    struct event *timer;
+    struct shell *sh;
+    struct shs *next; /* hash chain */
+};
+
+struct shell {
+    struct event_base *base;
+    struct eng_ctx *eng;
+    struct shell_io io;
+    uint32_t capacity;
+    uint32_t count;
+    int draining;
+    size_t nbuckets; /* a power of two */
+    struct shs **buckets;
+};
+
+uint64_t shell_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static size_t bucket_of(const struct shell *sh, uint64_t id)
+{
+    /* Session ids come from the gateway; a multiplicative hash spreads
+     * sequential ids and costs nothing. */
+    return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 17) & (sh->nbuckets - 1);
+}
+
+static struct shs *find(const struct shell *sh, uint64_t id)
+{
+    for (struct shs *s = sh->buckets[bucket_of(sh, id)]; s; s = s->next)
+        if (s->id == id)
+            return s;
+    return NULL;
+}
+
+static void unlink_session(struct shell *sh, struct shs *s)
+{
+    struct shs **pp = &sh->buckets[bucket_of(sh, s->id)];
+    while (*pp && *pp != s)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = s->next;
+    sh->count--;
+}
+
+/* The one free path of a session. */
+static void session_free(struct shell *sh, struct shs *s)
+{
+    unlink_session(sh, s);
+    if (s->timer)
+        event_free(s->timer);
+    eng_free(s->eng);
+    free(s);
+}
+
+static void send_frame(struct shell *sh, uint64_t session, const uint8_t *frame, int n,
+                       const char *what)
+{
+    if (n < 0) {
+        log_error("encode_failed", "session=%" PRIu64 " frame=%s err=%s", session, what,
+                  ota_strerror(n));
+        return;
+    }
+    int rc = sh->io.send(sh->io.arg, frame, (size_t)n);
+    if (rc < 0)
+        log_error("send_failed", "session=%" PRIu64 " frame=%s err=%s", session, what,
+                  ota_strerror(rc));
+}
+
+static void log_result(uint64_t session, const struct wire_result *r)
+{
+    char txn[33] = "-";
+    if (r->has & WIRE_RES_HAS_TXN)
+        sodium_bin2hex(txn, sizeof txn, r->txn, sizeof r->txn);
+    log_info("session_result",
+             "session=%" PRIu64 " op=%s status=%s error=%s txn=%s amount=%" PRId64
+             " balance=%" PRId64,
+             session, wire_op_name(r->op), wire_status_name(r->status),
+             r->status == WIRE_ST_OK ? "-" : wire_error_name(r->error), txn,
+             (r->has & WIRE_RES_HAS_AMOUNT) ? r->amount : 0,
+             (r->has & WIRE_RES_HAS_BALANCE) ? r->balance : -1);
+}
+
+static void send_result(struct shell *sh, uint64_t session, const struct wire_result *r)
+{
+    uint8_t frame[WIRE_MAX_FRAME];
+    log_result(session, r);
+    send_frame(sh, session, frame, wire_encode_result(frame, sizeof frame, session, r), "result");
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+
+/* Executes the engine's actions in order; frees the session on DONE. */
+static void run_actions(struct shell *sh, struct shs *s, const struct eng_actions *out)
+{
+    uint8_t frame[WIRE_MAX_FRAME];
+    int done = 0;
+    size_t n = out->n <= ENG_MAX_ACTIONS ? out->n : ENG_MAX_ACTIONS;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct eng_action *a = &out->a[i];
+        switch (a->type) {
+        case ENG_A_APDU:
+            send_frame(sh, s->id, frame,
+                       wire_encode_bytes(frame, sizeof frame, WIRE_COMMAND, s->id, a->u.apdu.data,
+                                         a->u.apdu.len),
+                       "command");
+            break;
+        case ENG_A_MODAL:
+            send_frame(sh, s->id, frame,
+                       wire_encode_bytes(frame, sizeof frame, WIRE_MODAL, s->id,
+                                         (const uint8_t *)a->u.text,
+                                         strnlen(a->u.text, WIRE_MAX_TEXT)),
+                       "modal");
+            break;
+        case ENG_A_LEDGER: {
+            struct ledger_req req = a->u.ledger;
+            /* Replies are routed by this id, whatever the engine wrote. */
+            req.session = s->id;
+            sh->io.ledger(sh->io.arg, &req);
+            sodium_memzero(&req, sizeof req);
+            break;
+        }
+        case ENG_A_PHASE: {
+            struct wire_phase ph = {.at_risk = a->u.at_risk ? 1 : 0};
+            send_frame(sh, s->id, frame, wire_encode_phase(frame, sizeof frame, s->id, &ph),
+                       "phase");
+            break;
+        }
+        case ENG_A_RESULT:
+            if (s->state == SHS_RUNNING) {
+                send_result(sh, s->id, &a->u.result);
+                s->state = SHS_FINISHED;
+            } else {
+                log_error("second_result", "session=%" PRIu64, s->id);
+            }
+            break;
+        case ENG_A_DONE:
+            done = 1;
+            break;
+        default:
+            log_error("unknown_action", "session=%" PRIu64 " type=%d", s->id, (int)a->type);
+            break;
+        }
+    }
+
+    if (done) {
+        if (s->state == SHS_RUNNING) {
+            /* The engine promised a result before DONE; the client must
+             * not be left without one. */
+            struct wire_result r = {
+                .op = s->op, .status = WIRE_ST_FAILED, .error = WIRE_E_INTERNAL};
+            log_error("done_without_result", "session=%" PRIu64, s->id);
+            send_result(sh, s->id, &r);
+        }
+        session_free(sh, s);
+        return;
+    }
+    if (out->timer_at_ms) {
+        uint64_t now = shell_now_ms();
+        uint64_t delta = out->timer_at_ms > now ? out->timer_at_ms - now : 0;
+        struct timeval tv = {.tv_sec = (time_t)(delta / 1000),
+                             .tv_usec = (suseconds_t)((delta % 1000) * 1000)};
+        evtimer_add(s->timer, &tv);
+    } else {
+        evtimer_del(s->timer);
+    }
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct shs *s = arg;
+    struct eng_actions out;
+    eng_on_timeout(s->eng, shell_now_ms(), &out);
+    run_actions(s->sh, s, &out);
+}
+
+static void refuse_open(struct shell *sh, uint64_t session, uint8_t op, uint8_t error)
+{
+    struct wire_result r = {.op = op, .status = WIRE_ST_FAILED, .error = error};
+    send_result(sh, session, &r);
+}
+
+static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_t *frame,
+                        size_t len)
+{
+    struct wire_open open;
+    char tail[8];
+
+    if (wire_decode_open(frame, len, &open) != 0) {
+        sodium_memzero(&open, sizeof open);
+        log_warn("bad_frame", "session=%" PRIu64 " type=open", h->session);
+        return;
+    }
+    if (find(sh, h->session)) {
+        sodium_memzero(&open, sizeof open);
+        log_warn("duplicate_open", "session=%" PRIu64, h->session);
+        return;
+    }
+    log_info("session_open", "session=%" PRIu64 " op=%s listener=%s uid=%s", h->session,
+             wire_op_name(open.op), open.listener == WIRE_LISTENER_OPERATOR ? "operator" : "public",
+             log_uid_tail(open.uid, open.uid_len, tail));
+    if (sh->draining || sh->count >= sh->capacity) {
+        sodium_memzero(&open, sizeof open);
+        log_warn("session_refused", "session=%" PRIu64 " reason=%s sessions=%" PRIu32, h->session,
+                 sh->draining ? "draining" : "capacity", sh->count);
+        refuse_open(sh, h->session, open.op, WIRE_E_OVERLOADED);
+        return;
+    }
+
+    struct shs *s = calloc(1, sizeof *s);
+    struct event *timer = NULL;
+    if (s)
+        timer = evtimer_new(sh->base, on_timer, s);
+    if (!s || !timer) {
+        free(s);
+        sodium_memzero(&open, sizeof open);
+        log_error("session_alloc_failed", "session=%" PRIu64, h->session);
+        refuse_open(sh, h->session, open.op, WIRE_E_INTERNAL);
+        return;
+    }
+    struct eng_actions out;
+    s->eng = eng_open(sh->eng, h->session, &open, shell_now_ms(), &out);
+    uint8_t op = open.op;
+    /* The authcode (a top-up code or an operator token) lives on only in
+     * the engine, which needs it. */
+    sodium_memzero(&open, sizeof open);
+    if (!s->eng) {
+        event_free(timer);
+        free(s);
+        log_error("engine_open_failed", "session=%" PRIu64, h->session);
+        refuse_open(sh, h->session, op, WIRE_E_INTERNAL);
+        return;
+    }
+    s->id = h->session;
+    s->op = op;
+    s->state = SHS_RUNNING;
+    s->timer = timer;
+    s->sh = sh;
+    size_t b = bucket_of(sh, s->id);
+    s->next = sh->buckets[b];
+    sh->buckets[b] = s;
+    sh->count++;
+    run_actions(sh, s, &out);
+}
+
+static struct shs *session_for(struct shell *sh, const struct wire_hdr *h, const char *what)
+{
+    struct shs *s = find(sh, h->session);
+    if (!s)
+        log_debug("frame_for_unknown_session", "session=%" PRIu64 " type=%s", h->session, what);
+    return s;
+}
+
+int shell_on_frame(struct shell *sh, const uint8_t *frame, size_t len)
+{
+    struct wire_hdr h;
+    struct eng_actions out;
+    struct shs *s;
+
+    if (wire_decode_hdr(frame, len, &h) != 0) {
+        log_warn("bad_frame", "len=%zu", len);
+        return 0;
+    }
+    int per_session = h.type == WIRE_OPEN || h.type == WIRE_CARD_RESPONSE ||
+                      h.type == WIRE_CLIENT_ERROR || h.type == WIRE_CLIENT_GONE;
+    if (per_session && h.session == 0) {
+        log_warn("bad_frame", "type=%u reason=no_session", (unsigned)h.type);
+        return 0;
+    }
+
+    switch (h.type) {
+    case WIRE_HEARTBEAT: {
+        struct wire_heartbeat hb;
+        if (wire_decode_heartbeat(frame, len, &hb) != 0) {
+            log_warn("bad_frame", "type=heartbeat");
+            return 0;
+        }
+        return WIRE_HEARTBEAT;
+    }
+    case WIRE_OPEN:
+        handle_open(sh, &h, frame, len);
+        return WIRE_OPEN;
+    case WIRE_CARD_RESPONSE: {
+        struct wire_bytes b;
+        if (wire_decode_bytes(frame, len, &b) != 0) {
+            log_warn("bad_frame", "session=%" PRIu64 " type=card_response", h.session);
+            return 0;
+        }
+        if ((s = session_for(sh, &h, "card_response"))) {
+            eng_on_card_response(s->eng, b.data, b.len, shell_now_ms(), &out);
+            run_actions(sh, s, &out);
+        }
+        return WIRE_CARD_RESPONSE;
+    }
+    case WIRE_CLIENT_ERROR: {
+        struct wire_client_error ce;
+        if (wire_decode_client_error(frame, len, &ce) != 0) {
+            log_warn("bad_frame", "session=%" PRIu64 " type=client_error", h.session);
+            return 0;
+        }
+        if ((s = session_for(sh, &h, "client_error"))) {
+            eng_on_client_error(s->eng, ce.kind, shell_now_ms(), &out);
+            run_actions(sh, s, &out);
+        }
+        return WIRE_CLIENT_ERROR;
+    }
+    case WIRE_CLIENT_GONE:
+        if (h.len != 0) {
+            log_warn("bad_frame", "session=%" PRIu64 " type=client_gone", h.session);
+            return 0;
+        }
+        if ((s = session_for(sh, &h, "client_gone"))) {
+            eng_on_client_gone(s->eng, shell_now_ms(), &out);
+            run_actions(sh, s, &out);
+        }
+        return WIRE_CLIENT_GONE;
+    default:
+        log_warn("unexpected_frame", "type=%u session=%" PRIu64, (unsigned)h.type, h.session);
+        return 0;
+    }
+}
+
+void shell_on_ledger_reply(struct shell *sh, uint64_t session, const struct ledger_reply *r)
+{
+    struct shs *s = find(sh, session);
+    if (!s) {
+        log_debug("ledger_reply_for_gone_session", "session=%" PRIu64 " req=%s status=%s", session,
+                  ledger_req_name(r->type), ledger_status_name(r->status));
+        return;
+    }
+    struct eng_actions out;
+    eng_on_ledger_reply(s->eng, r, shell_now_ms(), &out);
+    run_actions(sh, s, &out);
+}
+
+struct shell *shell_new(struct event_base *base, struct eng_ctx *eng, uint32_t capacity,
+                        const struct shell_io *io)
+{
+    if (!base || !eng || !io || !io->send || !io->ledger || capacity == 0 || capacity > (1u << 24))
+        return NULL;
+    struct shell *sh = calloc(1, sizeof *sh);
+    if (!sh)
+        return NULL;
+    sh->base = base;
+    sh->eng = eng;
+    sh->io = *io;
+    sh->capacity = capacity;
+    sh->nbuckets = 64;
+    while (sh->nbuckets < (size_t)capacity * 2)
+        sh->nbuckets <<= 1;
+    sh->buckets = calloc(sh->nbuckets, sizeof *sh->buckets);
+    if (!sh->buckets) {
+        free(sh);
+        return NULL;
+    }
+    return sh;
+}
+
+void shell_free(struct shell *sh)
+{
+    if (!sh)
+        return;
+    for (size_t b = 0; b < sh->nbuckets; b++)
+        while (sh->buckets[b])
+            session_free(sh, sh->buckets[b]);
+    free(sh->buckets);
+    free(sh);
+}
+
+void shell_set_draining(struct shell *sh, int draining)
+{
+    sh->draining = draining ? 1 : 0;
+}
+
+uint32_t shell_sessions(const struct shell *sh)
+{
+    return sh->count;
+}
