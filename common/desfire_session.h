@@ -25,6 +25,8 @@
 #define DFC_FRAME_MAX_RESP 59
 /* Largest ISO APDU either way: 5 header + 54 data + Le; answer 59 + SW. */
 #define DFC_APDU_MAX 64
+/* Largest native command frame a spec may ask for (PN532 readers send 60). */
+#define DFC_FRAME_MAX_REPLAY 60
 /* Largest logical command payload / answer data we build or accept. */
 #define DFC_DATA_MAX 512
 
@@ -77,6 +79,13 @@ struct dfc_cmd_spec {
     enum dfc_comm cmd_comm;  /* protection of the command (after auth) */
     enum dfc_comm resp_comm; /* protection of the answer (after auth) */
     int resp_len;            /* exact answer data length, or -1 if unknown */
+    /* Framing of a long command: most bytes of the first native frame (INS
+     * included) and of each continuation frame (AF included).  0 means
+     * DFC_FRAME_MAX_CMD; at most DFC_FRAME_MAX_REPLAY (then the APDU needs
+     * 6 + DFC_FRAME_MAX_REPLAY bytes of cap).  Only for reproducing recorded
+     * traffic of other readers; production code leaves both 0. */
+    uint8_t first_frame_max;
+    uint8_t next_frame_max;
 };
 
 enum dfc_cmd_state { DFC_CMD_IDLE = 0, DFC_CMD_SENDING, DFC_CMD_RECEIVING, DFC_CMD_DONE,
@@ -91,6 +100,7 @@ struct dfc_cmd {
     int changekey_same;       /* ChangeKey of the authenticated key: no answer MAC */
     uint8_t wire[DFC_DATA_MAX + 64]; /* hdr + protected payload as sent */
     size_t wire_len, wire_off;
+    uint8_t first_max, next_max;     /* frame limits in force */
     uint8_t acc[DFC_DATA_MAX + 64];  /* answer frames' data, concatenated */
     size_t acc_len;
     /* Results, valid when dfc_cmd_feed() returned 0 (or CARD_STATUS). */
@@ -115,7 +125,10 @@ void dfc_cmd_clear(struct dfc_cmd *c);
  * (at PICC level it carries the new key type: 0x80 AES).  old_key NULL means
  * the authenticated key itself is changed (cryptogram NewKey||Ver||CRC, the
  * answer has no CMAC and the session ends); otherwise (New^Old)||Ver||CRC||
- * CRC32(New).  key_version is sent only for AES new keys. */
+ * CRC32(New).  key_version is sent only for AES new keys.  new_key and
+ * old_key hold dfc_key_size(new_type) bytes (a DES key as K||K).  old_key
+ * must be NULL exactly when (keyno_byte & 0x0F) is the authenticated key
+ * number, else OTA_ERR_INVAL; without an active session OTA_ERR_STATE. */
 int dfc_cmd_start_changekey(struct dfc_cmd *c, struct dfc_session *s, uint8_t keyno_byte,
                             enum dfc_cipher new_type, const uint8_t *new_key,
                             uint8_t key_version, const uint8_t *old_key, uint8_t *apdu,
