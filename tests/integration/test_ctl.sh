@@ -1,0 +1,236 @@
+#!/bin/sh
+# test_ctl.sh: ota-ctl and the schema on a throwaway PostgreSQL 15:
+# migrations (twice: idempotent), the key file (KEK file and passphrase),
+# codes issued once on stdout and stored only as hashes, the database's own
+# ledger rules (append-only, one final entry, no final entry without a
+# reservation, a code committed once), the roles (finance reads views only
+# and never a code hash; the worker cannot issue codes), freezing and
+# unfreezing (recorded), the reports, and `ota-ctl audit` (passes on a
+# clean database, fails on a broken invariant or a disabled guard).
+# Needs OTA_SRCDIR and OTA_BUILDDIR (set by `make check`), or runs from a
+# build directory with the source tree next to this script.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+OTA_SRCDIR=${OTA_SRCDIR:-$(cd "$here/../.." && pwd)}
+OTA_BUILDDIR=${OTA_BUILDDIR:-$(pwd)}
+ctl_bin="$OTA_BUILDDIR/tools/ota-ctl"
+[ -x "$ctl_bin" ] || { echo "test_ctl.sh: $ctl_bin not built (make tools/ota-ctl)" >&2; exit 99; }
+
+. "$OTA_SRCDIR/tests/integration/pg.sh"
+tmp=$(mktemp -d /tmp/ota-ctl.XXXXXX) || exit 99
+trap 'pg_stop; rm -rf "$tmp"' EXIT
+trap 'exit 1' INT TERM
+
+fails=0
+checks=0
+ok() { checks=$((checks + 1)); echo "ok $checks - $*"; }
+bad() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL $checks - $*"; }
+# expect CODE DESCRIPTION COMMAND...: the command exits with CODE.
+expect() {
+    want=$1 what=$2
+    shift 2
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    got=$?
+    if [ "$got" -eq "$want" ]; then ok "$what"; else
+        bad "$what (exit $got, wanted $want)"
+        sed 's/^/    | /' "$tmp/out" "$tmp/err" | head -20
+    fi
+}
+# sql_fails DESCRIPTION SQL [USER]: the statement is refused.
+sql_fails() {
+    if pg_as_owner "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR" -U "${3:-ota}" -d ota \
+        -c "$2" >"$tmp/out" 2>"$tmp/err"; then
+        bad "$1 (the database accepted: $2)"
+    else
+        ok "$1 ($(head -n 1 "$tmp/err" | cut -c1-90))"
+    fi
+}
+# sql_value SQL [USER]: one value.
+sql_value() {
+    pg_as_owner "$PG_BIN/psql" -X -q -tA -v ON_ERROR_STOP=1 -h "$PG_DIR" -U "${2:-ota}" -d ota -c "$1"
+}
+eq() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (got '$2', wanted '$3')"; fi; }
+
+pg_start "$tmp" || exit 99
+conf="$tmp/ota.conf"
+cat >"$conf" <<EOF
+db.conninfo = $PG_CONNINFO
+worker.keyfile = $tmp/keys.sealed
+worker.kek_file = $tmp/kek
+currency = EUR
+EOF
+ctl() { "$ctl_bin" --config "$conf" "$@"; }
+
+# --- migrations
+nfiles=$(ls "$OTA_SRCDIR"/schema/[0-9]*_*.sql | wc -l)
+expect 0 "db status before migrating" ctl db status --schema-dir "$OTA_SRCDIR/schema"
+eq "db status lists every file as pending" "$(grep -c '^pending' "$tmp/out")" "$nfiles"
+expect 0 "db migrate" ctl db migrate --schema-dir "$OTA_SRCDIR/schema"
+eq "db migrate applied every file" "$(grep -c '^applied' "$tmp/out")" "$nfiles"
+expect 0 "db migrate again (OTA_SCHEMA_DIR)" env OTA_SCHEMA_DIR="$OTA_SRCDIR/schema" "$ctl_bin" --config "$conf" db migrate
+eq "the second migrate applies nothing" "$(grep -c '^applied' "$tmp/out")" 0
+eq "schema_migrations records each file once" "$(sql_value 'SELECT count(*) FROM schema_migrations')" "$nfiles"
+expect 0 "db status after migrating" ctl db status --schema-dir "$OTA_SRCDIR/schema"
+grep -q '^0 pending' "$tmp/out" && ok "nothing pending" || bad "db status still shows pending migrations"
+mkdir "$tmp/schema-bad" && printf 'CREATE TABLE broken (;\n' >"$tmp/schema-bad/500_broken.sql"
+cp "$OTA_SRCDIR"/schema/*.sql "$tmp/schema-bad/"
+expect 1 "a failing migration fails db migrate" ctl db migrate --schema-dir "$tmp/schema-bad"
+grep -q '500_broken' "$tmp/err" && ok "the error names the file" || bad "the error does not name the file"
+eq "a failed migration is not recorded" "$(sql_value "SELECT count(*) FROM schema_migrations WHERE version = '500_broken'")" 0
+
+# --- keys
+expect 0 "keys gen-kek" ctl keys gen-kek "$tmp/kek"
+eq "the KEK file is 32 bytes" "$(wc -c <"$tmp/kek" | tr -d ' ')" 32
+eq "the KEK file is 0600" "$(stat -c %a "$tmp/kek")" 600
+expect 1 "keys gen-kek refuses to overwrite" ctl keys gen-kek "$tmp/kek"
+expect 0 "keys init" ctl keys init
+eq "the key file is 0600" "$(stat -c %a "$tmp/keys.sealed")" 600
+eq "keys init prints six fingerprints" "$(grep -cE ' [0-9a-f]{16}$' "$tmp/out")" 6
+cp "$tmp/out" "$tmp/init.out"
+expect 1 "keys init refuses to overwrite" ctl keys init
+expect 0 "keys show" ctl keys show
+eq "keys show gives the fingerprints of init" "$(grep -E ' [0-9a-f]{16}$' "$tmp/out")" "$(grep -E ' [0-9a-f]{16}$' "$tmp/init.out")"
+"$ctl_bin" keys gen-kek "$tmp/kek2" 2>/dev/null
+expect 1 "keys show with another KEK fails" ctl keys show --kek-file "$tmp/kek2"
+grep -q 'wrong passphrase or KEK' "$tmp/err" && ok "the error says why" || bad "unclear error: $(cat "$tmp/err")"
+expect 0 "keys init with a passphrase" env OTA_KEK_PASSPHRASE=test-pass-phrase "$ctl_bin" --config "$conf" \
+    --worker.keyfile="$tmp/pass.sealed" --worker.kek_file= keys init
+expect 0 "keys show with the passphrase" env OTA_KEK_PASSPHRASE=test-pass-phrase "$ctl_bin" --config "$conf" \
+    --worker.keyfile="$tmp/pass.sealed" --worker.kek_file= keys show
+expect 1 "keys show with a wrong passphrase" env OTA_KEK_PASSPHRASE=wrong "$ctl_bin" --config "$conf" \
+    --worker.keyfile="$tmp/pass.sealed" --worker.kek_file= keys show
+k0=00112233445566778899aabbccddeeff
+expect 1 "keys import refuses to overwrite" ctl keys import --master-keys "$k0,$k0,$k0,$k0"
+code_fp=$(grep 'code HMAC' "$tmp/init.out")
+echo "$k0,$k0,$k0,$k0" | ctl keys import --master-keys - --force >"$tmp/out" 2>"$tmp/err" &&
+    ok "keys import from stdin" || bad "keys import failed: $(cat "$tmp/err")"
+eq "keys import keeps the code HMAC key" "$(grep 'code HMAC' "$tmp/out")" "$code_fp"
+eq "keys import keeps the PICC key" "$(grep 'PICC' "$tmp/out")" "$(grep 'PICC' "$tmp/init.out")"
+expect 2 "keys import rejects a short key" ctl keys import --master-keys "00,$k0,$k0,$k0" --force
+
+# --- codes
+ctl codes issue --amount 500 --count 3 --expires 30 --batch test >"$tmp/codes" 2>"$tmp/err" &&
+    ok "codes issue" || bad "codes issue failed: $(cat "$tmp/err")"
+eq "codes issue prints exactly the codes on stdout" "$(grep -cE '^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){3}-[0-9A-HJKMNP-TV-Z]$' "$tmp/codes")" 3
+eq "and nothing else" "$(wc -l <"$tmp/codes" | tr -d ' ')" 3
+eq "three codes stored as 32-byte hashes" "$(sql_value "SELECT count(*) FROM codes WHERE octet_length(code_hash) = 32 AND amount = 500 AND currency = 'EUR' AND state = 'issued' AND batch = 'test' AND expires_at > now() + interval '29 days'")" 3
+code1=$(head -n 1 "$tmp/codes")
+norm1=$(echo "$code1" | tr -d '-')
+pg_as_owner "$PG_BIN/pg_dump" -h "$PG_DIR" -U ota ota >"$tmp/dump.sql"
+if grep -q -e "$norm1" -e "$code1" "$tmp/dump.sql"; then bad "a code appears in the database dump"; else ok "no code appears in the database dump"; fi
+expect 2 "codes issue refuses an amount over topup.max_amount" ctl codes issue --amount 100001 --count 1
+expect 2 "codes issue needs --count" ctl codes issue --amount 5
+expect 1 "codes issue without the key file fails" ctl --worker.keyfile="$tmp/none" codes issue --amount 5 --count 1
+eq "a failed issue prints no code" "$(wc -c <"$tmp/out" | tr -d ' ')" 0
+
+# --- the ledger rules, through the worker's functions (a known hash)
+h1='\x'$(printf '%064d' 1)
+h2='\x'$(printf '%064d' 2)
+uid='\x04a1b2c3d4e5f6'
+pg_psql -c "INSERT INTO codes (code_hash, amount) VALUES ('$h1', 700), ('$h2', 300)" || bad "inserting test codes"
+txn=$(sql_value "SELECT txn_id FROM ota_worker_reserve('$uid', '$h1', 'peer1', 5, 20, 3600)")
+case "$txn" in ????????-????-????-????-????????????) ok "reserve gives a txn ($txn)" ;; *) bad "reserve gave '$txn'" ;; esac
+eq "the code is reserved" "$(sql_value "SELECT state FROM codes WHERE code_hash = '$h1'")" reserved
+eq "settle committed" "$(sql_value "SELECT ota_worker_settle('$uid', '$txn', 'committed', 0)")" ok
+eq "settle committed again (idempotent)" "$(sql_value "SELECT ota_worker_settle('$uid', '$txn', 'committed', 0)")" ok
+eq "settle voided after committed is a conflict" "$(sql_value "SELECT ota_worker_settle('$uid', '$txn', 'voided', 0)")" conflict
+eq "the code is used" "$(sql_value "SELECT state FROM codes WHERE code_hash = '$h1'")" used
+sql_fails "the ledger refuses UPDATE" "UPDATE ledger SET amount = amount + 1 WHERE txn_id = '$txn'"
+sql_fails "the ledger refuses DELETE" "DELETE FROM ledger WHERE txn_id = '$txn'"
+sql_fails "the ledger refuses TRUNCATE" "TRUNCATE ledger"
+sql_fails "committed and voided exclude each other" "INSERT INTO ledger (txn_id, kind, card_uid, amount, code_hash) SELECT txn_id, 'voided', card_uid, amount, code_hash FROM ledger WHERE txn_id = '$txn' AND kind = 'reserved'"
+sql_fails "a final entry needs its reservation" "INSERT INTO ledger (txn_id, kind, card_uid, amount, code_hash) VALUES (gen_random_uuid(), 'committed', '$uid', 700, '$h1')"
+sql_fails "a reservation needs its code reserved for it" "INSERT INTO ledger (txn_id, kind, card_uid, amount, code_hash) VALUES (gen_random_uuid(), 'reserved', '$uid', 300, '$h2')"
+sql_fails "a used code never moves back" "UPDATE codes SET state = 'issued', txn_id = NULL, card_uid = NULL, reserved_at = NULL, used_at = NULL WHERE code_hash = '$h1'"
+sql_fails "a code's amount never changes" "UPDATE codes SET amount = 1 WHERE code_hash = '$h2'"
+sql_fails "codes are never deleted" "DELETE FROM codes WHERE code_hash = '$h2'"
+txn2=$(sql_value "SELECT txn_id FROM ota_worker_reserve('$uid', '$h2', '', 5, 20, 3600)")
+eq "a second txn stays in doubt" "$(sql_value "SELECT count(*) FROM finance_in_doubt WHERE txn_id = '$txn2'")" 1
+eq "void releases the code" "$(sql_value "SELECT ota_worker_settle('$uid', '$txn2', 'voided', 0); SELECT state FROM codes WHERE code_hash = '$h2'" | tail -n 1)" issued
+t4=$(sql_value "SELECT txn_id FROM ota_worker_reserve('$uid', '$h2', '', 5, 20, 3600)")
+sql_fails "a final entry repeats its reservation's amount" "INSERT INTO ledger (txn_id, kind, card_uid, amount, code_hash) SELECT txn_id, 'committed', card_uid, amount + 1, code_hash FROM ledger WHERE code_hash = '$h2' AND kind = 'reserved' ORDER BY id DESC LIMIT 1"
+grep -q 'differs from its reservation' "$tmp/err" && ok "for the reason it says" || bad "refused for another reason: $(cat "$tmp/err")"
+eq "a reserved code cannot be reserved twice" "$(sql_value "SELECT status FROM ota_worker_reserve('$uid', '$h2', '', 5, 20, 3600)")" code-used
+eq "void it" "$(sql_value "SELECT ota_worker_settle('$uid', '$t4', 'voided', 0)")" ok
+
+# --- roles
+pg_psql -c "CREATE ROLE fin LOGIN IN ROLE ota_finance; CREATE ROLE wrk LOGIN IN ROLE ota_worker; CREATE ROLE adm LOGIN IN ROLE ota_admin" || bad "creating login roles"
+eq "finance reads the transactions view" "$(sql_value 'SELECT count(*) FROM finance_transactions' fin)" 3
+eq "finance reads the codes view" "$(sql_value 'SELECT count(*) FROM finance_codes' fin)" 5
+sql_fails "finance cannot read code hashes" "SELECT code_hash FROM codes" fin
+sql_fails "finance cannot read the raw ledger" "SELECT * FROM ledger" fin
+sql_fails "finance cannot write" "INSERT INTO codes (code_hash, amount) VALUES ('\\x$(printf '%064d' 3)', 1)" fin
+if sql_value "SELECT * FROM finance_transactions; SELECT * FROM finance_codes; SELECT * FROM finance_reconciliation; SELECT * FROM finance_in_doubt" fin | grep -q "$(printf '%064d' 1)"; then
+    bad "a finance view shows a code hash"
+else ok "no finance view shows a code hash"; fi
+eq "finance has no column named like a hash" "$(sql_value "SELECT count(*) FROM information_schema.columns WHERE table_name LIKE 'finance%' AND column_name LIKE '%hash%'")" 0
+sql_fails "the worker cannot issue codes" "INSERT INTO codes (code_hash, amount) VALUES ('\\x$(printf '%064d' 4)', 1)" wrk
+sql_fails "the worker cannot change a code's amount" "UPDATE codes SET amount = 1" wrk
+sql_fails "the worker cannot update the ledger" "UPDATE ledger SET flags = 1" wrk
+sql_fails "the worker cannot unfreeze" "SELECT ota_admin_unfreeze('$uid', 'x', 'y')" wrk
+pg_psql -c "INSERT INTO codes (code_hash, amount) VALUES ('\\x$(printf '%064d' 5)', 900)" >/dev/null
+uid2='\x04000000000002'
+eq "the worker can reserve" "$(sql_value "SELECT status FROM ota_worker_reserve('$uid2', '\\x$(printf '%064d' 5)', 'p', 5, 20, 3600)" wrk)" ok
+eq "the worker can take a lease" "$(sql_value "SELECT ota_worker_lease_acquire('$uid2', '\\x01', 90000)" wrk)" t
+eq "the worker can count a failure" "$(sql_value "SELECT ota_worker_code_failure('$uid2', 'p')" wrk)" t
+eq "the worker can freeze" "$(sql_value "SELECT ota_worker_freeze('$uid2', 'integrity', '3 integrity failures')" wrk)" t
+t3=$(sql_value "SELECT txn_id FROM finance_in_doubt WHERE card_uid = '04000000000002'")
+eq "the worker can flag an in-doubt txn" "$(sql_value "SELECT ota_txn_flag('$uid2', '$t3', 1)" wrk)" t
+eq "flags of another card's txn are refused" "$(sql_value "SELECT ota_txn_flag('$uid', '$t3', 1)" wrk)" f
+eq "finance sees the in-doubt flag" "$(sql_value "SELECT flags FROM finance_in_doubt WHERE txn_id = '$t3'" fin)" 1
+sql_fails "txn flags only grow" "UPDATE txn_flags SET flags = 0"
+eq "the worker can settle" "$(sql_value "SELECT ota_worker_settle('$uid2', '$t3', 'committed', 2)" wrk)" ok
+
+# --- cards
+expect 0 "cards frozen" ctl cards frozen
+grep -q 04000000000002 "$tmp/out" && ok "the frozen card is listed" || bad "the frozen card is not listed"
+expect 0 "cards show" ctl cards show 04000000000002
+grep -q freeze "$tmp/out" && ok "cards show lists the freeze" || bad "cards show has no freeze event"
+expect 2 "cards unfreeze needs a reason" ctl cards unfreeze 04000000000002
+expect 0 "cards unfreeze" ctl cards unfreeze 04000000000002 --reason "card checked by ops"
+eq "the card is no longer frozen" "$(sql_value "SELECT frozen FROM cards WHERE card_uid = '$uid2'")" f
+eq "freeze and unfreeze are recorded, with who and why" "$(sql_value "SELECT string_agg(event || ':' || reason, ',' ORDER BY id) FROM card_events WHERE card_uid = '$uid2'")" "freeze:integrity,unfreeze:card checked by ops"
+eq "the unfreeze names its actor" "$(sql_value "SELECT count(*) FROM card_events WHERE event = 'unfreeze' AND actor LIKE 'ota-ctl:%'")" 1
+expect 1 "unfreezing a card that is not frozen fails" ctl cards unfreeze 04000000000002 --reason again
+expect 2 "a bad UID is refused" ctl cards show 04zz
+
+# --- reports
+expect 0 "ledger show" ctl ledger show
+eq "ledger show lists every txn" "$(grep -c -E '^[0-9a-f]{8}-' "$tmp/out")" 4
+expect 0 "ledger show --format csv --state committed" ctl ledger show --format csv --state committed
+eq "CSV has a header and the committed txns" "$(head -n 1 "$tmp/out")|$(($(wc -l <"$tmp/out") - 1))" "txn_id,card_uid,amount,currency,code_id,state,reserved_at,settled_at,flags|2"
+expect 0 "ledger show --format json --card" ctl ledger show --format json --card 04A1B2C3D4E5F6
+eq "JSON rows of the card" "$(/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(len(r), sum(x["amount"] for x in r if x["state"]=="committed"))' "$tmp/out")" "3 700"
+expect 0 "ledger daily" ctl ledger daily --format csv
+eq "daily totals add up to the committed sum" "$(awk -F, '$2=="committed"{s+=$5} END{print s}' "$tmp/out")" 1600
+expect 0 "ledger liability" ctl ledger liability --format csv
+eq "liability is the committed sum" "$(tail -n 1 "$tmp/out")" "EUR,2,2,1600"
+expect 0 "ledger in-doubt" ctl ledger in-doubt
+expect 0 "codes list" ctl codes list --state used --format csv
+eq "codes list shows the used codes" "$(($(wc -l <"$tmp/out") - 1))" 2
+expect 0 "codes revoke" ctl codes revoke "$(sql_value "SELECT id FROM codes WHERE state = 'issued' ORDER BY id LIMIT 1")"
+expect 1 "a used code cannot be revoked" ctl codes revoke "$(sql_value "SELECT id FROM codes WHERE state = 'used' LIMIT 1")"
+
+# --- operator token
+echo "operator-token-for-tests-0123456789" | ctl operator token-hash >"$tmp/out" 2>"$tmp/err" &&
+    ok "operator token-hash" || bad "operator token-hash failed: $(cat "$tmp/err")"
+grep -q '^\$argon2id\$' "$tmp/out" && ok "the hash is an Argon2id string" || bad "not an argon2id hash: $(cat "$tmp/out")"
+grep -q operator-token "$tmp/out" "$tmp/err" && bad "the token was printed" || ok "the token is not printed"
+echo short | ctl operator token-hash >/dev/null 2>&1 && bad "a short token was accepted" || ok "a short token is refused"
+
+# --- audit
+expect 0 "audit passes on a consistent database" ctl audit
+grep -q 'audit: ok' "$tmp/out" && ok "audit says ok" || bad "audit output: $(cat "$tmp/out")"
+grep -q 'review flagged' "$tmp/out" && ok "the flagged entry is listed for review" || bad "no review line"
+pg_psql -c "ALTER TABLE ledger DISABLE TRIGGER ledger_no_update" >/dev/null
+expect 1 "audit fails when the append-only trigger is disabled" ctl audit
+grep -q 'guard-missing.*ledger_no_update' "$tmp/out" && ok "and names it" || bad "audit output: $(cat "$tmp/out")"
+pg_psql -c "ALTER TABLE ledger ENABLE TRIGGER ledger_no_update" >/dev/null
+# Break an invariant behind the triggers' back (as a superuser could).
+pg_psql -c "SET session_replication_role = replica; UPDATE codes SET state = 'issued', txn_id = NULL, card_uid = NULL, reserved_at = NULL, used_at = NULL WHERE code_hash = '$h1'" >/dev/null
+expect 1 "audit fails when a committed txn's code is not used" ctl audit
+grep -q 'VIOLATION committed-code-not-used' "$tmp/out" && ok "and names the rule" || bad "audit output: $(cat "$tmp/out")"
+eq "finance sees the same finding" "$(sql_value "SELECT count(*) FROM finance_reconciliation WHERE severity = 'violation'" fin)" 1
+
+echo "test_ctl.sh: $checks checks, $fails failed"
+[ "$fails" -eq 0 ]

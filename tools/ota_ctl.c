@@ -1,0 +1,107 @@
+/* ota_ctl: the `ota-ctl` administration tool.  Reads the shared
+ * configuration (--config FILE, --key=value overrides), then hands the
+ * command to its group (ctl_db.c, ctl_keys.c, ...).  This file only
+ * dispatches; it never parses a subcommand's options itself. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "ota_err.h"
+
+static void ctl_usage(FILE *f)
+{
+    fputs("usage: ota-ctl [--config FILE] [--key=value ...] COMMAND\n"
+          "  db migrate [--schema-dir DIR]      apply schema/*.sql not yet applied\n"
+          "  db status [--schema-dir DIR]       applied and pending migrations\n"
+          "  keys gen-kek FILE [--force]        write a 32-byte key-encryption key (0600)\n"
+          "  keys init [--kek-file F] [--force] generate and seal the master keys and code key\n"
+          "  keys import --master-keys K0,K1,K2,K3[,KPICC]|- [--kek-file F] [--force]\n"
+          "  keys show [--kek-file F]           fingerprints of the sealed keys\n"
+          "  codes issue --amount N --count M [--expires DAYS] [--batch NAME]\n"
+          "  codes list [--state S] [--limit N] [--format table|csv|json]\n"
+          "  codes revoke CODE_ID...            an issued code can no longer be used\n"
+          "  ledger show [--card UID] [--state S] [--code ID] [--since T] [--until T]\n"
+          "              [--limit N] [--format table|csv|json]\n"
+          "  ledger daily|in-doubt|liability [--format ...]\n"
+          "  cards show UID | cards frozen | cards unfreeze UID --reason TEXT\n"
+          "  operator token-hash                hash a token read on stdin\n"
+          "  audit                              check the ledger's invariants (exit 1 on a "
+          "violation)\n",
+          f);
+}
+
+/* Takes --config FILE / --config=FILE out of argv (anywhere before the
+ * command's own words) and returns the path or NULL. */
+static const char *take_config(int *argc, char **argv)
+{
+    const char *path = NULL;
+    int out = 1;
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < *argc) {
+            path = argv[++i];
+            continue;
+        }
+        if (strncmp(argv[i], "--config=", 9) == 0) {
+            path = argv[i] + 9;
+            continue;
+        }
+        argv[out++] = argv[i];
+    }
+    *argc = out;
+    argv[out] = NULL;
+    return path;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*fn)(struct ctl *, int, char **);
+    } cmds[] = {
+        {"db", ctl_cmd_db},         {"keys", ctl_cmd_keys},   {"codes", ctl_cmd_codes},
+        {"ledger", ctl_cmd_ledger}, {"cards", ctl_cmd_cards}, {"operator", ctl_cmd_operator},
+        {"audit", ctl_cmd_audit},
+    };
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0 ||
+            strcmp(argv[i], "help") == 0) {
+            ctl_usage(stdout);
+            return CTL_EXIT_OK;
+        }
+
+    struct ctl c = {.cfg = cfg_new(), .argv0 = argv[0]};
+    if (c.cfg == NULL) {
+        fprintf(stderr, "ota-ctl: out of memory\n");
+        return CTL_EXIT_FAIL;
+    }
+    char err[512];
+    const char *path = take_config(&argc, argv);
+    if (path != NULL && cfg_load_file(c.cfg, path, err, sizeof err) != OTA_OK) {
+        fprintf(stderr, "ota-ctl: %s\n", err);
+        cfg_free(c.cfg);
+        return CTL_EXIT_USAGE;
+    }
+    argc = cfg_apply_args(c.cfg, argc, argv, err, sizeof err);
+    if (argc < 0) {
+        fprintf(stderr, "ota-ctl: %s\n", err);
+        cfg_free(c.cfg);
+        return CTL_EXIT_USAGE;
+    }
+    if (argc < 2) {
+        ctl_usage(stderr);
+        cfg_free(c.cfg);
+        return CTL_EXIT_USAGE;
+    }
+    int rc = -1;
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp(argv[1], cmds[i].name) == 0)
+            rc = cmds[i].fn(&c, argc - 2, argv + 2);
+    if (rc == -1) {
+        fprintf(stderr, "ota-ctl: unknown command '%s'\n", argv[1]);
+        ctl_usage(stderr);
+        rc = CTL_EXIT_USAGE;
+    }
+    cfg_free(c.cfg);
+    return rc;
+}
