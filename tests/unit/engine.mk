@@ -1,1 +1,21 @@
-# build fragment, included by Makefile.am (owner adds lines here)
+# build fragment, included by Makefile.am: unit tests of the worker's session
+# engine against the card simulator and the in-memory ledger.
+ENGINE_TEST_CFLAGS = $(TEST_CFLAGS) -I$(top_srcdir)/worker
+ENGINE_TEST_LIBS = worker/libotaengine.a $(TEST_LIBS)
+
+UNIT_TESTS += tests/unit/test_engine tests/unit/test_engine_faults
+check_PROGRAMS += tests/unit/test_engine tests/unit/test_engine_faults
+tests_unit_test_engine_SOURCES = tests/unit/test_engine.c tests/unit/test_engine_harness.c \
+	tests/unit/test_engine_harness.h
+tests_unit_test_engine_CFLAGS = $(ENGINE_TEST_CFLAGS)
+tests_unit_test_engine_LDADD = $(ENGINE_TEST_LIBS)
+tests_unit_test_engine_faults_SOURCES = tests/unit/test_engine_faults.c \
+	tests/unit/test_engine_harness.c tests/unit/test_engine_harness.h
+tests_unit_test_engine_faults_CFLAGS = $(ENGINE_TEST_CFLAGS)
+tests_unit_test_engine_faults_LDADD = $(ENGINE_TEST_LIBS)
+
+UNIT_TESTS += tests/unit/test_engine_settle
+check_PROGRAMS += tests/unit/test_engine_settle
+tests_unit_test_engine_settle_SOURCES = tests/unit/test_engine_settle.c
+tests_unit_test_engine_settle_CFLAGS = $(ENGINE_TEST_CFLAGS)
+tests_unit_test_engine_settle_LDADD = $(ENGINE_TEST_LIBS)

@@ -1,0 +1,337 @@
+/* test_engine_faults: the deterministic fault matrix of a top-up.  For
+ * every card exchange k of a clean top-up and every fault (client lost
+ * before / after the command, client gone, answer dropped, card torn,
+ * every answer byte flipped, the previous answer replayed, the relay's own
+ * CommitTransaction before / after the command) and for every ledger
+ * request failing before / after its commit, a fresh card is topped up
+ * with the fault, a new session settles it, and the money invariants are
+ * asserted.  Prints how many cases ran. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "card_profile.h"
+#include "log.h"
+#include "test_engine_harness.h"
+
+#define AMOUNT 1234
+
+static int clean_exchanges(void)
+{
+    struct hx h;
+    hx_init(&h, 0);
+    int c = hx_add_code(&h, AMOUNT);
+    struct hx_run r;
+    hx_topup(&h, c, NULL, &r);
+    ck_assert_int_eq(r.result.status, WIRE_ST_OK);
+    int n = r.exchanges;
+    hx_free(&h);
+    return n;
+}
+
+/* Runs one faulted top-up and its settling session; asserts everything
+ * that must hold whatever the fault. */
+static void one_case(const struct hx_fault *f, int allow_relay_loss)
+{
+    struct hx h;
+    hx_init(&h, 0);
+    int c = hx_add_code(&h, AMOUNT);
+    struct hx_run r;
+    hx_topup(&h, c, f, &r);
+    ck_assert(r.fault_applied);
+    /* What the client was told must not lie. */
+    if (r.result.status == WIRE_ST_OK) {
+        ck_assert_int_eq(hx_balance(&h), AMOUNT);
+        ck_assert_int_eq(ledger_mem_txn_state(h.lm, r.result.txn), LEDGER_MEM_TXN_COMMITTED);
+    } else if (r.result.status == WIRE_ST_FAILED) {
+        /* failed means no WriteRecord went out: nothing can be on the card. */
+        ck_assert_int_eq(hx_balance(&h), 0);
+        ck_assert(!r.at_risk_seen);
+    }
+    ck_assert(!ledger_mem_lease_held(h.lm, &h.lcard, h.now));
+    hx_assert_invariants(&h, 0, allow_relay_loss);
+
+    struct hx_run s;
+    hx_check(&h, &s);
+    ck_assert_msg(s.result.status == WIRE_ST_OK, "settling session: %s/%s (fault %d at %d pos %d)",
+                  wire_status_name(s.result.status), wire_error_name(s.result.error), f->kind,
+                  f->at, f->pos);
+    hx_assert_invariants(&h, 1, allow_relay_loss);
+    /* A code is never usable twice: retrying it credits only if nothing
+     * was committed with it. */
+    int committed_before = ledger_mem_code_commits(h.lm, h.codes[c].hash);
+    hx_topup(&h, c, NULL, &r);
+    if (committed_before)
+        ck_assert_int_eq(r.result.error, WIRE_E_CODE_USED);
+    else
+        ck_assert_int_eq(r.result.status, WIRE_ST_OK);
+    hx_assert_invariants(&h, 1, allow_relay_loss);
+    hx_free(&h);
+}
+
+START_TEST(client_faults_at_every_exchange)
+{
+    static const enum hx_fault_kind kinds[] = {HX_LOST_BEFORE, HX_LOST_AFTER, HX_GONE_AFTER,
+                                               HX_DROP,        HX_TEAR,       HX_REPLAY};
+    int n = clean_exchanges();
+    int cases = 0;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        for (int k = 0; k < n; k++) {
+            struct hx_fault f = {.kind = kinds[i], .at = k};
+            one_case(&f, 0);
+            cases++;
+        }
+    }
+    printf("engine fault matrix: %d client/card cases over %d exchanges\n", cases, n);
+    ck_assert_int_eq(cases, 6 * n);
+}
+END_TEST
+
+START_TEST(answers_replayed_from_an_earlier_session)
+{
+    /* A relay that recorded a whole earlier top-up of this card plays its
+     * answers back, one exchange at a time, into a new top-up. */
+    int n = clean_exchanges();
+    int cases = 0;
+    for (int k = 0; k < n; k++) {
+        struct hx h;
+        hx_init(&h, 0);
+        int first = hx_add_code(&h, 11);
+        struct hx_run r;
+        hx_topup(&h, first, NULL, &r);
+        ck_assert_int_eq(r.result.status, WIRE_ST_OK);
+        int c = hx_add_code(&h, AMOUNT);
+        struct hx_fault f = {.kind = HX_REPLAY_OLD, .at = k};
+        hx_topup(&h, c, &f, &r);
+        ck_assert(r.fault_applied);
+        if (r.result.status == WIRE_ST_FAILED)
+            ck_assert_int_eq(hx_balance(&h), 11);
+        hx_assert_invariants(&h, 0, 0);
+        struct hx_run s;
+        hx_check(&h, &s);
+        ck_assert_int_eq(s.result.status, WIRE_ST_OK);
+        hx_assert_invariants(&h, 1, 0);
+        hx_free(&h);
+        cases++;
+    }
+    printf("engine fault matrix: %d replayed-from-earlier-session cases\n", cases);
+    ck_assert_int_eq(cases, n);
+}
+END_TEST
+
+START_TEST(tampered_answers_every_byte)
+{
+    struct hx h;
+    hx_init(&h, 0);
+    int c = hx_add_code(&h, AMOUNT);
+    struct hx_run clean;
+    hx_topup(&h, c, NULL, &clean);
+    ck_assert_int_eq(clean.result.status, WIRE_ST_OK);
+    hx_free(&h);
+    int cases = 0;
+    for (int k = 0; k < clean.exchanges; k++) {
+        ck_assert_int_gt(clean.answer_len[k], 0);
+        for (int pos = 0; pos < clean.answer_len[k]; pos++) {
+            struct hx_fault f = {.kind = HX_TAMPER, .at = k, .pos = pos};
+            one_case(&f, 0);
+            cases++;
+        }
+    }
+    printf("engine fault matrix: %d tampered-answer cases (every byte of %d answers)\n", cases,
+           clean.exchanges);
+    ck_assert_int_gt(cases, clean.exchanges * 2);
+}
+END_TEST
+
+START_TEST(relay_commit_at_every_step)
+{
+    /* The relay needs no key to send CommitTransaction.  Whatever step it
+     * picks, no credit ever reaches the card without its record and no
+     * code is used twice; the one loss left is the relay's own (a commit
+     * between WriteRecord and Credit), booked committed and flagged. */
+    int n = clean_exchanges();
+    int cases = 0;
+    for (int k = 0; k < n; k++) {
+        for (int after = 0; after < 2; after++) {
+            struct hx_fault f = {.kind = after ? HX_RELAY_COMMIT_AFTER : HX_RELAY_COMMIT, .at = k};
+            one_case(&f, 1);
+            cases++;
+        }
+    }
+    printf("engine fault matrix: %d relay-commit cases\n", cases);
+    ck_assert_int_eq(cases, 2 * n);
+}
+END_TEST
+
+START_TEST(relay_commit_between_record_and_credit_is_flagged)
+{
+    int n = clean_exchanges();
+    /* WriteRecord takes two frames and is followed by Credit, CommitTransaction
+     * and the read-back: the Credit is exchange n - 3. */
+    struct hx h;
+    hx_init(&h, 0);
+    int c = hx_add_code(&h, AMOUNT);
+    struct hx_fault f = {.kind = HX_RELAY_COMMIT, .at = n - 3};
+    struct hx_run r;
+    hx_topup(&h, c, &f, &r);
+    ck_assert_int_eq(r.result.status, WIRE_ST_PENDING);
+    ck_assert_int_eq(r.result.error, WIRE_E_INTEGRITY);
+    ck_assert_int_eq(hx_balance(&h), 0);
+    hx_check(&h, &r);
+    ck_assert_int_eq(r.result.status, WIRE_ST_OK);
+    uint8_t recs[8][32];
+    ck_assert_int_eq(hx_records(&h, recs, 8), 1);
+    ck_assert_int_eq(ledger_mem_txn_state(h.lm, recs[0]), LEDGER_MEM_TXN_COMMITTED);
+    uint32_t flags = ledger_mem_txn_flags(h.lm, recs[0]);
+    ck_assert(flags & LEDGER_FLAG_CREDIT_MISSING);
+    ck_assert(flags & LEDGER_FLAG_INTEGRITY);
+    ck_assert_int_eq(ledger_mem_code_state(h.lm, h.codes[c].hash), LEDGER_MEM_CODE_USED);
+    hx_assert_invariants(&h, 1, 1);
+    hx_free(&h);
+}
+END_TEST
+
+START_TEST(ledger_faults_at_every_request)
+{
+    static const enum ledger_req_type types[] = {LEDGER_LEASE_ACQUIRE, LEDGER_CARD_STATE,
+                                                 LEDGER_RESERVE, LEDGER_SETTLE,
+                                                 LEDGER_LEASE_RELEASE};
+    int cases = 0;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        for (int when = LEDGER_MEM_FAIL_BEFORE; when <= LEDGER_MEM_FAIL_AFTER; when++) {
+            for (int times = 1; times <= 2; times++) {
+                struct hx h;
+                hx_init(&h, 0);
+                int c = hx_add_code(&h, AMOUNT);
+                for (int t = 0; t < times; t++)
+                    ledger_mem_fail_next(h.lm, types[i], (enum ledger_mem_fault)when);
+                struct hx_run r;
+                hx_topup(&h, c, NULL, &r);
+                if (r.result.status == WIRE_ST_OK)
+                    ck_assert_int_eq(hx_balance(&h), AMOUNT);
+                if (r.result.status == WIRE_ST_FAILED)
+                    ck_assert_int_eq(hx_balance(&h), 0);
+                hx_assert_invariants(&h, 0, 0);
+                ledger_mem_fail_clear(h.lm);
+                /* A lease whose release failed expires by itself. */
+                h.now += h.cfg.lease_ms + 1;
+                struct hx_run s;
+                hx_check(&h, &s);
+                ck_assert_msg(s.result.status == WIRE_ST_OK, "settle after %s fault %d x%d: %s",
+                              ledger_req_name(types[i]), when, times,
+                              wire_error_name(s.result.error));
+                hx_assert_invariants(&h, 1, 0);
+                hx_free(&h);
+                cases++;
+            }
+        }
+    }
+    printf("engine fault matrix: %d ledger cases\n", cases);
+    ck_assert_int_eq(cases, 20);
+}
+END_TEST
+
+START_TEST(booking_retry_is_idempotent)
+{
+    /* The first booking of the verified commit is applied but its reply is
+     * lost: the retry finds it committed. */
+    struct hx h;
+    hx_init(&h, 0);
+    int c = hx_add_code(&h, AMOUNT);
+    ledger_mem_fail_next(h.lm, LEDGER_SETTLE, LEDGER_MEM_FAIL_AFTER);
+    struct hx_run r;
+    hx_topup(&h, c, NULL, &r);
+    ck_assert_int_eq(r.result.status, WIRE_ST_OK);
+    ck_assert_int_eq(ledger_mem_txn_state(h.lm, r.result.txn), LEDGER_MEM_TXN_COMMITTED);
+    hx_assert_invariants(&h, 1, 0);
+    hx_free(&h);
+}
+END_TEST
+
+START_TEST(booking_fails_twice_is_pending_then_settled)
+{
+    struct hx h;
+    hx_init(&h, 0);
+    int c = hx_add_code(&h, AMOUNT);
+    ledger_mem_fail_next(h.lm, LEDGER_SETTLE, LEDGER_MEM_FAIL_BEFORE);
+    ledger_mem_fail_next(h.lm, LEDGER_SETTLE, LEDGER_MEM_FAIL_BEFORE);
+    struct hx_run r;
+    hx_topup(&h, c, NULL, &r);
+    ck_assert_int_eq(r.result.status, WIRE_ST_PENDING);
+    ck_assert_int_eq(hx_balance(&h), AMOUNT);
+    ck_assert_int_eq(ledger_mem_in_doubt_count(h.lm, &h.lcard), 1);
+    hx_check(&h, &r);
+    ck_assert_int_eq(r.result.status, WIRE_ST_OK);
+    uint8_t recs[8][32];
+    ck_assert_int_eq(hx_records(&h, recs, 8), 1);
+    ck_assert(ledger_mem_txn_flags(h.lm, recs[0]) & LEDGER_FLAG_SETTLED_LATER);
+    ck_assert(!(ledger_mem_txn_flags(h.lm, recs[0]) & LEDGER_FLAG_CREDIT_MISSING));
+    hx_assert_invariants(&h, 1, 0);
+    hx_free(&h);
+}
+END_TEST
+
+START_TEST(operation_deadline_at_every_step)
+{
+    /* Each exchange takes 3 ms of simulated time; with the operation's
+     * deadline at every point of a top-up, no card command (not even a
+     * continuation frame) goes out at or after it, and the next session
+     * settles whatever was left. */
+    int n = clean_exchanges();
+    int cases = 0;
+    for (uint32_t t = 1; t <= (uint32_t)n * 3 + 3; t++) {
+        struct hx h;
+        hx_init(&h, 0);
+        h.cfg.operation_timeout_ms = t;
+        hx_reconfigure(&h);
+        int c = hx_add_code(&h, AMOUNT);
+        struct hx_run r;
+        hx_topup(&h, c, NULL, &r);
+        if (r.exchanges > 0)
+            ck_assert_uint_lt(r.last_apdu_ms, r.open_ms + t);
+        if (r.result.status != WIRE_ST_OK)
+            ck_assert_int_eq(r.result.error, WIRE_E_TIMEOUT);
+        hx_assert_invariants(&h, 0, 0);
+        h.cfg.operation_timeout_ms = 60000;
+        hx_reconfigure(&h);
+        hx_check(&h, &r);
+        ck_assert_int_eq(r.result.status, WIRE_ST_OK);
+        hx_assert_invariants(&h, 1, 0);
+        hx_free(&h);
+        cases++;
+    }
+    printf("engine fault matrix: %d operation-deadline cases\n", cases);
+    ck_assert_int_gt(cases, n);
+}
+END_TEST
+
+static Suite *faults_suite(void)
+{
+    Suite *s = suite_create("engine_faults");
+    TCase *tc = tcase_create("matrix");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, client_faults_at_every_exchange);
+    tcase_add_test(tc, answers_replayed_from_an_earlier_session);
+    tcase_add_test(tc, tampered_answers_every_byte);
+    tcase_add_test(tc, relay_commit_at_every_step);
+    tcase_add_test(tc, relay_commit_between_record_and_credit_is_flagged);
+    tcase_add_test(tc, ledger_faults_at_every_request);
+    tcase_add_test(tc, operation_deadline_at_every_step);
+    tcase_add_test(tc, booking_retry_is_idempotent);
+    tcase_add_test(tc, booking_fails_twice_is_pending_then_settled);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    /* Thousands of sessions fail on purpose here: keep only errors. */
+    log_init("test_engine_faults", "-", 0,
+             getenv("ENGINE_TEST_LOG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
+    SRunner *sr = srunner_create(faults_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

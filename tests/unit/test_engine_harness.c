@@ -1,0 +1,334 @@
+/* test_engine_harness: the driver loop between the engine, the card
+ * simulator and the in-memory ledger, with fault injection (see the
+ * header).  Time is simulated: it advances only to the engine's timer. */
+#include "test_engine_harness.h"
+
+#include <check.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "card_profile.h"
+#include "ota_err.h"
+
+static const uint8_t default_uid[7] = {0x04, 0x11, 0x22, 0x33, 0x44, 0x55, 0x80};
+
+static void init_common(struct hx *h)
+{
+    memset(h, 0, sizeof(*h));
+    ck_assert_int_ge(sodium_init(), 0);
+    randombytes_buf(&h->keys, sizeof(h->keys));
+    memcpy(h->uid, default_uid, sizeof(h->uid));
+    h->lcard.uid_len = sizeof(h->uid);
+    memcpy(h->lcard.uid, h->uid, sizeof(h->uid));
+    eng_config_defaults(&h->cfg);
+    randombytes_buf(h->cfg.instance, sizeof(h->cfg.instance));
+    h->ctx = eng_new(&h->cfg, &h->keys);
+    ck_assert_ptr_nonnull(h->ctx);
+    h->lm = ledger_mem_new();
+    ck_assert_ptr_nonnull(h->lm);
+    h->now = 1000;
+    h->next_session = 1;
+}
+
+void hx_init(struct hx *h, int32_t balance)
+{
+    init_common(h);
+    h->card = sim_card_new(h->uid, sizeof(h->uid), SIM_PICC_DES0);
+    ck_assert_ptr_nonnull(h->card);
+    uint8_t app[4][16];
+    memcpy(app, h->keys.app, sizeof(app));
+    ck_assert_int_eq(
+        sim_card_personalize(h->card, (const uint8_t(*)[16])app, h->cfg.system_id, balance), 0);
+    sodium_memzero(app, sizeof(app));
+    h->initial_balance = balance;
+}
+
+void hx_init_factory(struct hx *h, enum sim_picc_key picc)
+{
+    init_common(h);
+    h->card = sim_card_new(h->uid, sizeof(h->uid), picc);
+    ck_assert_ptr_nonnull(h->card);
+    h->initial_balance = 0;
+}
+
+void hx_reconfigure(struct hx *h)
+{
+    eng_ctx_free(h->ctx);
+    h->ctx = eng_new(&h->cfg, &h->keys);
+    ck_assert_ptr_nonnull(h->ctx);
+}
+
+void hx_free(struct hx *h)
+{
+    eng_ctx_free(h->ctx);
+    ledger_mem_free(h->lm);
+    sim_card_free(h->card);
+    sodium_memzero(&h->keys, sizeof(h->keys));
+}
+
+int hx_add_code(struct hx *h, int64_t amount)
+{
+    ck_assert_int_lt(h->ncodes, HX_MAX_CODES);
+    struct hx_code *c = &h->codes[h->ncodes];
+    ck_assert_int_eq(code_generate(c->text, sizeof(c->text)), 0);
+    char norm[CODE_NORM_LEN + 1];
+    ck_assert_int_eq(code_normalize(c->text, norm, sizeof(norm)), 0);
+    code_hash(h->keys.code_hmac, norm, c->hash);
+    c->amount = amount;
+    ck_assert_int_eq(ledger_mem_add_code(h->lm, c->hash, amount, 0), 0);
+    return h->ncodes++;
+}
+
+static void transceive(struct hx *h, struct hx_run *r, const uint8_t *apdu, size_t len,
+                       uint8_t *resp, size_t *rlen)
+{
+    ck_assert_int_eq(sim_card_transceive(h->card, apdu, len, resp, WIRE_MAX_APDU, rlen), 0);
+    r->card_exchanges++;
+}
+
+static void relay_commit(struct hx *h)
+{
+    static const uint8_t commit[] = {0x90, 0xC7, 0x00, 0x00, 0x00};
+    uint8_t resp[WIRE_MAX_APDU];
+    size_t rlen = 0;
+    ck_assert_int_eq(
+        sim_card_transceive(h->card, commit, sizeof(commit), resp, sizeof(resp), &rlen), 0);
+}
+
+void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener, const uint8_t *uid,
+               size_t uid_len, const struct hx_fault *f, struct hx_run *r)
+{
+    memset(r, 0, sizeof(*r));
+    struct wire_open open;
+    memset(&open, 0, sizeof(open));
+    open.op = op;
+    open.listener = listener;
+    if (!uid) {
+        uid = h->uid;
+        uid_len = sizeof(h->uid);
+    }
+    open.uid_len = (uint8_t)uid_len;
+    memcpy(open.uid, uid, uid_len);
+    if (authcode) {
+        open.authcode_len = (uint16_t)strlen(authcode);
+        ck_assert_int_le(open.authcode_len, WIRE_MAX_AUTHCODE);
+        memcpy(open.authcode, authcode, open.authcode_len);
+    }
+    snprintf(open.peer, sizeof(open.peer), "192.0.2.7");
+    open.peer_len = (uint8_t)strlen(open.peer);
+
+    struct eng_actions acts;
+    unsigned ledger_before = ledger_mem_requests(h->lm, 0);
+    r->open_ms = h->now;
+    struct eng_session *s = eng_open(h->ctx, h->next_session++, &open, h->now, &acts);
+    ck_assert_ptr_nonnull(s);
+    uint8_t prev_answer[WIRE_MAX_APDU];
+    size_t prev_len = 0;
+    static uint8_t old[64][WIRE_MAX_APDU];
+    static size_t old_len[64];
+    memcpy(old, h->answers, sizeof(old));
+    memcpy(old_len, h->answer_lens, sizeof(old_len));
+    memset(h->answer_lens, 0, sizeof(h->answer_lens));
+    for (int iter = 0; iter < 10000; iter++) {
+        int have_apdu = 0, have_req = 0;
+        struct wire_bytes apdu;
+        struct ledger_req req;
+        for (size_t i = 0; i < acts.n; i++) {
+            const struct eng_action *a = &acts.a[i];
+            ck_assert(!r->done);
+            switch (a->type) {
+            case ENG_A_APDU:
+                ck_assert(!have_apdu && !have_req);
+                apdu = a->u.apdu;
+                have_apdu = 1;
+                r->last_apdu_ms = h->now;
+                break;
+            case ENG_A_LEDGER:
+                ck_assert(!have_apdu && !have_req);
+                req = a->u.ledger;
+                have_req = 1;
+                break;
+            case ENG_A_RESULT:
+                ck_assert(!r->have_result);
+                r->have_result = 1;
+                r->result = a->u.result;
+                break;
+            case ENG_A_PHASE:
+                if (a->u.at_risk)
+                    r->at_risk_seen = 1;
+                break;
+            case ENG_A_MODAL:
+                r->modals++;
+                break;
+            case ENG_A_DONE:
+                ck_assert(r->have_result);
+                r->done = 1;
+                break;
+            }
+        }
+        if (r->done) {
+            ck_assert(!have_apdu && !have_req);
+            break;
+        }
+        if (have_req) {
+            struct ledger_reply rep;
+            ledger_mem_handle(h->lm, &req, h->now, &rep);
+            eng_on_ledger_reply(s, &rep, h->now, &acts);
+            continue;
+        }
+        if (!have_apdu) {
+            ck_assert_msg(acts.timer_at_ms != 0, "engine stuck without a timer");
+            if (acts.timer_at_ms > h->now)
+                h->now = acts.timer_at_ms;
+            eng_on_timeout(s, h->now, &acts);
+            continue;
+        }
+        int k = r->exchanges++;
+        uint8_t resp[WIRE_MAX_APDU];
+        size_t rlen = 0;
+        h->now += 3;
+        if (f && f->kind != HX_NONE && f->at == k) {
+            r->fault_applied = 1;
+            switch (f->kind) {
+            case HX_LOST_BEFORE:
+                eng_on_client_error(s, WIRE_CERR_LOST_TAG, h->now, &acts);
+                continue;
+            case HX_LOST_AFTER:
+                transceive(h, r, apdu.data, apdu.len, resp, &rlen);
+                eng_on_client_error(s, WIRE_CERR_LOST_TAG, h->now, &acts);
+                continue;
+            case HX_GONE_AFTER:
+                transceive(h, r, apdu.data, apdu.len, resp, &rlen);
+                eng_on_client_gone(s, h->now, &acts);
+                continue;
+            case HX_TEAR:
+                transceive(h, r, apdu.data, apdu.len, resp, &rlen);
+                sim_card_power_cycle(h->card);
+                eng_on_client_error(s, WIRE_CERR_LOST_TAG, h->now, &acts);
+                continue;
+            case HX_DROP:
+                transceive(h, r, apdu.data, apdu.len, resp, &rlen);
+                ck_assert(acts.timer_at_ms > h->now);
+                h->now = acts.timer_at_ms;
+                eng_on_timeout(s, h->now, &acts);
+                continue;
+            case HX_TAMPER:
+                transceive(h, r, apdu.data, apdu.len, resp, &rlen);
+                resp[(size_t)f->pos % rlen] ^= 0x01;
+                break;
+            case HX_REPLAY:
+                transceive(h, r, apdu.data, apdu.len, resp, &rlen);
+                if (prev_len > 0) {
+                    memcpy(resp, prev_answer, prev_len);
+                    rlen = prev_len;
+                }
+                break;
+            case HX_REPLAY_OLD:
+                transceive(h, r, apdu.data, apdu.len, resp, &rlen);
+                if (k < 64 && old_len[k] > 0) {
+                    memcpy(resp, old[k], old_len[k]);
+                    rlen = old_len[k];
+                }
+                break;
+            case HX_RELAY_COMMIT:
+                relay_commit(h);
+                transceive(h, r, apdu.data, apdu.len, resp, &rlen);
+                break;
+            case HX_RELAY_COMMIT_AFTER:
+                transceive(h, r, apdu.data, apdu.len, resp, &rlen);
+                relay_commit(h);
+                break;
+            default:
+                transceive(h, r, apdu.data, apdu.len, resp, &rlen);
+                break;
+            }
+        } else {
+            transceive(h, r, apdu.data, apdu.len, resp, &rlen);
+        }
+        if (k < 64) {
+            r->answer_len[k] = (int)rlen;
+            memcpy(h->answers[k], resp, rlen);
+            h->answer_lens[k] = rlen;
+        }
+        memcpy(prev_answer, resp, rlen);
+        prev_len = rlen;
+        eng_on_card_response(s, resp, rlen, h->now, &acts);
+    }
+    ck_assert_msg(r->done, "session did not finish");
+    r->ledger_requests = (int)(ledger_mem_requests(h->lm, 0) - ledger_before);
+    /* After DONE every event is ignored. */
+    eng_on_timeout(s, h->now + 1000000, &acts);
+    ck_assert_uint_eq(acts.n, 0);
+    eng_free(s);
+    h->now += 10;
+}
+
+void hx_check(struct hx *h, struct hx_run *r)
+{
+    hx_run_op(h, WIRE_OP_CHECK, "", WIRE_LISTENER_PUBLIC, NULL, 0, NULL, r);
+}
+
+void hx_topup(struct hx *h, int code, const struct hx_fault *f, struct hx_run *r)
+{
+    hx_run_op(h, WIRE_OP_TOPUP, h->codes[code].text, WIRE_LISTENER_PUBLIC, NULL, 0, f, r);
+}
+
+int32_t hx_balance(const struct hx *h)
+{
+    int32_t v = 0;
+    ck_assert_int_eq(sim_card_value(h->card, PROF_AID_U32, PROF_FILE_VALUE, &v), 0);
+    return v;
+}
+
+int hx_records(const struct hx *h, uint8_t out[][32], int max)
+{
+    int n = sim_card_records(h->card, PROF_AID_U32, PROF_FILE_RECORDS, &out[0][0], 32, max);
+    ck_assert_int_ge(n, 0);
+    return n;
+}
+
+void hx_assert_invariants(struct hx *h, int settled, int allow_relay_loss)
+{
+    uint8_t recs[PROF_RECORD_COUNT][32];
+    int n = hx_records(h, recs, PROF_RECORD_COUNT);
+    int64_t loss = 0;
+    for (int i = 0; i < n; i++) {
+        /* Every record on the card is a committed txn of the ledger. */
+        if (settled)
+            ck_assert_int_eq(ledger_mem_txn_state(h->lm, recs[i]), LEDGER_MEM_TXN_COMMITTED);
+        if (ledger_mem_txn_flags(h->lm, recs[i]) & LEDGER_FLAG_CREDIT_MISSING)
+            loss += (int32_t)(recs[i][16] | recs[i][17] << 8 | recs[i][18] << 16 |
+                              (uint32_t)recs[i][19] << 24);
+    }
+    int64_t change = (int64_t)hx_balance(h) - h->initial_balance;
+    int64_t committed = ledger_mem_committed_sum(h->lm, &h->lcard);
+    if (!allow_relay_loss)
+        ck_assert_int_eq(loss, 0);
+    if (settled) {
+        ck_assert_int_eq(change, committed - loss);
+    } else {
+        /* Before the card's next session, in-doubt entries may or may not
+         * be on the card; never anything beyond them. */
+        int64_t doubt = ledger_mem_in_doubt_sum(h->lm, &h->lcard);
+        ck_assert_int_ge(change, committed - loss);
+        ck_assert_int_le(change, committed - loss + doubt);
+    }
+    /* Each code committed at most once; used iff committed. */
+    for (int c = 0; c < h->ncodes; c++) {
+        int commits = ledger_mem_code_commits(h->lm, h->codes[c].hash);
+        ck_assert_int_le(commits, 1);
+        enum ledger_mem_code_state st = ledger_mem_code_state(h->lm, h->codes[c].hash);
+        ck_assert_int_eq(st == LEDGER_MEM_CODE_USED, commits == 1);
+        if (settled)
+            ck_assert_int_ne(st, LEDGER_MEM_CODE_RESERVED);
+    }
+    /* No credit without its record: as many records as committed txns
+     * (up to what the cyclic file keeps). */
+    int ncommitted = ledger_mem_committed_count(h->lm, &h->lcard);
+    if (settled)
+        ck_assert_int_eq(n,
+                         ncommitted < PROF_RECORD_COUNT - 1 ? ncommitted : PROF_RECORD_COUNT - 1);
+    if (settled)
+        ck_assert_int_eq(ledger_mem_in_doubt_count(h->lm, &h->lcard), 0);
+}

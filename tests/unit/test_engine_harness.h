@@ -1,0 +1,106 @@
+/* test_engine_harness: drives the session engine against the card
+ * simulator and the in-memory ledger, shuttling actions and events, with
+ * one deterministic fault injected at a chosen card exchange; and the
+ * money invariants every engine test asserts. */
+#ifndef TEST_ENGINE_HARNESS_H
+#define TEST_ENGINE_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "keyfile.h"
+#include "ledger_mem.h"
+#include "sim_card.h"
+#include "topup_code.h"
+#include "wire.h"
+
+#define HX_MAX_CODES 64
+
+enum hx_fault_kind {
+    HX_NONE = 0,
+    HX_LOST_BEFORE,        /* client error lost-tag instead of sending command k */
+    HX_LOST_AFTER,         /* command k reaches the card, then lost-tag */
+    HX_GONE_AFTER,         /* command k reaches the card, then the client is gone */
+    HX_TAMPER,             /* answer k has byte `pos` flipped */
+    HX_DROP,               /* answer k never arrives (the engine's timer fires) */
+    HX_TEAR,               /* command k reaches the card, then power is lost; lost-tag */
+    HX_REPLAY,             /* answer k is replaced by the previous answer */
+    HX_RELAY_COMMIT,       /* the relay sends its own CommitTransaction before command k */
+    HX_RELAY_COMMIT_AFTER, /* ... after command k's answer */
+    HX_REPLAY_OLD,         /* answer k is replaced by answer k of the previous session */
+};
+
+struct hx_fault {
+    enum hx_fault_kind kind;
+    int at;  /* card exchange index, 0-based */
+    int pos; /* HX_TAMPER: byte position in the answer */
+};
+
+struct hx_code {
+    char text[CODE_DISPLAY_LEN + 1];
+    uint8_t hash[CODE_HASH_LEN];
+    int64_t amount;
+};
+
+struct hx {
+    struct master_keys keys;
+    struct eng_config cfg;
+    struct eng_ctx *ctx;
+    struct ledger_mem *lm;
+    struct sim_card *card;
+    uint8_t uid[7];
+    struct ledger_card lcard;
+    int32_t initial_balance;
+    uint64_t now;
+    uint64_t next_session;
+    struct hx_code codes[HX_MAX_CODES];
+    int ncodes;
+    /* The card's answers of the last session, for HX_REPLAY_OLD. */
+    uint8_t answers[64][WIRE_MAX_APDU];
+    size_t answer_lens[64];
+};
+
+struct hx_run {
+    int have_result;
+    struct wire_result result;
+    int done;
+    int exchanges;      /* APDUs the engine emitted */
+    int card_exchanges; /* APDUs that reached the card */
+    int ledger_requests;
+    int at_risk_seen;
+    int fault_applied;
+    int modals;
+    int answer_len[64];    /* length of the card's answer to exchange k */
+    uint64_t open_ms;      /* simulated time of eng_open */
+    uint64_t last_apdu_ms; /* time of the event that emitted the last APDU */
+};
+
+/* A personalized card (sim_card_personalize) with the given balance and
+ * fresh random master keys; a fresh ledger. Factory: an unpersonalized
+ * card (for personalize), PICC key per picc. */
+void hx_init(struct hx *h, int32_t balance);
+void hx_init_factory(struct hx *h, enum sim_picc_key picc);
+void hx_free(struct hx *h);
+/* Re-creates the engine context after h->cfg changed. */
+void hx_reconfigure(struct hx *h);
+/* Issues a code in the ledger; returns its index. */
+int hx_add_code(struct hx *h, int64_t amount);
+
+/* Runs one session to its end (ENG_A_DONE).  uid NULL = the card's UID. */
+void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener, const uint8_t *uid,
+               size_t uid_len, const struct hx_fault *f, struct hx_run *r);
+void hx_check(struct hx *h, struct hx_run *r);
+void hx_topup(struct hx *h, int code, const struct hx_fault *f, struct hx_run *r);
+
+/* The invariants of the fault matrix, asserted with Check:
+ * card balance change == committed sum (minus the amounts of committed
+ * txns flagged CREDIT_MISSING when allow_relay_loss: the relay's own loss
+ * of ARCHITECTURE.md rule 2), every code committed at most once and used
+ * iff committed, each of the card's newest committed txns has its record,
+ * and (when settled) nothing of the card in doubt. */
+void hx_assert_invariants(struct hx *h, int settled, int allow_relay_loss);
+int32_t hx_balance(const struct hx *h);
+int hx_records(const struct hx *h, uint8_t out[][32], int max);
+
+#endif

@@ -1,0 +1,575 @@
+/* engine: the public side of the session engine (engine.h): opening a
+ * session, dispatching events to the continuation in flight, emitting
+ * actions, timers, and the one closing path every session ends through
+ * (void an untouched reservation, count failures, freeze, release the lease,
+ * result, done).
+ *
+ * Must never do I/O, read a clock or keep a card key past eng_free(). */
+#include "engine.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_int.h"
+#include "log.h"
+#include "ota_err.h"
+
+#define ENG_INTEGRITY_FREEZE_AT 3
+
+void eng_config_defaults(struct eng_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->system_id, sizeof(cfg->system_id), "%s", PROF_SYSTEM_ID_DEFAULT);
+    cfg->picc_key = ENG_PICC_DES0;
+    cfg->response_timeout_ms = 10000;
+    cfg->operation_timeout_ms = 60000;
+    cfg->lease_ms = 90000;
+    cfg->max_amount = 100000;
+    cfg->code_failures_per_card = 5;
+    cfg->code_failures_per_peer = 20;
+    cfg->code_failure_window_s = 3600;
+}
+
+struct eng_ctx *eng_new(const struct eng_config *cfg, const struct master_keys *keys)
+{
+    size_t sid_len = strnlen(cfg->system_id, sizeof(cfg->system_id));
+    if (!keys || sid_len == 0 || sid_len > ENG_SYSTEM_ID_MAX || cfg->response_timeout_ms == 0 ||
+        cfg->operation_timeout_ms == 0 || cfg->lease_ms <= cfg->operation_timeout_ms ||
+        cfg->max_amount <= 0)
+        return NULL;
+    if (memchr(cfg->operator_token_hash, '\0', sizeof(cfg->operator_token_hash)) == NULL)
+        return NULL;
+    if (sodium_init() < 0)
+        return NULL;
+    struct eng_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx)
+        return NULL;
+    ctx->cfg = *cfg;
+    ctx->keys = keys;
+    ctx->next_req_id = 1;
+    randombytes_buf(ctx->token_cache_key, sizeof(ctx->token_cache_key));
+    return ctx;
+}
+
+void eng_ctx_free(struct eng_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    sodium_memzero(ctx, sizeof(*ctx));
+    free(ctx);
+}
+
+uint64_t eng_session_id(const struct eng_session *s)
+{
+    return s->id;
+}
+
+const char *eng_action_name(enum eng_action_type t)
+{
+    switch (t) {
+    case ENG_A_APDU:
+        return "apdu";
+    case ENG_A_MODAL:
+        return "modal";
+    case ENG_A_LEDGER:
+        return "ledger";
+    case ENG_A_PHASE:
+        return "phase";
+    case ENG_A_RESULT:
+        return "result";
+    case ENG_A_DONE:
+        return "done";
+    }
+    return "unknown";
+}
+
+/* ---- actions ---- */
+
+static struct eng_action *push(struct eng_session *s, enum eng_action_type type)
+{
+    struct eng_actions *out = s->out;
+    if (out->n >= ENG_MAX_ACTIONS) {
+        /* A bug of ours (one event never needs more); the session cannot
+         * go on consistently, but dropping silently would hide it. */
+        log_error("engine_actions_overflow", "session=%llu step=%s", (unsigned long long)s->id,
+                  s->step);
+        abort();
+    }
+    struct eng_action *a = &out->a[out->n++];
+    memset(a, 0, sizeof(*a));
+    a->type = type;
+    return a;
+}
+
+void eng_emit_apdu(struct eng_session *s, const uint8_t *apdu, size_t len)
+{
+    struct eng_action *a = push(s, ENG_A_APDU);
+    if (len > sizeof(a->u.apdu.data))
+        abort(); /* DFC_APDU_MAX < WIRE_MAX_APDU */
+    memcpy(a->u.apdu.data, apdu, len);
+    a->u.apdu.len = (uint16_t)len;
+    s->state = ES_WAIT_CARD;
+    s->resp_deadline_ms = s->now_ms + s->ctx->cfg.response_timeout_ms;
+}
+
+void eng_emit_modal(struct eng_session *s, const char *text)
+{
+    struct eng_action *a = push(s, ENG_A_MODAL);
+    snprintf(a->u.text, sizeof(a->u.text), "%s", text);
+}
+
+void eng_emit_phase(struct eng_session *s, int at_risk)
+{
+    struct eng_action *a = push(s, ENG_A_PHASE);
+    a->u.at_risk = (uint8_t)(at_risk ? 1 : 0);
+}
+
+static void emit_result(struct eng_session *s)
+{
+    struct eng_action *a = push(s, ENG_A_RESULT);
+    a->u.result = s->result;
+    s->result_sent = 1;
+    char tail[8];
+    log_info("session_result", "session=%llu op=%s uid=%s status=%s error=%s",
+             (unsigned long long)s->id, wire_op_name(s->op),
+             log_uid_tail(s->card.uid, s->card.uid_len, tail), wire_status_name(s->result.status),
+             wire_error_name(s->result.error));
+}
+
+static void emit_done(struct eng_session *s)
+{
+    push(s, ENG_A_DONE);
+    s->state = ES_DONE;
+}
+
+void eng_ledger_init(struct eng_session *s, struct ledger_req *req, enum ledger_req_type type)
+{
+    memset(req, 0, sizeof(*req));
+    req->session = s->id;
+    req->type = type;
+    req->card = s->card;
+}
+
+void eng_ledger_send(struct eng_session *s, const struct ledger_req *req, eng_ledger_cb cb)
+{
+    struct eng_action *a = push(s, ENG_A_LEDGER);
+    a->u.ledger = *req;
+    a->u.ledger.id = s->ctx->next_req_id++;
+    s->req_id = a->u.ledger.id;
+    s->req_type = req->type;
+    s->ledger_cb = cb;
+    if (s->state != ES_CLOSING)
+        s->state = ES_WAIT_LEDGER;
+}
+
+/* ---- the closing path ---- */
+
+static void close_next(struct eng_session *s);
+
+/* A reply that arrives while closing: absorb what it tells about state we
+ * must undo (a lease taken, a reservation made), then go on closing. */
+static void closing_reply(struct eng_session *s, const struct ledger_reply *r)
+{
+    switch (r->type) {
+    case LEDGER_LEASE_ACQUIRE:
+        if (r->status == LEDGER_ST_BUSY)
+            s->lease_requested = 0;
+        break;
+    case LEDGER_RESERVE:
+        if (r->status == LEDGER_ST_OK && !s->have_txn) {
+            /* Reserved after we gave up: no card command was sent for it,
+             * so it can be voided right away (its code is released). */
+            s->have_txn = 1;
+            memcpy(s->txn_id, r->u.reserve.txn_id, sizeof(s->txn_id));
+            s->amount = r->u.reserve.amount;
+            s->need_void = 1;
+        }
+        break;
+    case LEDGER_INTEGRITY_FAILURE:
+        if (r->status == LEDGER_ST_OK && r->u.integrity_failures >= ENG_INTEGRITY_FREEZE_AT &&
+            !s->need_freeze) {
+            s->need_freeze = 1;
+            s->freeze_reason = LEDGER_FREEZE_INTEGRITY;
+            snprintf(s->freeze_detail, sizeof(s->freeze_detail), "%u integrity failures in a row",
+                     (unsigned)r->u.integrity_failures);
+        }
+        break;
+    case LEDGER_SETTLE:
+        if (r->status != LEDGER_ST_OK)
+            log_error("ledger_settle_failed", "session=%llu status=%s", (unsigned long long)s->id,
+                      ledger_status_name(r->status));
+        break;
+    default:
+        if (r->status != LEDGER_ST_OK)
+            log_warn("ledger_request_failed", "session=%llu request=%s status=%s",
+                     (unsigned long long)s->id, ledger_req_name(r->type),
+                     ledger_status_name(r->status));
+        break;
+    }
+    close_next(s);
+}
+
+static void close_next(struct eng_session *s)
+{
+    struct ledger_req req;
+    s->state = ES_CLOSING;
+    s->grace_deadline_ms = s->now_ms + s->ctx->cfg.response_timeout_ms;
+    if (s->need_void) {
+        s->need_void = 0;
+        eng_ledger_init(s, &req, LEDGER_SETTLE);
+        memcpy(req.u.settle.txn_id, s->txn_id, sizeof(s->txn_id));
+        req.u.settle.outcome = LEDGER_VOIDED;
+        eng_ledger_send(s, &req, closing_reply);
+        return;
+    }
+    if (s->need_code_failure) {
+        s->need_code_failure = 0;
+        eng_ledger_init(s, &req, LEDGER_CODE_FAILURE);
+        snprintf(req.u.code_failure.peer, sizeof(req.u.code_failure.peer), "%s", s->peer);
+        eng_ledger_send(s, &req, closing_reply);
+        return;
+    }
+    if (s->need_integrity) {
+        s->need_integrity = 0;
+        eng_ledger_init(s, &req, LEDGER_INTEGRITY_FAILURE);
+        if (s->have_txn && s->write_sent && !s->booked) {
+            req.u.integrity.has_txn = 1;
+            memcpy(req.u.integrity.txn_id, s->txn_id, sizeof(s->txn_id));
+        }
+        eng_ledger_send(s, &req, closing_reply);
+        return;
+    }
+    if (s->need_freeze) {
+        s->need_freeze = 0;
+        eng_ledger_init(s, &req, LEDGER_FREEZE);
+        req.u.freeze.reason = s->freeze_reason;
+        snprintf(req.u.freeze.detail, sizeof(req.u.freeze.detail), "%s", s->freeze_detail);
+        char tail[8];
+        log_error("card_frozen", "session=%llu uid=%s reason=%d detail=\"%s\"",
+                  (unsigned long long)s->id, log_uid_tail(s->card.uid, s->card.uid_len, tail),
+                  (int)s->freeze_reason, s->freeze_detail);
+        eng_ledger_send(s, &req, closing_reply);
+        return;
+    }
+    if (s->need_reset) {
+        s->need_reset = 0;
+        eng_ledger_init(s, &req, LEDGER_INTEGRITY_RESET);
+        eng_ledger_send(s, &req, closing_reply);
+        return;
+    }
+    if (s->lease_requested) {
+        s->lease_requested = 0;
+        eng_ledger_init(s, &req, LEDGER_LEASE_RELEASE);
+        eng_session_holder(s, req.u.lease.holder);
+        eng_ledger_send(s, &req, closing_reply);
+        return;
+    }
+    if (!s->result_sent)
+        emit_result(s);
+    emit_done(s);
+}
+
+static void set_result(struct eng_session *s, uint8_t status, enum wire_error err)
+{
+    if (s->result_sent)
+        return;
+    s->result.op = s->op;
+    s->result.status = status;
+    s->result.error = (uint8_t)err;
+    if (s->have_txn && s->write_sent) {
+        s->result.has |= WIRE_RES_HAS_TXN | WIRE_RES_HAS_AMOUNT;
+        memcpy(s->result.txn, s->txn_id, sizeof(s->txn_id));
+        s->result.amount = s->amount;
+    }
+}
+
+void eng_fail(struct eng_session *s, enum wire_error err)
+{
+    if (s->state == ES_CLOSING || s->state == ES_DONE)
+        return;
+    int in_doubt = s->have_txn && s->write_sent && !s->booked;
+    set_result(s, in_doubt ? WIRE_ST_PENDING : WIRE_ST_FAILED, err);
+    if (s->have_txn && !s->write_sent)
+        s->need_void = 1;
+    dfc_session_clear(&s->dsess);
+    if (s->state == ES_WAIT_LEDGER) {
+        /* The deadline passed with a request outstanding: answer the client
+         * now, and finish closing when (if) the reply comes. */
+        emit_result(s);
+        s->state = ES_CLOSING;
+        s->grace_deadline_ms = s->now_ms + s->ctx->cfg.response_timeout_ms;
+        s->ledger_cb = closing_reply;
+        return;
+    }
+    close_next(s);
+}
+
+void eng_succeed(struct eng_session *s)
+{
+    if (s->state == ES_CLOSING || s->state == ES_DONE)
+        return;
+    s->result.op = s->op;
+    s->result.status = WIRE_ST_OK;
+    s->result.error = WIRE_E_NONE;
+    dfc_session_clear(&s->dsess);
+    close_next(s);
+}
+
+void eng_note_integrity(struct eng_session *s, const char *what)
+{
+    s->integrity_failures++;
+    s->need_integrity = 1;
+    char tail[8];
+    log_warn("card_integrity_failure", "session=%llu uid=%s step=%s what=\"%s\" at_risk=%d",
+             (unsigned long long)s->id, log_uid_tail(s->card.uid, s->card.uid_len, tail), s->step,
+             what, s->write_sent && !s->booked);
+}
+
+void eng_session_holder(const struct eng_session *s, uint8_t holder[LEDGER_HOLDER_LEN])
+{
+    memcpy(holder, s->ctx->cfg.instance, 8);
+    for (int i = 0; i < 8; i++)
+        holder[8 + i] = (uint8_t)(s->id >> (56 - 8 * i));
+}
+
+/* ---- events ---- */
+
+static void begin(struct eng_session *s, uint64_t now_ms, struct eng_actions *out)
+{
+    memset(out, 0, sizeof(*out));
+    s->out = out;
+    s->now_ms = now_ms;
+}
+
+static void end(struct eng_session *s)
+{
+    struct eng_actions *out = s->out;
+    switch (s->state) {
+    case ES_WAIT_CARD:
+        out->timer_at_ms =
+            s->resp_deadline_ms < s->op_deadline_ms ? s->resp_deadline_ms : s->op_deadline_ms;
+        break;
+    case ES_WAIT_LEDGER:
+        out->timer_at_ms = s->op_deadline_ms;
+        break;
+    case ES_CLOSING:
+        out->timer_at_ms = s->grace_deadline_ms;
+        break;
+    default:
+        out->timer_at_ms = 0;
+        break;
+    }
+    s->out = NULL;
+}
+
+static int verify_operator_token(struct eng_ctx *ctx, const char *token, size_t len)
+{
+    const char *hash = ctx->cfg.operator_token_hash;
+    if (hash[0] == '\0' || len == 0)
+        return 0;
+    uint8_t h[32];
+    crypto_generichash(h, sizeof(h), (const uint8_t *)token, len, ctx->token_cache_key,
+                       sizeof(ctx->token_cache_key));
+    int ok = ctx->token_cached && sodium_memcmp(h, ctx->token_cache, sizeof(h)) == 0;
+    if (!ok && crypto_pwhash_str_verify(hash, token, len) == 0) {
+        memcpy(ctx->token_cache, h, sizeof(h));
+        ctx->token_cached = 1;
+        ok = 1;
+    }
+    sodium_memzero(h, sizeof(h));
+    return ok;
+}
+
+/* Checks what needs no card: the request's shape, the listener, the
+ * operator token, the top-up code's format.  Returns WIRE_E_NONE or the
+ * error to answer. */
+static enum wire_error check_open(struct eng_session *s, const struct wire_open *open)
+{
+    if (open->op != WIRE_OP_CHECK && open->op != WIRE_OP_TOPUP && open->op != WIRE_OP_PERSONALIZE)
+        return WIRE_E_BAD_REQUEST;
+    if ((open->uid_len != 4 && open->uid_len != 7) || open->authcode_len > WIRE_MAX_AUTHCODE ||
+        open->peer_len > WIRE_MAX_PEER)
+        return WIRE_E_BAD_REQUEST;
+    if (open->op == WIRE_OP_PERSONALIZE) {
+        if (open->listener != WIRE_LISTENER_OPERATOR)
+            return WIRE_E_BAD_REQUEST;
+        if (!verify_operator_token(s->ctx, open->authcode, open->authcode_len))
+            return WIRE_E_AUTH_FAILED;
+    }
+    if (open->op == WIRE_OP_TOPUP) {
+        char norm[CODE_NORM_LEN + 1];
+        char in[WIRE_MAX_AUTHCODE + 1];
+        memcpy(in, open->authcode, open->authcode_len);
+        in[open->authcode_len] = '\0';
+        int rc = code_normalize(in, norm, sizeof(norm));
+        sodium_memzero(in, sizeof(in));
+        if (rc != 0) {
+            sodium_memzero(norm, sizeof(norm));
+            return WIRE_E_CODE_INVALID;
+        }
+        code_hash(s->ctx->keys->code_hmac, norm, s->code_hash);
+        sodium_memzero(norm, sizeof(norm));
+    }
+    return WIRE_E_NONE;
+}
+
+struct eng_session *eng_open(struct eng_ctx *ctx, uint64_t session_id, const struct wire_open *open,
+                             uint64_t now_ms, struct eng_actions *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct eng_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->keys = sodium_malloc(sizeof(*s->keys));
+    if (!s->keys) {
+        free(s);
+        return NULL;
+    }
+    sodium_memzero(s->keys, sizeof(*s->keys));
+    s->ctx = ctx;
+    s->id = session_id;
+    s->op = open->op;
+    s->listener = open->listener;
+    s->step = "open";
+    s->op_deadline_ms = now_ms + ctx->cfg.operation_timeout_ms;
+    begin(s, now_ms, out);
+
+    size_t uid_len = open->uid_len <= WIRE_MAX_UID ? open->uid_len : 0;
+    s->card.uid_len = (uint8_t)uid_len;
+    memcpy(s->card.uid, open->uid, uid_len);
+    size_t peer_len = open->peer_len <= WIRE_MAX_PEER ? open->peer_len : 0;
+    memcpy(s->peer, open->peer, peer_len);
+    s->peer[peer_len] = '\0';
+
+    enum wire_error err = check_open(s, open);
+    if (err == WIRE_E_NONE && card_derive_keys(s) != 0)
+        err = WIRE_E_INTERNAL;
+    if (err != WIRE_E_NONE) {
+        char tail[8];
+        log_info("session_refused", "session=%llu op=%s uid=%s listener=%u error=%s",
+                 (unsigned long long)session_id, wire_op_name(open->op),
+                 log_uid_tail(s->card.uid, s->card.uid_len, tail), (unsigned)open->listener,
+                 wire_error_name(err));
+        eng_fail(s, err);
+        end(s);
+        return s;
+    }
+    switch (s->op) {
+    case WIRE_OP_CHECK:
+        op_check_start(s);
+        break;
+    case WIRE_OP_TOPUP:
+        op_topup_start(s);
+        break;
+    default:
+        op_personalize_start(s);
+        break;
+    }
+    end(s);
+    return s;
+}
+
+void eng_on_card_response(struct eng_session *s, const uint8_t *data, size_t len, uint64_t now_ms,
+                          struct eng_actions *out)
+{
+    begin(s, now_ms, out);
+    if (s->state == ES_WAIT_CARD)
+        card_on_answer(s, data, len);
+    end(s);
+}
+
+static enum wire_error client_err_code(uint8_t kind)
+{
+    return kind == WIRE_CERR_TIMEOUT ? WIRE_E_TIMEOUT : WIRE_E_LOST_TAG;
+}
+
+void eng_on_client_error(struct eng_session *s, uint8_t kind, uint64_t now_ms,
+                         struct eng_actions *out)
+{
+    begin(s, now_ms, out);
+    if (s->state == ES_WAIT_CARD) {
+        eng_fail(s, client_err_code(kind));
+    } else if (s->state == ES_WAIT_LEDGER && !s->client_lost) {
+        /* No command is outstanding; fail before the next one goes out. */
+        s->client_lost = 1;
+        s->lost_err = client_err_code(kind);
+    }
+    end(s);
+}
+
+void eng_on_client_gone(struct eng_session *s, uint64_t now_ms, struct eng_actions *out)
+{
+    begin(s, now_ms, out);
+    if (s->state == ES_WAIT_CARD) {
+        eng_fail(s, WIRE_E_LOST_TAG);
+    } else if (s->state == ES_WAIT_LEDGER && !s->client_lost) {
+        s->client_lost = 1;
+        s->lost_err = WIRE_E_LOST_TAG;
+    }
+    end(s);
+}
+
+void eng_on_ledger_reply(struct eng_session *s, const struct ledger_reply *r, uint64_t now_ms,
+                         struct eng_actions *out)
+{
+    begin(s, now_ms, out);
+    if ((s->state == ES_WAIT_LEDGER || s->state == ES_CLOSING) && s->req_id != 0 &&
+        r->id == s->req_id && r->type == s->req_type) {
+        eng_ledger_cb cb = s->ledger_cb;
+        s->req_id = 0;
+        s->ledger_cb = NULL;
+        if (s->state == ES_WAIT_LEDGER)
+            s->state = ES_RUNNING;
+        cb(s, r);
+    }
+    end(s);
+}
+
+void eng_on_timeout(struct eng_session *s, uint64_t now_ms, struct eng_actions *out)
+{
+    begin(s, now_ms, out);
+    switch (s->state) {
+    case ES_WAIT_CARD:
+        if (now_ms >= s->resp_deadline_ms || now_ms >= s->op_deadline_ms) {
+            log_info("card_timeout", "session=%llu step=%s", (unsigned long long)s->id, s->step);
+            eng_fail(s, WIRE_E_TIMEOUT);
+        }
+        break;
+    case ES_WAIT_LEDGER:
+        if (now_ms >= s->op_deadline_ms) {
+            log_warn("ledger_timeout", "session=%llu step=%s request=%s", (unsigned long long)s->id,
+                     s->step, ledger_req_name(s->req_type));
+            eng_fail(s, WIRE_E_TIMEOUT);
+        }
+        break;
+    case ES_CLOSING:
+        if (now_ms >= s->grace_deadline_ms) {
+            /* The ledger does not answer; the lease expires by itself. */
+            log_warn("ledger_abandoned", "session=%llu request=%s", (unsigned long long)s->id,
+                     ledger_req_name(s->req_type));
+            s->req_id = 0;
+            if (!s->result_sent)
+                emit_result(s);
+            emit_done(s);
+        }
+        break;
+    default:
+        break;
+    }
+    end(s);
+}
+
+void eng_free(struct eng_session *s)
+{
+    if (!s)
+        return;
+    if (s->keys)
+        sodium_free(s->keys); /* sodium_free wipes before unmapping */
+    dfc_auth_clear(&s->auth);
+    dfc_cmd_clear(&s->cmd);
+    dfc_session_clear(&s->dsess);
+    sodium_memzero(s, sizeof(*s));
+    free(s);
+}

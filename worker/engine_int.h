@@ -1,0 +1,195 @@
+/* engine_int: the session object shared by the engine's files (engine.c,
+ * card_io.c, settle.c, op_*.c).  Private to worker/: nothing outside the
+ * engine includes it.
+ *
+ * A session is driven by continuations: every card command and every
+ * ledger request is started with the function to call when its answer
+ * comes, so each operation file reads top to bottom like PROTOCOL.md §6. */
+#ifndef ENGINE_INT_H
+#define ENGINE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "card_profile.h"
+#include "desfire_auth.h"
+#include "desfire_session.h"
+#include "engine.h"
+#include "keyfile.h"
+#include "ledger.h"
+#include "topup_code.h"
+#include "wire.h"
+
+/* Usable records of the cyclic file: one of its slots is always the one
+ * being written (DESFire keeps MaxNumberOfRecords - 1 readable records). */
+#define ENG_RECORDS_KEPT (PROF_RECORD_COUNT - 1)
+
+struct eng_ctx {
+    struct eng_config cfg;
+    const struct master_keys *keys;
+    uint64_t next_req_id;
+    /* BLAKE2b of the last operator token that verified (keyed per context),
+     * so repeated personalizations do not each pay for crypto_pwhash. */
+    uint8_t token_cache_key[32];
+    uint8_t token_cache[32];
+    int token_cached;
+};
+
+enum eng_state {
+    ES_RUNNING = 0, /* between events, nothing outstanding (transient) */
+    ES_WAIT_CARD,   /* an APDU is outstanding */
+    ES_WAIT_LEDGER, /* a ledger request is outstanding */
+    ES_CLOSING,     /* result decided; running the closing ledger requests */
+    ES_DONE,        /* ENG_A_DONE emitted */
+};
+
+/* Per-card keys, in sodium_malloc memory for the session's lifetime. */
+struct eng_keys {
+    uint8_t app[PROF_NUM_KEYS][16]; /* diversified application keys 0..3 */
+    uint8_t picc[16];               /* diversified PICC master key (AES) */
+};
+
+struct eng_session;
+typedef void (*eng_card_cb)(struct eng_session *s, int rc);
+typedef void (*eng_ledger_cb)(struct eng_session *s, const struct ledger_reply *r);
+
+/* What step 3 read from the card. */
+struct eng_card_view {
+    int32_t balance;
+    int n_records;
+    uint8_t records[PROF_RECORD_COUNT][PROF_RECORD_SIZE]; /* oldest first */
+};
+
+struct eng_settle_plan {
+    int freeze;      /* records disagree with the ledger */
+    int unsupported; /* no history but a balance or records */
+    char detail[LEDGER_MAX_DETAIL + 1];
+    int n; /* entries of in_doubt to settle */
+    enum ledger_outcome outcome[LEDGER_MAX_IN_DOUBT];
+    uint32_t flags[LEDGER_MAX_IN_DOUBT];
+};
+
+struct eng_session {
+    enum eng_state state;
+    struct eng_ctx *ctx;
+    uint64_t id;
+    uint8_t op;       /* enum wire_op */
+    uint8_t listener; /* enum wire_listener */
+    struct ledger_card card;
+    char peer[WIRE_MAX_PEER + 1];
+    const char *step; /* name of the step in progress, for logs */
+
+    struct eng_actions *out; /* the current event's actions */
+    uint64_t now_ms;
+    uint64_t op_deadline_ms;
+    uint64_t resp_deadline_ms;  /* while ES_WAIT_CARD */
+    uint64_t grace_deadline_ms; /* closing with a request outstanding */
+
+    struct eng_keys *keys;
+
+    /* The card exchange in flight. */
+    int card_is_auth;
+    struct dfc_auth auth;
+    struct dfc_cmd cmd;
+    struct dfc_session dsess;
+    eng_card_cb card_cb;
+    uint32_t select_aid; /* card_select: the AID, its continuation, one retry */
+    eng_card_cb select_cb;
+    int select_retried;
+    int client_lost;
+    enum wire_error lost_err;
+    int cmd_authed; /* the command in flight ran under an authenticated session */
+
+    /* The ledger request in flight. */
+    uint64_t req_id;
+    enum ledger_req_type req_type;
+    eng_ledger_cb ledger_cb;
+
+    /* Steps 1-3. */
+    void (*after_open)(struct eng_session *s);
+    int lease_requested;
+    struct eng_card_view view;
+    struct ledger_card_state lstate;
+    struct eng_settle_plan plan;
+    int settle_idx;
+    int integrity_failures;   /* this session; > 0 means not clean */
+    uint32_t prior_integrity; /* the ledger's counter at CARD_STATE */
+
+    /* Top-up. */
+    uint8_t code_hash[CODE_HASH_LEN];
+    int have_txn;
+    uint8_t txn_id[LEDGER_TXN_ID_LEN];
+    int64_t amount;
+    int64_t unix_time;
+    int write_sent; /* WriteRecord went out: the txn is at risk */
+    int commit_verified;
+    int booked;
+    int readback_ok;
+    uint32_t txn_flags;
+    int settle_retries;
+
+    /* Personalize. */
+    int perso_path;
+
+    /* Closing. */
+    struct wire_result result;
+    int result_sent;
+    int need_void;
+    int need_code_failure;
+    int need_integrity;
+    int need_freeze;
+    enum ledger_freeze_reason freeze_reason;
+    char freeze_detail[LEDGER_MAX_DETAIL + 1];
+    int need_reset;
+    int need_personalized;
+};
+
+/* engine.c: actions, ledger requests, results, the closing chain. */
+void eng_emit_apdu(struct eng_session *s, const uint8_t *apdu, size_t len);
+void eng_emit_modal(struct eng_session *s, const char *text);
+void eng_emit_phase(struct eng_session *s, int at_risk);
+/* Fills the common fields of a request (id, session, card). */
+void eng_ledger_init(struct eng_session *s, struct ledger_req *req, enum ledger_req_type type);
+void eng_ledger_send(struct eng_session *s, const struct ledger_req *req, eng_ledger_cb cb);
+/* Ends the operation with this error; status pending while a txn is at
+ * risk (WriteRecord sent, not booked), failed otherwise. */
+void eng_fail(struct eng_session *s, enum wire_error err);
+/* Ends the operation successfully with s->result filled by the op. */
+void eng_succeed(struct eng_session *s);
+/* Records that an answer of the authenticated card failed its integrity
+ * check (counted and reported at closing). */
+void eng_note_integrity(struct eng_session *s, const char *what);
+/* The lease holder id of this session: instance(8) || session id(8, BE). */
+void eng_session_holder(const struct eng_session *s, uint8_t holder[LEDGER_HOLDER_LEN]);
+
+/* card_io.c: card commands (each one ends in its callback). */
+void card_select(struct eng_session *s, uint32_t aid, eng_card_cb cb);
+void card_auth(struct eng_session *s, enum dfc_cipher cipher, uint8_t keyno, const uint8_t *key,
+               eng_card_cb cb);
+void card_cmd(struct eng_session *s, const struct dfc_cmd_spec *spec, eng_card_cb cb);
+void card_changekey(struct eng_session *s, uint8_t keyno_byte, const uint8_t *new_key,
+                    const uint8_t *old_key, eng_card_cb cb);
+/* The card's status byte of the last command (valid after
+ * OTA_ERR_CARD_STATUS). */
+uint8_t card_status(const struct eng_session *s);
+const uint8_t *card_resp(const struct eng_session *s, size_t *len);
+/* Maps a failed card exchange to the wire error (counting integrity). */
+enum wire_error card_error(struct eng_session *s, int rc);
+void card_on_answer(struct eng_session *s, const uint8_t *data, size_t len);
+/* Derives s->keys for the session's UID.  0 or a negative ota_err. */
+int card_derive_keys(struct eng_session *s);
+
+/* op_check.c: steps 1-3 for check and topup. */
+void op_open_card(struct eng_session *s, void (*then)(struct eng_session *s));
+void op_check_start(struct eng_session *s);
+/* GetValue (file 1, enciphered, 4 bytes), for the read-back of step 6. */
+void op_get_value(struct eng_session *s, eng_card_cb cb);
+/* op_topup.c */
+void op_topup_start(struct eng_session *s);
+/* op_personalize.c */
+void op_personalize_start(struct eng_session *s);
+
+/* settle.c: the step-3 decision, a pure function of what was read. */
+void settle_plan(const struct eng_card_view *v, const struct ledger_card_state *st,
+                 struct eng_settle_plan *plan);
+
+#endif

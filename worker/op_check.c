@@ -1,0 +1,390 @@
+/* op_check: PROTOCOL.md §6 steps 1-3, shared by `check` and `topup`, and
+ * the `check` operation itself (steps 1-3, then the balance).
+ *
+ * 1. SelectApplication C0FFEE.
+ * 2. AuthenticateAES with the diversified credit key; only then the lease;
+ *    then AbortTransaction (answer MAC verified).
+ * 3. GetFileSettings of both files under MAC against the profile,
+ *    ReadRecords and GetValue enciphered, the card's ledger state, and the
+ *    settlement of every in-doubt entry (or a freeze).
+ *
+ * Must never take the lease before authentication, nor settle anything
+ * before the AbortTransaction's answer verified. */
+#include <stdio.h>
+#include <string.h>
+
+#include "engine_int.h"
+#include "log.h"
+#include "ota_err.h"
+
+static void step_select(struct eng_session *s);
+static void after_select(struct eng_session *s, int rc);
+static void step_authenticate(struct eng_session *s);
+static void after_authenticate(struct eng_session *s, int rc);
+static void step_lease(struct eng_session *s);
+static void after_lease(struct eng_session *s, const struct ledger_reply *r);
+static void step_abort(struct eng_session *s);
+static void after_abort(struct eng_session *s, int rc);
+static void step_value_settings(struct eng_session *s);
+static void after_value_settings(struct eng_session *s, int rc);
+static void step_record_settings(struct eng_session *s);
+static void after_record_settings(struct eng_session *s, int rc);
+static void step_read_records(struct eng_session *s);
+static void after_read_records(struct eng_session *s, int rc);
+static void step_get_value(struct eng_session *s);
+static void after_get_value(struct eng_session *s, int rc);
+static void step_card_state(struct eng_session *s);
+static void after_card_state(struct eng_session *s, const struct ledger_reply *r);
+static void step_settle_next(struct eng_session *s);
+static void after_settle(struct eng_session *s, const struct ledger_reply *r);
+
+void op_open_card(struct eng_session *s, void (*then)(struct eng_session *s))
+{
+    s->after_open = then;
+    step_select(s);
+}
+
+/* 1. */
+static void step_select(struct eng_session *s)
+{
+    s->step = "select";
+    card_select(s, PROF_AID_U32, after_select);
+}
+
+static void after_select(struct eng_session *s, int rc)
+{
+    if (rc == OTA_ERR_CARD_STATUS && card_status(s) == DFC_ST_APPLICATION_NOT_FOUND) {
+        eng_fail(s, WIRE_E_UNSUPPORTED_CARD);
+        return;
+    }
+    if (rc != 0) {
+        eng_fail(s, card_error(s, rc));
+        return;
+    }
+    step_authenticate(s);
+}
+
+/* 2. A UID the client lied about gives another key: this fails, and
+ * nothing (not even the lease) has been taken for that UID. */
+static void step_authenticate(struct eng_session *s)
+{
+    s->step = "authenticate";
+    card_auth(s, DFC_AES128, PROF_KEY_CREDIT, s->keys->app[PROF_KEY_CREDIT], after_authenticate);
+}
+
+static void after_authenticate(struct eng_session *s, int rc)
+{
+    if (rc != 0) {
+        eng_fail(s, rc == OTA_ERR_AUTH ? WIRE_E_AUTH_FAILED : card_error(s, rc));
+        return;
+    }
+    step_lease(s);
+}
+
+static void step_lease(struct eng_session *s)
+{
+    struct ledger_req req;
+    s->step = "lease";
+    eng_ledger_init(s, &req, LEDGER_LEASE_ACQUIRE);
+    eng_session_holder(s, req.u.lease.holder);
+    req.u.lease.ttl_ms = s->ctx->cfg.lease_ms;
+    s->lease_requested = 1;
+    eng_ledger_send(s, &req, after_lease);
+}
+
+static void after_lease(struct eng_session *s, const struct ledger_reply *r)
+{
+    if (r->status == LEDGER_ST_BUSY) {
+        s->lease_requested = 0;
+        eng_fail(s, WIRE_E_CARD_BUSY);
+        return;
+    }
+    if (r->status != LEDGER_ST_OK) {
+        eng_fail(s, WIRE_E_INTERNAL);
+        return;
+    }
+    step_abort(s);
+}
+
+/* Whatever a relay left pending from an earlier session is discarded now,
+ * so it can never be committed after this session settles. */
+static void step_abort(struct eng_session *s)
+{
+    s->step = "abort";
+    struct dfc_cmd_spec spec = {
+        .ins = 0xA7, .cmd_comm = DFC_COMM_PLAIN, .resp_comm = DFC_COMM_MAC, .resp_len = 0};
+    card_cmd(s, &spec, after_abort);
+}
+
+static void after_abort(struct eng_session *s, int rc)
+{
+    if (rc != 0) {
+        eng_fail(s, card_error(s, rc));
+        return;
+    }
+    step_value_settings(s);
+}
+
+/* 3. */
+static void get_file_settings(struct eng_session *s, uint8_t file, eng_card_cb cb)
+{
+    struct dfc_cmd_spec spec = {.ins = 0xF5,
+                                .hdr = &file,
+                                .hdr_len = 1,
+                                .cmd_comm = DFC_COMM_PLAIN,
+                                .resp_comm = DFC_COMM_MAC,
+                                .resp_len = -1};
+    card_cmd(s, &spec, cb);
+}
+
+static void unsupported(struct eng_session *s, const char *why)
+{
+    char tail[8];
+    log_warn("card_unsupported", "session=%llu uid=%s step=%s why=\"%s\"",
+             (unsigned long long)s->id, log_uid_tail(s->card.uid, s->card.uid_len, tail), s->step,
+             why);
+    eng_fail(s, WIRE_E_UNSUPPORTED_CARD);
+}
+
+static int settings_error(struct eng_session *s, int rc)
+{
+    if (rc == OTA_ERR_CARD_STATUS &&
+        (card_status(s) == DFC_ST_FILE_NOT_FOUND || card_status(s) == DFC_ST_PERMISSION_DENIED)) {
+        unsupported(s, "file missing or not readable");
+        return 1;
+    }
+    if (rc != 0) {
+        eng_fail(s, card_error(s, rc));
+        return 1;
+    }
+    return 0;
+}
+
+static void step_value_settings(struct eng_session *s)
+{
+    s->step = "value_settings";
+    get_file_settings(s, PROF_FILE_VALUE, after_value_settings);
+}
+
+static void after_value_settings(struct eng_session *s, int rc)
+{
+    if (settings_error(s, rc))
+        return;
+    size_t n;
+    const uint8_t *p = card_resp(s, &n);
+    /* FileType, Comm, Access(2), Lower(4), Upper(4), LimitedCreditValue(4),
+     * LimitedCreditEnabled(1).  The limited credit value is state, not
+     * profile, so it is not compared. */
+    if (n != 17 || p[0] != 0x02 || p[1] != PROF_COMM_ENC || p[2] != (PROF_VALUE_ACCESS & 0xFF) ||
+        p[3] != (PROF_VALUE_ACCESS >> 8) || (int32_t)dfc_get_le32(p + 4) != PROF_VALUE_LOWER ||
+        (int32_t)dfc_get_le32(p + 8) != PROF_VALUE_UPPER || p[16] != PROF_LIMITED_CREDIT) {
+        unsupported(s, "value file settings differ from the profile");
+        return;
+    }
+    step_record_settings(s);
+}
+
+static void step_record_settings(struct eng_session *s)
+{
+    s->step = "record_settings";
+    get_file_settings(s, PROF_FILE_RECORDS, after_record_settings);
+}
+
+static uint32_t le24(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+}
+
+static void after_record_settings(struct eng_session *s, int rc)
+{
+    if (settings_error(s, rc))
+        return;
+    size_t n;
+    const uint8_t *p = card_resp(s, &n);
+    /* FileType (4 = cyclic), Comm, Access(2), RecordSize(3), MaxRecords(3),
+     * CurrentRecords(3). */
+    if (n != 13 || p[0] != 0x04 || p[1] != PROF_COMM_ENC || p[2] != (PROF_RECORD_ACCESS & 0xFF) ||
+        p[3] != (PROF_RECORD_ACCESS >> 8) || le24(p + 4) != PROF_RECORD_SIZE ||
+        le24(p + 7) != PROF_RECORD_COUNT || le24(p + 10) > PROF_RECORD_COUNT) {
+        unsupported(s, "record file settings differ from the profile");
+        return;
+    }
+    s->view.n_records = (int)le24(p + 10);
+    step_read_records(s);
+}
+
+/* An empty record file answers BE, so it is read only when it has records. */
+static void step_read_records(struct eng_session *s)
+{
+    s->step = "read_records";
+    if (s->view.n_records == 0) {
+        step_get_value(s);
+        return;
+    }
+    uint8_t n = (uint8_t)s->view.n_records;
+    uint8_t hdr[7] = {PROF_FILE_RECORDS, 0, 0, 0, n, 0, 0};
+    struct dfc_cmd_spec spec = {.ins = 0xBB,
+                                .hdr = hdr,
+                                .hdr_len = sizeof(hdr),
+                                .cmd_comm = DFC_COMM_PLAIN,
+                                .resp_comm = DFC_COMM_ENC,
+                                .resp_len = (int)n * PROF_RECORD_SIZE};
+    card_cmd(s, &spec, after_read_records);
+}
+
+static void after_read_records(struct eng_session *s, int rc)
+{
+    if (rc != 0) {
+        eng_fail(s, card_error(s, rc));
+        return;
+    }
+    size_t n;
+    const uint8_t *p = card_resp(s, &n);
+    if (n != (size_t)s->view.n_records * PROF_RECORD_SIZE || n > sizeof(s->view.records)) {
+        eng_fail(s, card_error(s, OTA_ERR_LENGTH));
+        return;
+    }
+    memcpy(s->view.records, p, n);
+    step_get_value(s);
+}
+
+static void get_value(struct eng_session *s, eng_card_cb cb)
+{
+    uint8_t file = PROF_FILE_VALUE;
+    struct dfc_cmd_spec spec = {.ins = 0x6C,
+                                .hdr = &file,
+                                .hdr_len = 1,
+                                .cmd_comm = DFC_COMM_PLAIN,
+                                .resp_comm = DFC_COMM_ENC,
+                                .resp_len = 4};
+    card_cmd(s, &spec, cb);
+}
+
+void op_get_value(struct eng_session *s, eng_card_cb cb)
+{
+    get_value(s, cb);
+}
+
+static void step_get_value(struct eng_session *s)
+{
+    s->step = "get_value";
+    get_value(s, after_get_value);
+}
+
+static void after_get_value(struct eng_session *s, int rc)
+{
+    if (rc != 0) {
+        eng_fail(s, card_error(s, rc));
+        return;
+    }
+    size_t n;
+    const uint8_t *p = card_resp(s, &n);
+    if (n != 4) {
+        eng_fail(s, card_error(s, OTA_ERR_LENGTH));
+        return;
+    }
+    s->view.balance = (int32_t)dfc_get_le32(p);
+    step_card_state(s);
+}
+
+static void step_card_state(struct eng_session *s)
+{
+    struct ledger_req req;
+    s->step = "card_state";
+    eng_ledger_init(s, &req, LEDGER_CARD_STATE);
+    eng_ledger_send(s, &req, after_card_state);
+}
+
+static void after_card_state(struct eng_session *s, const struct ledger_reply *r)
+{
+    if (r->status != LEDGER_ST_OK) {
+        eng_fail(s, WIRE_E_INTERNAL);
+        return;
+    }
+    s->lstate = r->u.card;
+    if (s->lstate.n_in_doubt > LEDGER_MAX_IN_DOUBT ||
+        s->lstate.n_committed > LEDGER_MAX_COMMITTED) {
+        eng_fail(s, WIRE_E_INTERNAL);
+        return;
+    }
+    s->prior_integrity = s->lstate.integrity_failures;
+    char tail[8];
+    if (s->lstate.frozen) {
+        log_warn("card_is_frozen", "session=%llu uid=%s", (unsigned long long)s->id,
+                 log_uid_tail(s->card.uid, s->card.uid_len, tail));
+        eng_fail(s, WIRE_E_CARD_ERROR);
+        return;
+    }
+    settle_plan(&s->view, &s->lstate, &s->plan);
+    if (s->plan.unsupported) {
+        unsupported(s, s->plan.detail);
+        return;
+    }
+    if (s->plan.freeze) {
+        s->need_freeze = 1;
+        s->freeze_reason = LEDGER_FREEZE_RECORDS;
+        snprintf(s->freeze_detail, sizeof(s->freeze_detail), "%s", s->plan.detail);
+        eng_fail(s, WIRE_E_CARD_ERROR);
+        return;
+    }
+    s->settle_idx = 0;
+    step_settle_next(s);
+}
+
+/* A record with the txn_id on the card: committed; none: voided (the
+ * AbortTransaction of step 2 discarded anything uncommitted). */
+static void step_settle_next(struct eng_session *s)
+{
+    s->step = "settle";
+    if (s->settle_idx >= s->plan.n) {
+        s->after_open(s);
+        return;
+    }
+    int i = s->settle_idx;
+    struct ledger_req req;
+    eng_ledger_init(s, &req, LEDGER_SETTLE);
+    memcpy(req.u.settle.txn_id, s->lstate.in_doubt[i].txn_id, LEDGER_TXN_ID_LEN);
+    req.u.settle.outcome = s->plan.outcome[i];
+    req.u.settle.flags = s->plan.flags[i];
+    char tail[8];
+    log_info("txn_settled", "session=%llu uid=%s outcome=%s flags=%u", (unsigned long long)s->id,
+             log_uid_tail(s->card.uid, s->card.uid_len, tail),
+             s->plan.outcome[i] == LEDGER_COMMITTED ? "committed" : "voided",
+             (unsigned)s->plan.flags[i]);
+    eng_ledger_send(s, &req, after_settle);
+}
+
+static void after_settle(struct eng_session *s, const struct ledger_reply *r)
+{
+    if (r->status == LEDGER_ST_CONFLICT) {
+        /* The ledger already holds the other outcome: the card and the
+         * ledger disagree about money.  Stop and let ops look. */
+        s->need_freeze = 1;
+        s->freeze_reason = LEDGER_FREEZE_RECORDS;
+        snprintf(s->freeze_detail, sizeof(s->freeze_detail),
+                 "in-doubt txn already has the other outcome");
+        eng_fail(s, WIRE_E_CARD_ERROR);
+        return;
+    }
+    if (r->status != LEDGER_ST_OK) {
+        eng_fail(s, WIRE_E_INTERNAL);
+        return;
+    }
+    s->settle_idx++;
+    step_settle_next(s);
+}
+
+/* `check`: steps 1-3, then the balance. */
+static void check_done(struct eng_session *s)
+{
+    s->result.has = WIRE_RES_HAS_BALANCE;
+    s->result.balance = s->view.balance;
+    if (s->prior_integrity > 0 && s->integrity_failures == 0)
+        s->need_reset = 1;
+    eng_succeed(s);
+}
+
+void op_check_start(struct eng_session *s)
+{
+    op_open_card(s, check_done);
+}

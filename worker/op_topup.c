@@ -1,0 +1,259 @@
+/* op_topup: the top-up, PROTOCOL.md §6 steps 4-7 (steps 1-3 in op_check.c).
+ *
+ * 4. RESERVE the code for this card (one atomic ledger statement).
+ * 5. WriteRecord, then Credit, then CommitTransaction, every answer MAC
+ *    verified.  Record first: a commit slipped in by the relay can never
+ *    leave a credit on the card without its record.
+ * 6. GetValue: balance_after must be balance_before + amount.
+ * 7. Book the verified commit (committed; flagged if the read-back failed).
+ *
+ * Must never send a Credit for a txn the ledger has not reserved, never
+ * book committed without a verified commit answer, and never answer
+ * `failed` once the WriteRecord went out (the entry is then in doubt:
+ * `pending`, settled by the card's next session). */
+#include <string.h>
+
+#include "engine_int.h"
+#include "log.h"
+#include "ota_err.h"
+
+static void step_reserve(struct eng_session *s);
+static void after_reserve(struct eng_session *s, const struct ledger_reply *r);
+static void step_write_record(struct eng_session *s);
+static void after_write_record(struct eng_session *s, int rc);
+static void step_credit(struct eng_session *s);
+static void after_credit(struct eng_session *s, int rc);
+static void step_commit(struct eng_session *s);
+static void after_commit(struct eng_session *s, int rc);
+static void step_read_back(struct eng_session *s);
+static void after_read_back(struct eng_session *s, int rc);
+static void step_book(struct eng_session *s);
+static void after_book(struct eng_session *s, const struct ledger_reply *r);
+
+void op_topup_start(struct eng_session *s)
+{
+    op_open_card(s, step_reserve);
+}
+
+/* 4. */
+static void step_reserve(struct eng_session *s)
+{
+    s->step = "reserve";
+    if (s->lstate.in_doubt_more) {
+        /* Older in-doubt entries remain; settle them first (next sessions)
+         * before a new record can push their proof off the card. */
+        eng_fail(s, WIRE_E_INTERNAL);
+        return;
+    }
+    const struct eng_config *cfg = &s->ctx->cfg;
+    struct ledger_req req;
+    eng_ledger_init(s, &req, LEDGER_RESERVE);
+    memcpy(req.u.reserve.code_hash, s->code_hash, sizeof(s->code_hash));
+    memcpy(req.u.reserve.peer, s->peer, sizeof(req.u.reserve.peer));
+    req.u.reserve.max_card_failures = cfg->code_failures_per_card;
+    req.u.reserve.max_peer_failures = cfg->code_failures_per_peer;
+    req.u.reserve.window_s = cfg->code_failure_window_s;
+    eng_ledger_send(s, &req, after_reserve);
+}
+
+static void after_reserve(struct eng_session *s, const struct ledger_reply *r)
+{
+    switch (r->status) {
+    case LEDGER_ST_OK:
+        break;
+    case LEDGER_ST_CODE_INVALID:
+        s->need_code_failure = 1;
+        eng_fail(s, WIRE_E_CODE_INVALID);
+        return;
+    case LEDGER_ST_CODE_USED:
+        s->need_code_failure = 1;
+        eng_fail(s, WIRE_E_CODE_USED);
+        return;
+    case LEDGER_ST_LIMIT_EXCEEDED:
+        eng_fail(s, WIRE_E_LIMIT_EXCEEDED);
+        return;
+    default:
+        /* Unknown outcome: if it did reserve, the entry is in doubt with no
+         * card command sent, and the card's next session voids it. */
+        eng_fail(s, WIRE_E_INTERNAL);
+        return;
+    }
+    s->have_txn = 1;
+    memcpy(s->txn_id, r->u.reserve.txn_id, sizeof(s->txn_id));
+    s->amount = r->u.reserve.amount;
+    s->unix_time = r->u.reserve.unix_time;
+    /* Refusals from here on void the reservation (eng_fail: no card
+     * command was sent for it), which releases the code. */
+    if (s->amount <= 0 || s->amount > s->ctx->cfg.max_amount) {
+        log_warn("code_amount_out_of_range", "session=%llu amount=%lld", (unsigned long long)s->id,
+                 (long long)s->amount);
+        eng_fail(s, WIRE_E_CODE_INVALID);
+        return;
+    }
+    if ((int64_t)s->view.balance + s->amount > PROF_VALUE_UPPER) {
+        log_info("balance_limit", "session=%llu balance=%ld amount=%lld", (unsigned long long)s->id,
+                 (long)s->view.balance, (long long)s->amount);
+        eng_fail(s, WIRE_E_CARD_ERROR);
+        return;
+    }
+    step_write_record(s);
+}
+
+/* 5. */
+static void step_write_record(struct eng_session *s)
+{
+    s->step = "write_record";
+    uint8_t rec[PROF_RECORD_SIZE];
+    memset(rec, 0, sizeof(rec));
+    memcpy(rec + PROF_REC_TXN, s->txn_id, LEDGER_TXN_ID_LEN);
+    dfc_put_le32(rec + PROF_REC_AMOUNT, (uint32_t)(int32_t)s->amount);
+    dfc_put_le32(rec + PROF_REC_BALANCE, (uint32_t)(int32_t)(s->view.balance + s->amount));
+    dfc_put_le32(rec + PROF_REC_TIME, (uint32_t)s->unix_time);
+    uint8_t hdr[7] = {PROF_FILE_RECORDS, 0, 0, 0, PROF_RECORD_SIZE, 0, 0};
+    struct dfc_cmd_spec spec = {.ins = 0x3B,
+                                .hdr = hdr,
+                                .hdr_len = sizeof(hdr),
+                                .data = rec,
+                                .data_len = sizeof(rec),
+                                .cmd_comm = DFC_COMM_ENC,
+                                .resp_comm = DFC_COMM_MAC,
+                                .resp_len = 0};
+    if (s->client_lost || s->now_ms >= s->op_deadline_ms) {
+        card_cmd(s, &spec, after_write_record); /* fails through the closing path */
+        return;
+    }
+    eng_emit_phase(s, 1);
+    eng_emit_modal(s, "Topping up: keep the card on the reader");
+    s->write_sent = 1;
+    card_cmd(s, &spec, after_write_record);
+}
+
+static void after_write_record(struct eng_session *s, int rc)
+{
+    if (rc != 0) {
+        eng_fail(s, card_error(s, rc));
+        return;
+    }
+    step_credit(s);
+}
+
+static void step_credit(struct eng_session *s)
+{
+    s->step = "credit";
+    uint8_t file = PROF_FILE_VALUE;
+    uint8_t value[4];
+    dfc_put_le32(value, (uint32_t)(int32_t)s->amount);
+    struct dfc_cmd_spec spec = {.ins = 0x0C,
+                                .hdr = &file,
+                                .hdr_len = 1,
+                                .data = value,
+                                .data_len = sizeof(value),
+                                .cmd_comm = DFC_COMM_ENC,
+                                .resp_comm = DFC_COMM_MAC,
+                                .resp_len = 0};
+    card_cmd(s, &spec, after_credit);
+}
+
+static void after_credit(struct eng_session *s, int rc)
+{
+    if (rc != 0) {
+        eng_fail(s, card_error(s, rc));
+        return;
+    }
+    step_commit(s);
+}
+
+static void step_commit(struct eng_session *s)
+{
+    s->step = "commit";
+    struct dfc_cmd_spec spec = {
+        .ins = 0xC7, .cmd_comm = DFC_COMM_PLAIN, .resp_comm = DFC_COMM_MAC, .resp_len = 0};
+    card_cmd(s, &spec, after_commit);
+}
+
+static void after_commit(struct eng_session *s, int rc)
+{
+    if (rc != 0) {
+        eng_fail(s, card_error(s, rc));
+        return;
+    }
+    s->commit_verified = 1;
+    step_read_back(s);
+}
+
+/* 6. The commit is proven already; the read-back can only flag. */
+static void step_read_back(struct eng_session *s)
+{
+    s->step = "read_back";
+    if (s->client_lost || s->now_ms >= s->op_deadline_ms) {
+        s->txn_flags |= LEDGER_FLAG_READBACK;
+        step_book(s);
+        return;
+    }
+    op_get_value(s, after_read_back);
+}
+
+static void after_read_back(struct eng_session *s, int rc)
+{
+    size_t n = 0;
+    const uint8_t *p = card_resp(s, &n);
+    if (rc != 0 || n != 4) {
+        if (rc != 0)
+            (void)card_error(s, rc);
+        s->txn_flags |= LEDGER_FLAG_READBACK;
+        log_warn("read_back_failed", "session=%llu err=%s", (unsigned long long)s->id,
+                 ota_strerror(rc != 0 ? rc : OTA_ERR_LENGTH));
+    } else {
+        int32_t after = (int32_t)dfc_get_le32(p);
+        if ((int64_t)after != (int64_t)s->view.balance + s->amount) {
+            s->txn_flags |= LEDGER_FLAG_READBACK;
+            log_warn("read_back_disagrees", "session=%llu before=%ld amount=%lld after=%ld",
+                     (unsigned long long)s->id, (long)s->view.balance, (long long)s->amount,
+                     (long)after);
+        } else {
+            s->readback_ok = 1;
+        }
+    }
+    step_book(s);
+}
+
+/* 7. */
+static void step_book(struct eng_session *s)
+{
+    s->step = "book";
+    struct ledger_req req;
+    eng_ledger_init(s, &req, LEDGER_SETTLE);
+    memcpy(req.u.settle.txn_id, s->txn_id, sizeof(s->txn_id));
+    req.u.settle.outcome = LEDGER_COMMITTED;
+    req.u.settle.flags = s->txn_flags;
+    eng_ledger_send(s, &req, after_book);
+}
+
+static void after_book(struct eng_session *s, const struct ledger_reply *r)
+{
+    if (r->status == LEDGER_ST_ERROR && s->settle_retries < 1 && s->now_ms < s->op_deadline_ms) {
+        s->settle_retries++; /* idempotent: safe to repeat */
+        step_book(s);
+        return;
+    }
+    if (r->status != LEDGER_ST_OK) {
+        /* The card committed; the entry stays in doubt and the card's next
+         * session books it from the record. */
+        log_error("book_commit_failed", "session=%llu status=%s", (unsigned long long)s->id,
+                  ledger_status_name(r->status));
+        eng_fail(s, WIRE_E_INTERNAL);
+        return;
+    }
+    s->booked = 1;
+    eng_emit_phase(s, 0);
+    s->result.has = WIRE_RES_HAS_AMOUNT | WIRE_RES_HAS_TXN;
+    s->result.amount = s->amount;
+    memcpy(s->result.txn, s->txn_id, sizeof(s->txn_id));
+    if (s->readback_ok) {
+        s->result.has |= WIRE_RES_HAS_BALANCE;
+        s->result.balance = s->view.balance + s->amount;
+    }
+    if (s->prior_integrity > 0 && s->integrity_failures == 0)
+        s->need_reset = 1;
+    eng_succeed(s);
+}
