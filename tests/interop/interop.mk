@@ -1,1 +1,11 @@
-# build fragment, included by Makefile.am (owner adds lines here)
+# build fragment, included by Makefile.am: the libfreefare interop test
+# (Debian's libfreefare over libnfc's pcsc driver, pcscd + vpcd, against
+# the simulator served by `ota-card vicc`).
+EXTRA_DIST += tests/interop/run.sh tests/interop/build-libnfc.sh
+if HAVE_FREEFARE
+check_PROGRAMS += tests/interop/df_interop
+tests_interop_df_interop_SOURCES = tests/interop/df_interop.c
+tests_interop_df_interop_CFLAGS = $(AM_CFLAGS) $(FREEFARE_CFLAGS) $(SODIUM_CFLAGS) $(CRYPTO_CFLAGS)
+tests_interop_df_interop_LDADD = $(CARD_LIBS) $(FREEFARE_LIBS)
+TESTS += tests/interop/run.sh
+endif
