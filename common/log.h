@@ -20,6 +20,11 @@ void log_event(enum log_level lvl, const char *func, const char *event, const ch
 /* Last 2 bytes of a UID as hex, e.g. "..a1b2": enough to correlate, not to
  * identify the card. out must hold 8 bytes. */
 const char *log_uid_tail(const uint8_t *uid, size_t len, char out[8]);
+/* Writes s as a logfmt quoted value ("..." with \" \\ and \xNN escapes)
+ * into out, truncating to outlen; returns out. */
+const char *log_quote(const char *s, char *out, size_t outlen);
+/* "debug" / "info" / "warn" / "error" (log.level); anything else is info. */
+enum log_level log_parse_level(const char *name);
 
 #define log_info(ev, ...) log_event(LOG_LVL_INFO, __func__, ev, __VA_ARGS__)
 #define log_warn(ev, ...) log_event(LOG_LVL_WARN, __func__, ev, __VA_ARGS__)

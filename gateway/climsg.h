@@ -1,0 +1,57 @@
+/* climsg: the client messages of PROTOCOL.md section 2, in JSON.  Parses
+ * and validates what a client sends (operation, response, error) into a
+ * fixed struct, and writes what the gateway sends (command, modal,
+ * result).  Pure: no I/O, no state; the session decides what is allowed
+ * when (gateway/session.c). */
+#ifndef GW_CLIMSG_H
+#define GW_CLIMSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "wire.h"
+
+#define CM_MAX_DEPTH 8        /* nesting of arrays/objects in a message */
+#define CM_MAX_REQUEST_ID 128 /* bytes of a string requestId */
+#define CM_MAX_INPUT 65536    /* hard bound whatever the configuration */
+
+enum cm_type { CM_OPERATION = 1, CM_RESPONSE, CM_ERROR };
+
+struct cm_msg {
+    enum cm_type type;
+    /* operation */
+    uint8_t op; /* enum wire_op; 0 if the name is not known */
+    uint8_t uid_len;
+    uint8_t uid[WIRE_MAX_UID];
+    int tech_ok; /* tech was "IsoDep" */
+    uint16_t authcode_len;
+    char authcode[WIRE_MAX_AUTHCODE + 1];
+    json_t *request_id; /* owned; NULL when absent (free with cm_msg_clear) */
+    /* response */
+    uint16_t data_len;
+    uint8_t data[WIRE_MAX_APDU];
+    /* error */
+    uint8_t err_kind; /* enum wire_client_err */
+};
+
+/* Parses one text message.  Returns 0, or OTA_ERR_PARSE / OTA_ERR_LENGTH
+ * with *why set to a static description (safe to log and to show).
+ * On success the caller owns m->request_id.  The authCode is wiped from
+ * every temporary copy before return. */
+int cm_parse(const uint8_t *text, size_t len, struct cm_msg *m, const char **why);
+/* Wipes the authCode and drops the requestId. */
+void cm_msg_clear(struct cm_msg *m);
+
+/* Builders: return a malloc'd NUL-terminated JSON text (free()), or NULL
+ * when out of memory or the text is not valid UTF-8 (modal). */
+char *cm_build_command(const uint8_t *apdu, size_t n);
+char *cm_build_modal(const char *text, size_t n);
+/* op 0 = no operation known yet (member left out). */
+char *cm_build_result(const struct wire_result *r, const json_t *request_id);
+
+/* Formats 16 bytes as a UUID text (36 characters and NUL). */
+void cm_uuid_text(const uint8_t b[16], char out[37]);
+
+#endif

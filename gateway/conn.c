@@ -1,0 +1,506 @@
+/* conn: client connections, from accept to close; see conn.h.
+ *
+ * States: PROXY (only for peers in gateway.proxy_protocol_from) -> UPGRADE
+ * -> WS -> CLOSING, or -> REJECTING with an HTTP error.  Input is bounded
+ * in every state: the read high-watermark holds at most one upgrade head,
+ * wslay refuses messages over gateway.max_message, and output waiting for
+ * a slow client is capped.  A connection is freed only from the tail of a
+ * libevent callback (conn_free), never from inside wslay or session code,
+ * so nothing touches a freed connection. */
+#include "conn.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "ipcount.h"
+#include "log.h"
+#include "metrics.h"
+#include "ota_err.h"
+#include "proxy.h"
+#include "upgrade.h"
+#include "utf8.h"
+
+#define PROXY_MAX 1100       /* largest PROXY header we read (v2: 16 + 1024) */
+#define OUT_MAX (64 * 1024)  /* output waiting for a slow client, at most */
+#define CLOSE_LINGER_MS 2000 /* after our close frame, wait this long for the peer's */
+#define READ_CHUNK 4096
+
+static void conn_free(struct conn *c);
+static void read_cb(struct bufferevent *bev, void *arg);
+static void write_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+static void timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static void arm_ms(struct conn *c, uint64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+static void peer_text(const struct sockaddr *sa, char *out, size_t cap)
+{
+    const void *a = NULL;
+    if (sa->sa_family == AF_INET)
+        a = &((const struct sockaddr_in *)sa)->sin_addr;
+    else if (sa->sa_family == AF_INET6)
+        a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    if (!a || !evutil_inet_ntop(sa->sa_family, a, out, cap))
+        snprintf(out, cap, "unknown");
+}
+
+void conn_accept(struct gw *g, struct bufferevent *bev, const struct sockaddr *sa, int salen,
+                 uint8_t listener)
+{
+    (void)salen;
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        bufferevent_free(bev);
+        return;
+    }
+    c->gw = g;
+    c->bev = bev;
+    c->listener = listener;
+    peer_text(sa, c->peer, sizeof c->peer);
+    c->timer = evtimer_new(g->base, timer_cb, c);
+    if (!c->timer) {
+        bufferevent_free(bev);
+        free(c);
+        return;
+    }
+    c->state = gw_proxy_allowed(g, c->peer) ? CONN_PROXY : CONN_UPGRADE;
+    TAILQ_INSERT_TAIL(&g->conns, c, link);
+    g->nconns++;
+    bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
+    bufferevent_set_max_single_read(bev, READ_CHUNK);
+    bufferevent_setwatermark(bev, EV_READ, 0,
+                             c->state == CONN_PROXY ? PROXY_MAX : g->set.max_header_bytes);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    arm_ms(c, g->set.upgrade_timeout_ms);
+}
+
+/* Drops unread input (a closing or rejected connection reads, so that the
+ * kernel never answers the client's last bytes with a reset). */
+static void discard_input(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void reject(struct conn *c, int status, const char *why, enum met_reject reason)
+{
+    char resp[512];
+    int n = upg_response_error(status, why, resp, sizeof resp);
+    c->gw->met.rejected_total[reason]++;
+    log_info("upgrade_refused", "peer=%s listener=%u status=%d why=\"%s\"", c->peer,
+             (unsigned)c->listener, status, why ? why : "");
+    discard_input(c);
+    c->state = CONN_REJECTING;
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+    if (n > 0)
+        bufferevent_write(c->bev, resp, (size_t)n);
+    arm_ms(c, CLOSE_LINGER_MS);
+}
+
+/* ---- wslay callbacks (never free the connection from here) ------------ */
+
+static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *arg)
+{
+    (void)flags;
+    struct conn *c = arg;
+    int n = evbuffer_remove(bufferevent_get_input(c->bev), buf, len);
+    if (n <= 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    return n;
+}
+
+static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *arg)
+{
+    (void)flags;
+    struct conn *c = arg;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) >= OUT_MAX) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    if (bufferevent_write(c->bev, data, len) != 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+static void ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m,
+                   void *arg)
+{
+    (void)ctx;
+    struct conn *c = arg;
+    c->last_rx_us = gw_now_us();
+    c->ping_out = 0;
+    if (c->state != CONN_WS)
+        return;
+    switch (m->opcode) {
+    case WSLAY_TEXT_FRAME:
+        if (!utf8_valid(m->msg, m->msg_length)) {
+            conn_close(c, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8");
+            return;
+        }
+        sess_on_text(c, m->msg, m->msg_length);
+        return;
+    case WSLAY_BINARY_FRAME:
+        conn_close(c, WSLAY_CODE_UNSUPPORTED_DATA, "binary frames are not accepted");
+        return;
+    case WSLAY_CONNECTION_CLOSE:
+        /* wslay has queued its answer; the session is over for the client. */
+        sess_end(c);
+        c->state = CONN_CLOSING;
+        arm_ms(c, CLOSE_LINGER_MS);
+        return;
+    default: /* ping (wslay answers it) and pong */
+        return;
+    }
+}
+
+static const struct wslay_event_callbacks ws_callbacks = {
+    .recv_callback = ws_recv,
+    .send_callback = ws_send,
+    .on_msg_recv_callback = ws_msg,
+};
+
+/* ---- state machine --------------------------------------------------- */
+
+/* Sends what wslay has queued.  wslay sends control frames before data
+ * frames, so our own close frame is queued only once every message before
+ * it has gone out (a result must reach the client before the 1000). */
+static int ws_pump_out(struct conn *c)
+{
+    for (int round = 0; round < 2; round++) {
+        if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0)
+            return -1;
+        if (!c->close_code || wslay_event_get_queued_msg_count(c->ws) != 0)
+            return 0;
+        size_t rn = c->close_reason ? strlen(c->close_reason) : 0;
+        if (wslay_event_queue_close(c->ws, c->close_code, (const uint8_t *)c->close_reason,
+                                    rn > 120 ? 120 : rn) == 0)
+            c->gw->met.close_codes_total[met_close_index(c->close_code)]++;
+        c->close_code = 0;
+    }
+    return 0;
+}
+
+static void ws_flush(struct conn *c)
+{
+    /* Inside wslay_event_recv the caller sends once it returns. */
+    if (c->ws && !c->in_recv)
+        ws_pump_out(c);
+}
+
+int conn_send_text(struct conn *c, const char *text, size_t len)
+{
+    if (c->state != CONN_WS || !c->ws)
+        return OTA_ERR_STATE;
+    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
+    if (wslay_event_queue_msg(c->ws, &m) != 0)
+        return OTA_ERR_IO;
+    ws_flush(c);
+    return 0;
+}
+
+void conn_close(struct conn *c, uint16_t code, const char *reason)
+{
+    if (c->state != CONN_WS)
+        return;
+    sess_end(c);
+    c->close_code = code;
+    c->close_reason = reason;
+    c->state = CONN_CLOSING;
+    if (code != WSLAY_CODE_NORMAL_CLOSURE)
+        log_info("ws_close", "session=%" PRIu64 " peer=%s code=%u reason=\"%s\"", c->s.id, c->peer,
+                 (unsigned)code, reason ? reason : "");
+    arm_ms(c, CLOSE_LINGER_MS);
+    ws_flush(c);
+}
+
+static int start_ws(struct conn *c)
+{
+    if (wslay_event_context_server_init(&c->ws, &ws_callbacks, c) != 0)
+        return OTA_ERR_NOMEM;
+    wslay_event_config_set_max_recv_msg_length(c->ws, c->gw->set.max_message);
+    return 0;
+}
+
+/* The upgrade head is complete and valid: admit or refuse the client. */
+static void admit(struct conn *c, const struct upg_result *r)
+{
+    struct gw *g = c->gw;
+    if (g->draining) {
+        reject(c, 503, "draining", MET_REJ_DRAINING);
+        return;
+    }
+    if (g->nws >= g->set.max_connections) {
+        reject(c, 503, "too many connections", MET_REJ_LIMIT_TOTAL);
+        return;
+    }
+    if (ipcount_take(g->ips, c->peer, g->set.max_connections_per_ip) != 0) {
+        reject(c, 503, "too many connections from this address", MET_REJ_LIMIT_IP);
+        return;
+    }
+    c->ip_counted = 1;
+    if (start_ws(c) != 0) {
+        reject(c, 503, "out of memory", MET_REJ_LIMIT_TOTAL);
+        return;
+    }
+    char resp[256];
+    int n = upg_response_101(r->accept, resp, sizeof resp);
+    if (n < 0 || bufferevent_write(c->bev, resp, (size_t)n) != 0) {
+        reject(c, 503, "out of memory", MET_REJ_LIMIT_TOTAL);
+        return;
+    }
+    evbuffer_drain(bufferevent_get_input(c->bev), r->head_len);
+    g->nws++;
+    c->ws_counted = 1;
+    c->state = CONN_WS;
+    c->last_rx_us = gw_now_us();
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+    arm_ms(c, g->set.ping_interval_ms < g->set.idle_timeout_ms ? g->set.ping_interval_ms
+                                                               : g->set.idle_timeout_ms);
+}
+
+static void on_proxy(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t len = evbuffer_get_length(in);
+    size_t n = len < PROXY_MAX ? len : PROXY_MAX;
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)n);
+    if (!p)
+        return;
+    struct pp_result r;
+    enum pp_status st = pp_parse(p, n, &r);
+    if (st == PP_NEED_MORE && len < PROXY_MAX)
+        return;
+    if (st != PP_OK) {
+        c->gw->met.rejected_total[MET_REJ_PROXY]++;
+        log_warn("proxy_header_refused", "peer=%s why=\"%s\"", c->peer, r.why ? r.why : "too long");
+        discard_input(c);
+        c->state = CONN_REJECTING;
+        arm_ms(c, 0);
+        return;
+    }
+    evbuffer_drain(in, r.consumed);
+    if (r.has_addr)
+        snprintf(c->peer, sizeof c->peer, "%s", r.addr);
+    c->state = CONN_UPGRADE;
+    bufferevent_setwatermark(c->bev, EV_READ, 0, c->gw->set.max_header_bytes);
+}
+
+static void on_upgrade(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t len = evbuffer_get_length(in);
+    size_t n = len < c->gw->set.max_header_bytes ? len : c->gw->set.max_header_bytes;
+    if (n == 0)
+        return;
+    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    if (!p)
+        return;
+    struct upg_limits lim = {c->gw->set.max_header_bytes, c->gw->set.max_headers};
+    struct upg_result r;
+    switch (upg_parse(p, n, &lim, &r)) {
+    case UPG_NEED_MORE:
+        return;
+    case UPG_ERROR:
+        reject(c, r.http_status, r.why, MET_REJ_BAD_UPGRADE);
+        return;
+    case UPG_OK:
+        admit(c, &r);
+        return;
+    }
+}
+
+/* Frees the connection when its closing is complete; returns 1 if freed. */
+static int maybe_finish(struct conn *c)
+{
+    size_t out = evbuffer_get_length(bufferevent_get_output(c->bev));
+    if (c->state == CONN_REJECTING && out == 0) {
+        conn_free(c);
+        return 1;
+    }
+    if (c->state != CONN_CLOSING || out != 0 || !c->ws || c->close_code)
+        return 0;
+    int sent = wslay_event_get_close_sent(c->ws);
+    int can_read = wslay_event_get_read_enabled(c->ws);
+    int got = wslay_event_get_close_received(c->ws);
+    if ((sent && (got || !can_read)) || (!sent && !wslay_event_want_write(c->ws))) {
+        conn_free(c);
+        return 1;
+    }
+    return 0;
+}
+
+static void on_ws_input(struct conn *c)
+{
+    if (wslay_event_get_read_enabled(c->ws)) {
+        c->in_recv = 1;
+        int rc = wslay_event_recv(c->ws);
+        c->in_recv = 0;
+        if (rc != 0) {
+            conn_free(c);
+            return;
+        }
+    } else {
+        discard_input(c);
+    }
+    /* wslay may have queued a close on its own (1002, 1009, ...). */
+    if (c->state == CONN_WS &&
+        (!wslay_event_get_read_enabled(c->ws) || wslay_event_get_close_received(c->ws))) {
+        sess_end(c);
+        c->state = CONN_CLOSING;
+        arm_ms(c, CLOSE_LINGER_MS);
+    }
+    if (ws_pump_out(c) != 0) {
+        conn_free(c);
+        return;
+    }
+    maybe_finish(c);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    struct conn *c = arg;
+    if (c->state == CONN_PROXY) {
+        on_proxy(c);
+        if (c->state == CONN_REJECTING) {
+            maybe_finish(c);
+            return;
+        }
+    }
+    if (c->state == CONN_UPGRADE) {
+        on_upgrade(c);
+        if (c->state == CONN_REJECTING) {
+            maybe_finish(c);
+            return;
+        }
+    }
+    switch (c->state) {
+    case CONN_WS:
+    case CONN_CLOSING:
+        on_ws_input(c);
+        return;
+    case CONN_REJECTING:
+        discard_input(c);
+        return;
+    default:
+        return;
+    }
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    struct conn *c = arg;
+    if (c->state == CONN_WS || c->state == CONN_CLOSING) {
+        if (ws_pump_out(c) != 0) {
+            conn_free(c);
+            return;
+        }
+    }
+    maybe_finish(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (what & BEV_EVENT_ERROR) {
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        if (e && c->state <= CONN_UPGRADE) {
+            c->gw->met.rejected_total[MET_REJ_TLS]++;
+            char buf[256];
+            ERR_error_string_n(e, buf, sizeof buf);
+            log_info("tls_failed", "peer=%s err=\"%s\"", c->peer, buf);
+        }
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        conn_free(c);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct conn *c = arg;
+    struct gw *g = c->gw;
+    switch (c->state) {
+    case CONN_PROXY:
+    case CONN_UPGRADE:
+        reject(c, 408, "upgrade request not complete in time", MET_REJ_UPGRADE_TIMEOUT);
+        maybe_finish(c);
+        return;
+    case CONN_WS: {
+        uint64_t now = gw_now_us(), idle = (now - c->last_rx_us) / 1000;
+        if (idle >= g->set.idle_timeout_ms) {
+            conn_close(c, WSLAY_CODE_GOING_AWAY, "idle");
+            maybe_finish(c);
+            return;
+        }
+        if (idle >= g->set.ping_interval_ms && !c->ping_out) {
+            struct wslay_event_msg m = {WSLAY_PING, NULL, 0};
+            if (wslay_event_queue_msg(c->ws, &m) == 0)
+                c->ping_out = 1;
+            ws_flush(c);
+        }
+        uint64_t next = g->set.idle_timeout_ms - idle;
+        if (!c->ping_out && g->set.ping_interval_ms > idle && g->set.ping_interval_ms - idle < next)
+            next = g->set.ping_interval_ms - idle;
+        arm_ms(c, next ? next : 1);
+        return;
+    }
+    case CONN_CLOSING:
+    case CONN_REJECTING:
+        conn_free(c);
+        return;
+    }
+}
+
+static void conn_free(struct conn *c)
+{
+    struct gw *g = c->gw;
+    sess_end(c);
+    if (c->ip_counted)
+        ipcount_put(g->ips, c->peer);
+    if (c->ws_counted)
+        g->nws--;
+    TAILQ_REMOVE(&g->conns, c, link);
+    g->nconns--;
+    if (c->ws)
+        wslay_event_context_free(c->ws);
+    event_free(c->timer);
+    bufferevent_free(c->bev);
+    free(c);
+}
+
+void conn_drain_one(struct conn *c, int all)
+{
+    if (c->state == CONN_WS && (all || sess_idle(&c->s))) {
+        conn_close(c, WSLAY_CODE_GOING_AWAY, "server going away");
+        maybe_finish(c);
+    }
+}
+
+void conn_free_all(struct gw *g)
+{
+    struct conn *c;
+    while ((c = TAILQ_FIRST(&g->conns)) != NULL)
+        conn_free(c);
+}

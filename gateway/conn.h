@@ -1,0 +1,64 @@
+/* conn: one client TCP (or TLS) connection through its states: optional
+ * PROXY header, HTTP upgrade, WebSocket (wslay), closing.  Owns the
+ * bufferevent, the wslay context and the connection's timer; hands
+ * complete text messages to session.c.  Every byte from the network
+ * passes through here first. */
+#ifndef GW_CONN_H
+#define GW_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event2/bufferevent.h>
+#include <wslay/wslay.h>
+
+#include "gw.h"
+#include "session.h"
+#include "wire.h"
+
+enum conn_state {
+    CONN_PROXY = 0, /* reading a PROXY protocol header */
+    CONN_UPGRADE,   /* reading the HTTP upgrade request */
+    CONN_WS,        /* WebSocket open */
+    CONN_CLOSING,   /* close frame queued; waiting for the peer's or a deadline */
+    CONN_REJECTING, /* HTTP error answer queued; closing when written */
+};
+
+struct conn {
+    TAILQ_ENTRY(conn) link;
+    struct gw *gw;
+    struct bufferevent *bev;
+    struct event *timer;
+    wslay_event_context_ptr ws;
+    enum conn_state state;
+    uint8_t listener; /* enum wire_listener */
+    uint8_t ip_counted, ws_counted, ping_out, in_recv;
+    uint16_t close_code;      /* our close, queued after the pending messages */
+    const char *close_reason; /* static text */
+    uint64_t last_rx_us;
+    char peer[WIRE_MAX_PEER + 1]; /* the client's address (PROXY header or TCP) */
+    struct session s;
+};
+
+/* A new accepted socket (already non-blocking); bev may be a TLS one. */
+void conn_accept(struct gw *g, struct bufferevent *bev, const struct sockaddr *sa, int salen,
+                 uint8_t listener);
+/* Queues one text message. */
+int conn_send_text(struct conn *c, const char *text, size_t len);
+/* Sends a close frame with code and starts closing. */
+void conn_close(struct conn *c, uint16_t code, const char *reason);
+
+/* Drain: closes the connection with 1001 if its session has not begun an
+ * operation (or always, with all set). */
+void conn_drain_one(struct conn *c, int all);
+/* At exit: frees every connection still open. */
+void conn_free_all(struct gw *g);
+
+static inline struct conn *conn_of(struct session *s)
+{
+    return (struct conn *)((char *)s - offsetof(struct conn, s));
+}
+
+#endif

@@ -1,0 +1,77 @@
+/* gw: the gateway process's context: the event base, the settings read
+ * once from the configuration, the connection and session tables, and the
+ * parts (workers, listeners, admin, metrics).  One instance, owned by
+ * main.c; the modules reach each other through it.  Nothing in here is
+ * secret, and nothing here parses network input. */
+#ifndef GW_GW_H
+#define GW_GW_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <event2/event.h>
+
+#include "metrics.h"
+
+struct cfg;
+struct conn;
+struct session;
+struct pool;
+struct admin;
+struct listener;
+struct ipcount;
+
+/* Settings read once at start (all validated by config.c's ranges). */
+struct gw_settings {
+    size_t max_connections, max_connections_per_ip, max_message, max_header_bytes;
+    unsigned max_headers;
+    uint64_t upgrade_timeout_ms, ping_interval_ms, idle_timeout_ms, drain_timeout_ms;
+    uint64_t heartbeat_ms, worker_dead_ms, restart_backoff_ms, restart_backoff_max_ms;
+    unsigned workers;
+};
+
+TAILQ_HEAD(conn_list, conn);
+
+struct gw {
+    struct cfg *cfg;
+    struct event_base *base;
+    struct gw_settings set;
+    struct met met;
+    struct pool *pool;
+    struct admin *admin;
+    struct listener *pub, *op;
+    struct ipcount *ips;
+
+    struct conn_list conns; /* every open client connection */
+    size_t nconns;          /* all, before and after the upgrade */
+    size_t nws;             /* upgraded (counted against the limits) */
+    size_t nsessions;       /* with an operation running */
+
+    /* Session ids: slot index in the low 32 bits, a generation above, so a
+     * late frame for an ended session never reaches a new one. */
+    struct session **slots;
+    uint32_t nslots, *free_slots, nfree, gen;
+
+    char **proxy_from; /* canonical addresses allowed to send PROXY headers */
+    size_t nproxy_from;
+
+    int draining;
+    uint64_t drain_deadline_us;
+    struct event *ev_drain;
+};
+
+uint64_t gw_now_us(void);
+
+/* Session table. */
+int gw_session_register(struct gw *g, struct session *s);
+void gw_session_unregister(struct gw *g, struct session *s);
+struct session *gw_session_find(struct gw *g, uint64_t id);
+
+/* Is addr (canonical text) allowed to send a PROXY protocol header? */
+int gw_proxy_allowed(const struct gw *g, const char *addr);
+
+/* Drain: called by main.c on SIGTERM/SIGINT. */
+void gw_start_drain(struct gw *g);
+
+#endif

@@ -1,0 +1,730 @@
+/* pool: local workers, their supervision and the ZeroMQ ROUTER; see
+ * pool.h.  A worker is known by the pid we started and the routing id its
+ * READY frame came from; frames from any other peer are dropped, and a
+ * worker may only speak for sessions pinned to it.  ZMQ_FD is
+ * edge-triggered: every wake-up drains ZMQ_EVENTS until not readable, and
+ * every send re-arms the check because a send can consume the edge. */
+#include "pool.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "common/config.h"
+#include "gw.h"
+#include "log.h"
+#include "ota_err.h"
+#include "session.h"
+#include "spawn.h"
+#include "wire.h"
+
+#define IDENT_MAX 255
+#define ZMQ_BATCH 512          /* messages per wake-up before others get a turn */
+#define STARTUP_GRACE_MS 30000 /* a new worker loads keys and checks the database */
+#define STOP_DEADLINE_MS 10000 /* after SIGTERM, SIGKILL */
+#define EARLY_EXITS 16
+
+enum wk_state { WK_STOPPED = 0, WK_STARTING, WK_LIVE, WK_STOPPING };
+
+TAILQ_HEAD(sess_list, session);
+
+struct worker {
+    struct pool *pool;
+    unsigned id;
+    enum wk_state state;
+    pid_t pid;
+    uint8_t ident[IDENT_MAX];
+    size_t ident_len;
+    uint32_t capacity, reported, restarts;
+    int db_ok;
+    uint64_t started_us, live_us, last_seen_us, stop_deadline_us;
+    uint64_t backoff_ms;
+    struct event *restart_ev;
+    struct sess_list sessions;
+    uint32_t nsessions;
+};
+
+struct pool {
+    struct gw *gw;
+    struct worker *w;
+    unsigned n, rr;
+    char dir[PATH_MAX];
+    char endpoint[PATH_MAX + 16];
+    char **argv;
+    size_t argc;
+    struct spawn *spawn;
+    void *zctx, *zsock;
+    struct event *ev_zmq, *ev_hb, *ev_chld, *ev_stop;
+    int stopping;
+    void (*stop_done)(void *);
+    void *stop_arg;
+    /* Exits of pids the helper has not reported yet (a worker can die
+     * before its pid arrives). */
+    struct {
+        pid_t pid;
+        int status;
+    } early[EARLY_EXITS];
+    unsigned nearly;
+};
+
+static void spawned(void *arg, unsigned id, pid_t pid, int err);
+static void worker_exited(struct worker *w, int status);
+
+struct pool *pool_new(struct gw *g)
+{
+    struct pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->gw = g;
+    p->n = g->set.workers;
+    p->w = calloc(p->n ? p->n : 1, sizeof *p->w);
+    if (!p->w) {
+        free(p);
+        return NULL;
+    }
+    for (unsigned i = 0; i < p->n; i++) {
+        p->w[i].pool = p;
+        p->w[i].id = i;
+        p->w[i].backoff_ms = g->set.restart_backoff_ms;
+        TAILQ_INIT(&p->w[i].sessions);
+    }
+    return p;
+}
+
+/* mkdir -p, the last component 0700. */
+static int make_dir(const char *path)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return -1;
+    for (char *s = tmp + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *s = '/';
+    }
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+int pool_prepare_dir(struct pool *p, uid_t uid, gid_t gid, gid_t worker_gid, int as_root)
+{
+    const char *dir = cfg_str(p->gw->cfg, "gateway.runtime_dir");
+    struct stat st;
+    if (make_dir(dir) != 0 || !realpath(dir, p->dir) || stat(p->dir, &st) != 0 ||
+        !S_ISDIR(st.st_mode)) {
+        log_error("runtime_dir_failed", "dir=\"%s\" errno=%d", dir, errno);
+        return OTA_ERR_IO;
+    }
+    /* Workers of another user reach the socket through the directory's
+     * group (setgid, so the socket inherits it). */
+    mode_t mode = 0700;
+    if (as_root) {
+        if (gid != worker_gid)
+            mode = 02750;
+        if (chown(p->dir, uid, worker_gid) != 0) {
+            log_error("runtime_dir_failed", "dir=\"%s\" errno=%d", p->dir, errno);
+            return OTA_ERR_IO;
+        }
+    } else if (st.st_uid != geteuid()) {
+        log_error("runtime_dir_not_ours", "dir=\"%s\" owner=%u", p->dir, (unsigned)st.st_uid);
+        return OTA_ERR_IO;
+    }
+    if (chmod(p->dir, mode) != 0) {
+        log_error("runtime_dir_failed", "dir=\"%s\" errno=%d", p->dir, errno);
+        return OTA_ERR_IO;
+    }
+    int n = snprintf(p->endpoint, sizeof p->endpoint, "ipc://%s/workers.sock", p->dir);
+    /* sun_path holds 108 bytes with the NUL. */
+    if (n < 0 || (size_t)n - 6 > 107) {
+        log_error("runtime_dir_too_long", "dir=\"%s\" detail=\"socket path over 107 bytes\"",
+                  p->dir);
+        return OTA_ERR_LENGTH;
+    }
+    (void)gid;
+    return 0;
+}
+
+/* The worker binary: gateway.worker_path, else next to ota-gateway, else
+ * ../worker/ota-worker beside it (the build tree). */
+static int worker_path(const struct pool *p, char *out, size_t cap)
+{
+    const char *cfgd = cfg_str(p->gw->cfg, "gateway.worker_path");
+    if (*cfgd) {
+        snprintf(out, cap, "%s", cfgd);
+        return access(out, X_OK) == 0 ? 0 : OTA_ERR_NOT_FOUND;
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return OTA_ERR_IO;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (!slash)
+        return OTA_ERR_IO;
+    *slash = '\0';
+    static const char *const rel[] = {"/ota-worker", "/../worker/ota-worker"};
+    for (size_t i = 0; i < 2; i++) {
+        if (strlen(self) + strlen(rel[i]) >= cap)
+            return OTA_ERR_LENGTH;
+        memcpy(out, self, strlen(self));
+        memcpy(out + strlen(self), rel[i], strlen(rel[i]) + 1);
+        if (access(out, X_OK) == 0)
+            return 0;
+    }
+    return OTA_ERR_NOT_FOUND;
+}
+
+static int build_argv(struct pool *p, int *id_index)
+{
+    char path[PATH_MAX];
+    if (worker_path(p, path, sizeof path) != 0) {
+        log_error("worker_not_found", "path=\"%s\"", path);
+        return OTA_ERR_NOT_FOUND;
+    }
+    size_t nov;
+    const char *const *ov = cfg_override_args(p->gw->cfg, &nov);
+    const char *conf = cfg_path(p->gw->cfg);
+    p->argv = calloc(nov + 10, sizeof *p->argv);
+    if (!p->argv)
+        return OTA_ERR_NOMEM;
+    size_t i = 0;
+    p->argv[i++] = strdup(path);
+    if (conf) {
+        p->argv[i++] = strdup("--config");
+        p->argv[i++] = strdup(conf);
+    }
+    p->argv[i++] = strdup("--connect");
+    p->argv[i++] = strdup(p->endpoint);
+    p->argv[i++] = strdup("--worker-id");
+    *id_index = (int)i;
+    p->argv[i++] = strdup("0");
+    for (size_t k = 0; k < nov; k++)
+        p->argv[i++] = strdup(ov[k]);
+    p->argc = i;
+    for (size_t k = 0; k < i; k++)
+        if (!p->argv[k])
+            return OTA_ERR_NOMEM;
+    return 0;
+}
+
+int pool_start_spawner(struct pool *p)
+{
+    int id_index;
+    int rc = build_argv(p, &id_index);
+    if (rc)
+        return rc;
+    p->spawn = spawn_new(p->gw->base, p->argv, id_index, p->n, geteuid() == 0, spawned, p);
+    if (!p->spawn) {
+        log_error("spawner_failed", "errno=%d", errno);
+        return OTA_ERR_IO;
+    }
+    return 0;
+}
+
+/* ---- frames -------------------------------------------------------------- */
+
+static void zmq_poke(struct pool *p)
+{
+    if (p->ev_zmq)
+        event_active(p->ev_zmq, EV_READ, 0);
+}
+
+static int send_to(struct pool *p, const uint8_t *ident, size_t ilen, const uint8_t *frame,
+                   size_t len)
+{
+    int rc = 0;
+    if (zmq_send(p->zsock, ident, ilen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(p->zsock, frame, len, ZMQ_DONTWAIT) < 0)
+        rc = errno == EAGAIN ? OTA_ERR_LIMIT : OTA_ERR_IO;
+    zmq_poke(p);
+    return rc;
+}
+
+int pool_send(struct pool *p, struct worker *w, const uint8_t *frame, size_t len)
+{
+    if (!w || w->state != WK_LIVE)
+        return OTA_ERR_STATE;
+    return send_to(p, w->ident, w->ident_len, frame, len);
+}
+
+static struct worker *by_ident(struct pool *p, const uint8_t *id, size_t n)
+{
+    for (unsigned i = 0; i < p->n; i++) {
+        struct worker *w = &p->w[i];
+        if ((w->state == WK_LIVE || w->state == WK_STOPPING) && w->ident_len == n &&
+            memcmp(w->ident, id, n) == 0)
+            return w;
+    }
+    return NULL;
+}
+
+static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const uint8_t *f, size_t n)
+{
+    struct wire_ready r;
+    if (wire_decode_ready(f, n, &r) != 0 || idn == 0 || idn > IDENT_MAX) {
+        log_warn("bad_worker_frame", "frame=ready");
+        return;
+    }
+    for (unsigned i = 0; i < p->n; i++) {
+        struct worker *w = &p->w[i];
+        if (w->state != WK_STARTING || w->pid != (pid_t)r.pid)
+            continue;
+        memcpy(w->ident, id, idn);
+        w->ident_len = idn;
+        w->capacity = r.capacity;
+        w->state = WK_LIVE;
+        w->live_us = w->last_seen_us = gw_now_us();
+        w->db_ok = 1; /* it checked the database before READY */
+        log_info("worker_ready", "worker=%u pid=%ld capacity=%" PRIu32, w->id, (long)w->pid,
+                 r.capacity);
+        return;
+    }
+    log_warn("unknown_worker_refused", "pid=%" PRIu32, r.pid);
+}
+
+static void on_frame(struct pool *p, const uint8_t *id, size_t idn, const uint8_t *f, size_t n)
+{
+    struct wire_hdr h;
+    if (wire_decode_hdr(f, n, &h) != 0) {
+        log_warn("bad_worker_frame", "len=%zu", n);
+        return;
+    }
+    if (h.type == WIRE_READY) {
+        on_ready(p, id, idn, f, n);
+        return;
+    }
+    struct worker *w = by_ident(p, id, idn);
+    if (!w) {
+        log_debug("frame_from_unknown_peer", "type=%u", (unsigned)h.type);
+        return;
+    }
+    w->last_seen_us = gw_now_us();
+    switch (h.type) {
+    case WIRE_HEARTBEAT: {
+        struct wire_heartbeat hb;
+        if (wire_decode_heartbeat(f, n, &hb) == 0) {
+            if (w->db_ok != hb.db_ok)
+                log_info("worker_db", "worker=%u db_ok=%u", w->id, (unsigned)hb.db_ok);
+            w->reported = hb.sessions;
+            w->db_ok = hb.db_ok;
+        }
+        return;
+    }
+    case WIRE_COMMAND:
+    case WIRE_MODAL:
+    case WIRE_RESULT:
+    case WIRE_PHASE: {
+        struct session *s = gw_session_find(p->gw, h.session);
+        if (!s || s->worker != w) {
+            log_debug("frame_for_unknown_session", "worker=%u session=%" PRIu64 " type=%u", w->id,
+                      h.session, (unsigned)h.type);
+            return;
+        }
+        sess_on_worker_frame(s, h.type, f, n);
+        return;
+    }
+    default:
+        log_warn("unexpected_worker_frame", "worker=%u type=%u", w->id, (unsigned)h.type);
+        return;
+    }
+}
+
+static void recv_one(struct pool *p)
+{
+    zmq_msg_t parts[2];
+    int n = 0, more;
+    do {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, p->zsock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (n < 2)
+            parts[n++] = m;
+        else {
+            zmq_msg_close(&m);
+            n = 3;
+        }
+    } while (more);
+    if (n == 2)
+        on_frame(p, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), zmq_msg_data(&parts[1]),
+                 zmq_msg_size(&parts[1]));
+    else if (n > 0)
+        log_warn("bad_worker_message", "parts=%d", n);
+    for (int i = 0; i < n && i < 2; i++)
+        zmq_msg_close(&parts[i]);
+}
+
+static void on_zmq(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pool *p = arg;
+    for (int i = 0; i < ZMQ_BATCH; i++) {
+        int ev = 0;
+        size_t sz = sizeof ev;
+        if (zmq_getsockopt(p->zsock, ZMQ_EVENTS, &ev, &sz) != 0 || !(ev & ZMQ_POLLIN))
+            return;
+        recv_one(p);
+    }
+    zmq_poke(p);
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+static void start_one(struct worker *w)
+{
+    struct pool *p = w->pool;
+    if (p->stopping)
+        return;
+    w->state = WK_STARTING;
+    w->pid = 0;
+    w->started_us = gw_now_us();
+    if (spawn_worker(p->spawn, w->id) != 0)
+        spawned(p, w->id, -1, errno);
+}
+
+static void restart_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    start_one(arg);
+}
+
+static void schedule_restart(struct worker *w)
+{
+    struct pool *p = w->pool;
+    if (p->stopping)
+        return;
+    struct gw_settings *set = &p->gw->set;
+    uint64_t now = gw_now_us();
+    /* A worker that ran long enough starts over at the base delay. */
+    if (w->live_us && (now - w->live_us) / 1000 >= set->restart_backoff_max_ms)
+        w->backoff_ms = set->restart_backoff_ms;
+    uint64_t delay = w->backoff_ms;
+    w->backoff_ms = w->backoff_ms * 2 > set->restart_backoff_max_ms ? set->restart_backoff_max_ms
+                                                                    : w->backoff_ms * 2;
+    if (delay >= set->restart_backoff_max_ms)
+        log_error("worker_crash_loop", "worker=%u restarts=%" PRIu32 " delay_ms=%" PRIu64, w->id,
+                  w->restarts, delay);
+    w->state = WK_STOPPED;
+    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
+    evtimer_add(w->restart_ev, &tv);
+}
+
+static void spawned(void *arg, unsigned id, pid_t pid, int err)
+{
+    struct pool *p = arg;
+    if (id >= p->n)
+        return;
+    struct worker *w = &p->w[id];
+    if (pid <= 0) {
+        log_error("worker_spawn_failed", "worker=%u errno=%d", id, err);
+        w->live_us = 0;
+        schedule_restart(w);
+        return;
+    }
+    w->pid = pid;
+    log_info("worker_started", "worker=%u pid=%ld", id, (long)pid);
+    for (unsigned i = 0; i < p->nearly; i++) {
+        if (p->early[i].pid == pid) {
+            int st = p->early[i].status;
+            p->early[i] = p->early[--p->nearly];
+            worker_exited(w, st);
+            return;
+        }
+    }
+}
+
+static void maybe_stopped(struct pool *p)
+{
+    if (!p->stopping || !p->stop_done)
+        return;
+    for (unsigned i = 0; i < p->n; i++)
+        if (p->w[i].pid > 0)
+            return;
+    void (*done)(void *) = p->stop_done;
+    p->stop_done = NULL;
+    done(p->stop_arg);
+}
+
+static void worker_exited(struct worker *w, int status)
+{
+    struct pool *p = w->pool;
+    if (WIFSIGNALED(status))
+        log_warn("worker_exited", "worker=%u pid=%ld signal=%d sessions=%" PRIu32, w->id,
+                 (long)w->pid, WTERMSIG(status), w->nsessions);
+    else
+        log_warn("worker_exited", "worker=%u pid=%ld status=%d sessions=%" PRIu32, w->id,
+                 (long)w->pid, WEXITSTATUS(status), w->nsessions);
+    enum wk_state was = w->state;
+    w->state = WK_STOPPED;
+    w->pid = 0;
+    w->ident_len = 0;
+    w->db_ok = 0;
+    struct session *s;
+    while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
+        TAILQ_REMOVE(&w->sessions, s, wlink);
+        w->nsessions--;
+        s->worker = NULL;
+        sess_on_worker_lost(s);
+    }
+    if (p->stopping) {
+        maybe_stopped(p);
+        return;
+    }
+    (void)was;
+    w->restarts++;
+    schedule_restart(w);
+}
+
+static void on_sigchld(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pool *p = arg;
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == spawn_helper_pid(p->spawn)) {
+            log_warn("spawn_helper_exited", "pid=%ld", (long)pid);
+            continue;
+        }
+        struct worker *w = NULL;
+        for (unsigned i = 0; i < p->n; i++)
+            if (p->w[i].pid == pid)
+                w = &p->w[i];
+        if (w) {
+            worker_exited(w, status);
+        } else if (p->nearly < EARLY_EXITS) {
+            p->early[p->nearly].pid = pid;
+            p->early[p->nearly].status = status;
+            p->nearly++;
+        }
+    }
+}
+
+static void kill_worker(struct worker *w, int sig, const char *why)
+{
+    if (w->pid <= 0)
+        return;
+    if (kill(w->pid, sig) != 0 &&
+        !(errno == EPERM && spawn_signal(w->pool->spawn, w->id, sig) == 0))
+        log_error("worker_kill_failed", "worker=%u pid=%ld signal=%d errno=%d", w->id, (long)w->pid,
+                  sig, errno);
+    else if (sig == SIGKILL)
+        log_error("worker_killed", "worker=%u pid=%ld why=%s", w->id, (long)w->pid, why);
+}
+
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pool *p = arg;
+    struct gw *g = p->gw;
+    uint64_t now = gw_now_us();
+    uint8_t frame[WIRE_MAX_FRAME];
+    struct wire_heartbeat hb = {.sessions = 0, .db_ok = 0, .draining = (uint8_t)g->draining};
+    int n = wire_encode_heartbeat(frame, sizeof frame, &hb);
+    uint64_t grace =
+        STARTUP_GRACE_MS > g->set.worker_dead_ms ? STARTUP_GRACE_MS : g->set.worker_dead_ms;
+    for (unsigned i = 0; i < p->n; i++) {
+        struct worker *w = &p->w[i];
+        switch (w->state) {
+        case WK_LIVE:
+            if (n > 0)
+                send_to(p, w->ident, w->ident_len, frame, (size_t)n);
+            if ((now - w->last_seen_us) / 1000 > g->set.worker_dead_ms)
+                kill_worker(w, SIGKILL, "silent");
+            break;
+        case WK_STARTING:
+            if (w->pid > 0 && (now - w->started_us) / 1000 > grace)
+                kill_worker(w, SIGKILL, "no_ready");
+            break;
+        case WK_STOPPING:
+            if (w->ident_len && n > 0)
+                send_to(p, w->ident, w->ident_len, frame, (size_t)n);
+            if (now > w->stop_deadline_us)
+                kill_worker(w, SIGKILL, "stop_deadline");
+            break;
+        case WK_STOPPED:
+            break;
+        }
+    }
+}
+
+int pool_start(struct pool *p)
+{
+    struct event_base *base = p->gw->base;
+    int hwm = 200000, zero = 0, one = 1, fd;
+    size_t fdsz = sizeof fd;
+    mode_t old = umask(0007);
+    p->zctx = zmq_ctx_new();
+    p->zsock = p->zctx ? zmq_socket(p->zctx, ZMQ_ROUTER) : NULL;
+    int rc = !p->zsock || zmq_setsockopt(p->zsock, ZMQ_LINGER, &zero, sizeof zero) ||
+             zmq_setsockopt(p->zsock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
+             zmq_setsockopt(p->zsock, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
+             zmq_setsockopt(p->zsock, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
+             zmq_bind(p->zsock, p->endpoint) || zmq_getsockopt(p->zsock, ZMQ_FD, &fd, &fdsz);
+    umask(old);
+    if (rc) {
+        log_error("zmq_failed", "endpoint=\"%s\" err=\"%s\"", p->endpoint,
+                  zmq_strerror(zmq_errno()));
+        return OTA_ERR_IO;
+    }
+    uint64_t hb = p->gw->set.heartbeat_ms;
+    struct timeval tv = {(time_t)(hb / 1000), (suseconds_t)(hb % 1000) * 1000};
+    p->ev_zmq = event_new(base, fd, EV_READ | EV_PERSIST, on_zmq, p);
+    p->ev_hb = event_new(base, -1, EV_PERSIST, on_heartbeat, p);
+    p->ev_chld = evsignal_new(base, SIGCHLD, on_sigchld, p);
+    if (!p->ev_zmq || !p->ev_hb || !p->ev_chld || event_add(p->ev_zmq, NULL) ||
+        event_add(p->ev_hb, &tv) || event_add(p->ev_chld, NULL))
+        return OTA_ERR_NOMEM;
+    for (unsigned i = 0; i < p->n; i++) {
+        p->w[i].restart_ev = evtimer_new(base, restart_cb, &p->w[i]);
+        if (!p->w[i].restart_ev)
+            return OTA_ERR_NOMEM;
+    }
+    for (unsigned i = 0; i < p->n; i++)
+        start_one(&p->w[i]);
+    /* A child may have exited before the SIGCHLD event existed. */
+    on_sigchld(-1, 0, p);
+    return 0;
+}
+
+static void stop_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    maybe_stopped(arg);
+}
+
+void pool_stop(struct pool *p, void (*done)(void *arg), void *arg)
+{
+    p->stopping = 1;
+    p->stop_done = done;
+    p->stop_arg = arg;
+    uint64_t deadline = gw_now_us() + (uint64_t)STOP_DEADLINE_MS * 1000;
+    for (unsigned i = 0; i < p->n; i++) {
+        struct worker *w = &p->w[i];
+        if (w->restart_ev)
+            evtimer_del(w->restart_ev);
+        if (w->pid > 0) {
+            w->state = WK_STOPPING;
+            w->stop_deadline_us = deadline;
+            kill_worker(w, SIGTERM, "stop");
+        }
+    }
+    log_info("workers_stopping", "workers=%u", p->n);
+    /* Reported from the loop, never from inside the caller. */
+    p->ev_stop = evtimer_new(p->gw->base, stop_check, p);
+    struct timeval now = {0, 0};
+    if (p->ev_stop)
+        evtimer_add(p->ev_stop, &now);
+}
+
+void pool_free(struct pool *p)
+{
+    if (!p)
+        return;
+    for (unsigned i = 0; i < p->n; i++)
+        if (p->w[i].restart_ev)
+            event_free(p->w[i].restart_ev);
+    struct event *evs[] = {p->ev_zmq, p->ev_hb, p->ev_chld, p->ev_stop};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (evs[i])
+            event_free(evs[i]);
+    spawn_free(p->spawn);
+    if (p->zsock)
+        zmq_close(p->zsock);
+    if (p->zctx)
+        zmq_ctx_term(p->zctx);
+    for (size_t i = 0; i < p->argc; i++)
+        free(p->argv[i]);
+    free(p->argv);
+    free(p->w);
+    free(p);
+}
+
+/* ---- dispatch -------------------------------------------------------------- */
+
+struct worker *pool_pick(struct pool *p)
+{
+    struct worker *best = NULL;
+    for (unsigned k = 0; k < p->n; k++) {
+        struct worker *w = &p->w[(p->rr + k) % p->n];
+        if (w->state != WK_LIVE || w->nsessions >= w->capacity)
+            continue;
+        if (!best || w->nsessions < best->nsessions)
+            best = w;
+    }
+    if (best)
+        p->rr = (best->id + 1) % p->n;
+    return best;
+}
+
+void pool_attach(struct worker *w, struct session *s)
+{
+    s->worker = w;
+    TAILQ_INSERT_TAIL(&w->sessions, s, wlink);
+    w->nsessions++;
+}
+
+void pool_detach(struct session *s)
+{
+    struct worker *w = s->worker;
+    if (!w)
+        return;
+    TAILQ_REMOVE(&w->sessions, s, wlink);
+    w->nsessions--;
+    s->worker = NULL;
+}
+
+unsigned pool_worker_id(const struct worker *w)
+{
+    return w->id;
+}
+
+int pool_ready(const struct pool *p)
+{
+    for (unsigned i = 0; i < p->n; i++)
+        if (p->w[i].state == WK_LIVE && p->w[i].db_ok)
+            return 1;
+    return 0;
+}
+
+size_t pool_count(const struct pool *p)
+{
+    return p->n;
+}
+
+void pool_info(const struct pool *p, size_t i, struct pool_worker_info *out)
+{
+    const struct worker *w = &p->w[i];
+    memset(out, 0, sizeof *out);
+    out->id = w->id;
+    out->pid = w->pid;
+    out->live = w->state == WK_LIVE;
+    out->db_ok = w->db_ok;
+    out->sessions = w->nsessions;
+    out->reported_sessions = w->reported;
+    out->capacity = w->capacity;
+    out->restarts = w->restarts;
+    out->last_heartbeat_age_s =
+        w->last_seen_us && w->state == WK_LIVE ? (double)(gw_now_us() - w->last_seen_us) / 1e6 : -1;
+}

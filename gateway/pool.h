@@ -1,0 +1,51 @@
+/* pool: the local ota-worker processes and the ZeroMQ ROUTER that talks to
+ * them.  Starts them (gateway/spawn.c), supervises them with heartbeats,
+ * restarts them with exponential back-off, dispatches each new session to
+ * the least-loaded live worker and routes frames between workers and
+ * sessions.  Never parses client input and never holds a key. */
+#ifndef GW_POOL_H
+#define GW_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct gw;
+struct pool;
+struct worker;
+struct session;
+
+struct pool *pool_new(struct gw *g);
+/* Creates the runtime directory (before privileges are dropped, so that it
+ * can be given to the unprivileged users). */
+int pool_prepare_dir(struct pool *p, uid_t uid, gid_t gid, gid_t worker_gid, int as_root);
+/* Starts the helper that launches workers as root (only when root). */
+int pool_start_spawner(struct pool *p);
+/* Binds the ROUTER and starts every worker. */
+int pool_start(struct pool *p);
+void pool_free(struct pool *p);
+
+struct worker *pool_pick(struct pool *p);
+int pool_send(struct pool *p, struct worker *w, const uint8_t *frame, size_t len);
+void pool_attach(struct worker *w, struct session *s);
+void pool_detach(struct session *s);
+unsigned pool_worker_id(const struct worker *w);
+
+/* Ready = at least one live worker whose database is usable. */
+int pool_ready(const struct pool *p);
+/* Stops every worker (SIGTERM, SIGKILL after a deadline); done() runs when
+ * all have exited. */
+void pool_stop(struct pool *p, void (*done)(void *arg), void *arg);
+
+/* For /status and /metrics. */
+struct pool_worker_info {
+    unsigned id;
+    pid_t pid;
+    int live, db_ok;
+    uint32_t sessions, reported_sessions, capacity, restarts;
+    double last_heartbeat_age_s; /* -1 if never */
+};
+size_t pool_count(const struct pool *p);
+void pool_info(const struct pool *p, size_t i, struct pool_worker_info *out);
+
+#endif

@@ -1,0 +1,337 @@
+/* session: message order and translation for one card session; see
+ * session.h.  Client JSON becomes one wire frame per message; worker frames
+ * become command / modal / result.  A session ends exactly once: with a
+ * result (from the worker or from here) or because the client left, and in
+ * both cases its worker is told unless the worker ended it.  The authCode
+ * goes into the OPEN frame and nowhere else (never a log line). */
+#include "session.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "climsg.h"
+#include "conn.h"
+#include "gw.h"
+#include "log.h"
+#include "metrics.h"
+#include "ota_err.h"
+#include "pool.h"
+#include "wire.h"
+
+#define PERSONALIZE_REFUSED "personalization is only available on the operator endpoint"
+
+static struct gw *gw_of(struct session *s)
+{
+    return conn_of(s)->gw;
+}
+
+/* Leaves the worker and the session table; tells the worker when it did
+ * not end the session itself. */
+static void detach(struct session *s, int tell_worker)
+{
+    struct gw *g = gw_of(s);
+    if (s->worker) {
+        if (tell_worker) {
+            uint8_t frame[WIRE_MAX_FRAME];
+            int n = wire_encode_empty(frame, sizeof frame, WIRE_CLIENT_GONE, s->id);
+            if (n < 0 || pool_send(g->pool, s->worker, frame, (size_t)n) != 0)
+                log_warn("send_failed", "session=%" PRIu64 " frame=client_gone", s->id);
+        }
+        pool_detach(s);
+    }
+    if (s->id) {
+        gw_session_unregister(g, s);
+        g->nsessions--;
+    }
+}
+
+static void send_json(struct conn *c, char *text)
+{
+    if (!text) {
+        log_error("out_of_memory", "session=%" PRIu64 " what=client_message", c->s.id);
+        return;
+    }
+    conn_send_text(c, text, strlen(text));
+    free(text);
+}
+
+static enum met_result met_res(uint8_t status)
+{
+    return status == WIRE_ST_OK        ? MET_RES_OK
+           : status == WIRE_ST_PENDING ? MET_RES_PENDING
+                                       : MET_RES_FAILED;
+}
+
+/* Sends the result, ends the session and closes with 1000. */
+static void finish(struct conn *c, const struct wire_result *r, int from_worker)
+{
+    struct session *s = &c->s;
+    struct gw *g = c->gw;
+    char *text = cm_build_result(r, s->request_id);
+    detach(s, !from_worker);
+    uint64_t now = gw_now_us();
+    met_session_end(&g->met, s->op, met_res(r->status), r->error);
+    if (s->t_start_us)
+        met_observe(&g->met.session_duration, (double)(now - s->t_start_us) / 1e6);
+    log_info("session_result", "session=%" PRIu64 " peer=%s op=%s status=%s error=%s by=%s", s->id,
+             c->peer, s->op ? wire_op_name(s->op) : "none", wire_status_name(r->status),
+             r->status == WIRE_ST_OK ? "none" : wire_error_name(r->error),
+             from_worker ? "worker" : "gateway");
+    s->state = SESS_DONE;
+    send_json(c, text);
+    conn_close(c, 1000, "");
+}
+
+/* A result made here: pending if the worker said money is at risk. */
+static void fail(struct conn *c, uint8_t error)
+{
+    struct wire_result r;
+    memset(&r, 0, sizeof r);
+    r.op = c->s.op;
+    r.status = c->s.worker && c->s.at_risk ? WIRE_ST_PENDING : WIRE_ST_FAILED;
+    r.error = error;
+    finish(c, &r, 0);
+}
+
+static void bad_request(struct conn *c, const char *why)
+{
+    log_info("bad_request", "session=%" PRIu64 " peer=%s why=\"%s\"", c->s.id, c->peer, why);
+    fail(c, WIRE_E_BAD_REQUEST);
+}
+
+static void send_to_worker(struct conn *c, const uint8_t *frame, int n, const char *what)
+{
+    if (n < 0 || pool_send(c->gw->pool, c->s.worker, frame, (size_t)n) != 0) {
+        log_error("send_failed", "session=%" PRIu64 " frame=%s", c->s.id, what);
+        fail(c, WIRE_E_INTERNAL);
+    }
+}
+
+static void on_operation(struct conn *c, struct cm_msg *m)
+{
+    struct session *s = &c->s;
+    struct gw *g = c->gw;
+    char tail[8];
+    if (s->state != SESS_IDLE) {
+        bad_request(c, "a second operation message");
+        return;
+    }
+    s->op = m->op;
+    s->request_id = m->request_id;
+    m->request_id = NULL;
+    s->t_start_us = gw_now_us();
+    if (!m->tech_ok) {
+        log_info("unsupported_tech", "peer=%s op=%s", c->peer, wire_op_name(m->op));
+        fail(c, WIRE_E_UNSUPPORTED_CARD);
+        return;
+    }
+    if (m->op == WIRE_OP_PERSONALIZE && c->listener != WIRE_LISTENER_OPERATOR) {
+        log_warn("personalize_refused", "peer=%s uid=%s listener=public", c->peer,
+                 log_uid_tail(m->uid, m->uid_len, tail));
+        send_json(c, cm_build_modal(PERSONALIZE_REFUSED, strlen(PERSONALIZE_REFUSED)));
+        fail(c, WIRE_E_BAD_REQUEST);
+        return;
+    }
+    if (g->draining) {
+        fail(c, WIRE_E_OVERLOADED);
+        return;
+    }
+    struct worker *w = pool_pick(g->pool);
+    if (!w) {
+        log_warn("no_worker", "peer=%s op=%s", c->peer, wire_op_name(m->op));
+        fail(c, WIRE_E_OVERLOADED);
+        return;
+    }
+    if (gw_session_register(g, s) != 0) {
+        fail(c, WIRE_E_OVERLOADED);
+        return;
+    }
+    g->nsessions++;
+    pool_attach(w, s);
+    s->state = SESS_WAIT_WORKER;
+
+    struct wire_open o;
+    memset(&o, 0, sizeof o);
+    o.op = m->op;
+    o.listener = c->listener;
+    o.uid_len = m->uid_len;
+    memcpy(o.uid, m->uid, m->uid_len);
+    o.authcode_len = m->authcode_len;
+    memcpy(o.authcode, m->authcode, m->authcode_len);
+    size_t pn = strlen(c->peer);
+    o.peer_len = (uint8_t)(pn > WIRE_MAX_PEER ? WIRE_MAX_PEER : pn);
+    memcpy(o.peer, c->peer, o.peer_len);
+    uint8_t frame[WIRE_MAX_FRAME];
+    int n = wire_encode_open(frame, sizeof frame, s->id, &o);
+    sodium_memzero(&o, sizeof o);
+    log_info("session_open", "session=%" PRIu64 " peer=%s listener=%s op=%s uid=%s worker=%u",
+             s->id, c->peer, c->listener == WIRE_LISTENER_OPERATOR ? "operator" : "public",
+             wire_op_name(m->op), log_uid_tail(m->uid, m->uid_len, tail), pool_worker_id(w));
+    send_to_worker(c, frame, n, "open");
+    sodium_memzero(frame, sizeof frame);
+}
+
+static void on_response(struct conn *c, const struct cm_msg *m)
+{
+    struct session *s = &c->s;
+    if (s->state != SESS_WAIT_CLIENT) {
+        bad_request(c, "a response without an outstanding command");
+        return;
+    }
+    uint64_t now = gw_now_us();
+    met_observe(&c->gw->met.apdu_roundtrip, (double)(now - s->t_cmd_us) / 1e6);
+    s->t_resp_us = now;
+    s->state = SESS_WAIT_WORKER;
+    uint8_t frame[WIRE_MAX_FRAME];
+    int n = wire_encode_bytes(frame, sizeof frame, WIRE_CARD_RESPONSE, s->id, m->data, m->data_len);
+    send_to_worker(c, frame, n, "card_response");
+}
+
+static void on_client_error(struct conn *c, const struct cm_msg *m)
+{
+    struct session *s = &c->s;
+    if (s->state != SESS_WAIT_CLIENT && s->state != SESS_WAIT_WORKER) {
+        bad_request(c, "an error message before the operation");
+        return;
+    }
+    s->state = SESS_WAIT_WORKER;
+    log_info("client_error", "session=%" PRIu64 " kind=%u", s->id, (unsigned)m->err_kind);
+    struct wire_client_error e = {.kind = m->err_kind};
+    uint8_t frame[WIRE_MAX_FRAME];
+    int n = wire_encode_client_error(frame, sizeof frame, s->id, &e);
+    send_to_worker(c, frame, n, "client_error");
+}
+
+void sess_on_text(struct conn *c, const uint8_t *msg, size_t len)
+{
+    if (c->s.state == SESS_DONE)
+        return;
+    struct cm_msg m;
+    const char *why = NULL;
+    if (cm_parse(msg, len, &m, &why) != 0) {
+        bad_request(c, why ? why : "malformed message");
+        return;
+    }
+    switch (m.type) {
+    case CM_OPERATION:
+        on_operation(c, &m);
+        break;
+    case CM_RESPONSE:
+        on_response(c, &m);
+        break;
+    case CM_ERROR:
+        on_client_error(c, &m);
+        break;
+    }
+    cm_msg_clear(&m);
+}
+
+static void worker_broke(struct conn *c, const char *what)
+{
+    log_error("worker_protocol_error", "session=%" PRIu64 " worker=%u what=%s", c->s.id,
+              c->s.worker ? pool_worker_id(c->s.worker) : 0, what);
+    fail(c, WIRE_E_INTERNAL);
+}
+
+void sess_on_worker_frame(struct session *s, uint8_t type, const uint8_t *frame, size_t len)
+{
+    struct conn *c = conn_of(s);
+    struct wire_bytes b;
+    if (s->state == SESS_DONE || s->state == SESS_IDLE || c->state != CONN_WS)
+        return;
+    switch (type) {
+    case WIRE_COMMAND: {
+        if (wire_decode_bytes(frame, len, &b) != 0) {
+            worker_broke(c, "bad_command");
+            return;
+        }
+        if (s->state != SESS_WAIT_WORKER) {
+            worker_broke(c, "second_outstanding_command");
+            return;
+        }
+        char *text = cm_build_command(b.data, b.len);
+        s->state = SESS_WAIT_CLIENT;
+        send_json(c, text);
+        s->t_cmd_us = gw_now_us();
+        if (s->t_resp_us) {
+            met_observe(&c->gw->met.exchange_added, (double)(s->t_cmd_us - s->t_resp_us) / 1e6);
+            s->t_resp_us = 0;
+        }
+        return;
+    }
+    case WIRE_MODAL:
+        if (wire_decode_bytes(frame, len, &b) != 0) {
+            worker_broke(c, "bad_modal");
+            return;
+        }
+        send_json(c, cm_build_modal((const char *)b.data, b.len));
+        return;
+    case WIRE_PHASE: {
+        struct wire_phase ph;
+        if (wire_decode_phase(frame, len, &ph) != 0) {
+            worker_broke(c, "bad_phase");
+            return;
+        }
+        s->at_risk = ph.at_risk;
+        return;
+    }
+    case WIRE_RESULT: {
+        struct wire_result r;
+        if (wire_decode_result(frame, len, &r) != 0) {
+            worker_broke(c, "bad_result");
+            return;
+        }
+        if (r.op != s->op)
+            log_warn("result_operation_mismatch", "session=%" PRIu64 " op=%s result_op=%s", s->id,
+                     wire_op_name(s->op), wire_op_name(r.op));
+        finish(c, &r, 1);
+        return;
+    }
+    default:
+        worker_broke(c, "unexpected_frame_type");
+        return;
+    }
+}
+
+void sess_on_worker_lost(struct session *s)
+{
+    struct conn *c = conn_of(s);
+    if (s->state == SESS_DONE)
+        return;
+    struct wire_result r;
+    memset(&r, 0, sizeof r);
+    r.op = s->op;
+    r.status = s->at_risk ? WIRE_ST_PENDING : WIRE_ST_FAILED;
+    r.error = WIRE_E_INTERNAL;
+    log_warn("session_worker_lost", "session=%" PRIu64 " at_risk=%u", s->id, (unsigned)s->at_risk);
+    finish(c, &r, 1);
+}
+
+void sess_end(struct conn *c)
+{
+    struct session *s = &c->s;
+    if (s->state != SESS_DONE) {
+        if (s->state != SESS_IDLE) {
+            struct gw *g = c->gw;
+            log_info("session_aborted", "session=%" PRIu64 " peer=%s op=%s at_risk=%u", s->id,
+                     c->peer, wire_op_name(s->op), (unsigned)s->at_risk);
+            met_session_end(&g->met, s->op, MET_RES_ABORTED, WIRE_E_NONE);
+            if (s->t_start_us)
+                met_observe(&g->met.session_duration, (double)(gw_now_us() - s->t_start_us) / 1e6);
+        }
+        detach(s, 1);
+        s->state = SESS_DONE;
+    }
+    if (s->request_id) {
+        json_decref(s->request_id);
+        s->request_id = NULL;
+    }
+}
+
+int sess_idle(const struct session *s)
+{
+    return s->state == SESS_IDLE;
+}
