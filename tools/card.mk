@@ -2,7 +2,7 @@
 # vicc here; run comes from tools/cardrun.mk).
 bin_PROGRAMS += tools/ota-card
 tools_ota_card_SOURCES = tools/ota_card.c tools/card_cmd.h tools/card_new.c \
-	tools/card_show.c tools/card_vicc.c tools/vicc.c tools/vicc.h $(CARDRUN_SRC)
+	tools/card_show.c tools/card_vicc.c tools/card_relay.c tools/vicc.c tools/vicc.h $(CARDRUN_SRC)
 tools_ota_card_CFLAGS = $(AM_CFLAGS) $(SODIUM_CFLAGS) $(CRYPTO_CFLAGS) $(CARDRUN_CFLAGS)
 tools_ota_card_LDADD = $(CARDRUN_LINK) $(CARD_LIBS)
 

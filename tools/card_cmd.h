@@ -15,11 +15,14 @@ int card_cmd_new(int argc, char **argv);
 int card_cmd_show(int argc, char **argv);
 /* ota-card vicc --card FILE [--connect HOST:PORT] */
 int card_cmd_vicc(int argc, char **argv);
+/* ota-card relay --card FILE (hex APDU lines in, hex answer lines out) */
+int card_cmd_relay(int argc, char **argv);
 
 #define CARD_USAGE_NEW                                                                             \
     "ota-card new --card FILE --uid HEX [--blank | --profile --master-keys K0,K1,K2,K3]\n"         \
     "             [--system-id ASCII] [--balance N] [--picc-key des0|aes0]\n"
 #define CARD_USAGE_SHOW "ota-card show --card FILE\n"
 #define CARD_USAGE_VICC "ota-card vicc --card FILE [--connect HOST:PORT]\n"
+#define CARD_USAGE_RELAY "ota-card relay --card FILE\n"
 
 #endif

@@ -11,7 +11,7 @@
 static void ota_card_usage(FILE *f)
 {
     fprintf(f, "usage: " CARD_USAGE_NEW "       " CARD_USAGE_VICC "       " CARD_USAGE_SHOW
-               "       ota-card run ... (see ota-card run --help)\n");
+               "       " CARD_USAGE_RELAY "       ota-card run ... (see ota-card run --help)\n");
 }
 
 int main(int argc, char **argv)
@@ -24,6 +24,7 @@ int main(int argc, char **argv)
         {"show", card_cmd_show},
         {"vicc", card_cmd_vicc},
         {"run", card_cmd_run},
+        {"relay", card_cmd_relay},
     };
 
     if (argc < 2) {

@@ -1,0 +1,110 @@
+#!/bin/sh
+# End to end on real processes and a real PostgreSQL (issue "end to end"):
+# personalize -> check -> top-up -> check; two top-ups; a used code, an
+# unknown code, a mistyped code; a code raced by two clients; a client that
+# lies about the UID; personalize refused on the public listener; two
+# sessions for one card; the seed app's flow on path `/`; a worker killed
+# mid-session.  Checks the ledger and the card after each.
+. "$OTA_SRCDIR/tests/integration/lib.sh"
+sys_start
+
+run() { ota-card run --json "$@" 2>>"$T/client.err"; }
+field() { /usr/bin/python3 -c 'import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d.get(sys.argv[1], ""))' "$1"; }
+card_value() { ota-card show --card "$1" | sed -n 's/^ *value \(-\{0,1\}[0-9][0-9]*\)$/\1/p' | head -n 1; }
+
+# --- personalize a factory card on the operator listener, then check and top up
+blank="$T/blank.card"
+ota-card new --card "$blank" --uid 04a1b2c3d4e5f6 --blank >/dev/null
+out=$(run --url "$OP_URL" --card "$blank" personalize "$TOKEN"); rc=$?
+check "personalize a factory card on the operator listener" [ "$rc" -eq 0 ]
+out=$(run --url "$OP_URL" --card "$blank" personalize "$TOKEN"); rc=$?
+check "personalize again leaves the card as it is (ok)" [ "$rc" -eq 0 ]
+out=$(run --url "$OP_URL" --card "$blank" personalize "wrong-token"); rc=$?
+check "personalize with a wrong operator token fails" [ "$rc" -eq 1 ]
+out=$(run --url "$PUB_URL" --card "$blank" personalize "$TOKEN"); rc=$?
+check "personalize is refused on the public listener" [ "$rc" -eq 1 ] && [ "$(echo "$out" | field error)" = bad-request ]
+out=$(run --url "$PUB_URL" --card "$blank" check); rc=$?
+check "check after personalize: ok, balance 0" [ "$rc" -eq 0 ] && [ "$(echo "$out" | field balance)" = 0 ]
+code=$(sys_codes 500 1)
+out=$(run --url "$PUB_URL" --card "$blank" topup "$code"); rc=$?
+check "top-up 500 ok" [ "$rc" -eq 0 ] && [ "$(echo "$out" | field balance)" = 500 ]
+txn=$(echo "$out" | field txn)
+check "top-up result names its ledger transaction" [ -n "$txn" ]
+out=$(run --url "$PUB_URL" --card "$blank" check); rc=$?
+check "check after top-up: balance 500" [ "$(echo "$out" | field balance)" = 500 ]
+check "ledger: exactly one committed entry for the transaction" \
+    [ "$(sys_sql "SELECT count(*) FROM ledger WHERE txn_id = '$txn' AND kind = 'committed'")" = 1 ]
+
+# --- a second top-up, a used code, an unknown code, a mistyped code
+card=$(sys_card 04112233445566)
+c1=$(sys_codes 300 1); c2=$(sys_codes 200 1)
+run --url "$PUB_URL" --card "$card" topup "$c1" >/dev/null
+out=$(run --url "$PUB_URL" --card "$card" topup "$c2"); rc=$?
+check "two top-ups: balance 500" [ "$rc" -eq 0 ] && [ "$(echo "$out" | field balance)" = 500 ]
+out=$(run --url "$PUB_URL" --card "$card" topup "$c1"); rc=$?
+check "a used code answers code-used" [ "$rc" -eq 1 ] && [ "$(echo "$out" | field error)" = code-used ]
+unknown=$(ota-ctl codes generate 2>/dev/null || echo "2222-2222-2222-2222-2")
+out=$(run --url "$PUB_URL" --card "$card" topup "ABCD-EFGH-JKMN-PQRS-TVWX"); rc=$?
+check "a malformed code answers code-invalid" [ "$(echo "$out" | field error)" = code-invalid ]
+check "the card kept its balance (500)" [ "$(card_value "$card")" = 500 ]
+
+# --- a client that lies about the UID: auth fails, nothing reserved
+victim=$(sys_card 04998877665544)
+liar=$(sys_card 04000000000001)
+c3=$(sys_codes 100 1)
+out=$(run --url "$PUB_URL" --card "$liar" --uid 04998877665544 topup "$c3"); rc=$?
+check "a lying UID answers auth-failed" [ "$(echo "$out" | field error)" = auth-failed ]
+check "nothing was reserved for the lying client" \
+    [ "$(sys_sql "SELECT count(*) FROM ledger WHERE card_uid = '\\x04998877665544'")" = 0 ]
+out=$(run --url "$PUB_URL" --card "$victim" topup "$c3"); rc=$?
+check "the victim's own top-up with the same code still works" [ "$rc" -eq 0 ]
+
+# --- one code raced by two clients: exactly one wins
+a=$(sys_card 04aaaaaaaaaa01); b=$(sys_card 04aaaaaaaaaa02)
+c4=$(sys_codes 700 1)
+run --url "$PUB_URL" --card "$a" topup "$c4" >"$T/race_a" & pa=$!
+run --url "$PUB_URL" --card "$b" topup "$c4" >"$T/race_b" & pb=$!
+wait $pa; ra=$?; wait $pb; rb=$?
+wins=0; [ $ra -eq 0 ] && wins=$((wins + 1)); [ $rb -eq 0 ] && wins=$((wins + 1))
+check "one code raced by two clients: exactly one top-up" [ $wins -eq 1 ]
+total=$(( $(card_value "$a") + $(card_value "$b") ))
+check "the two cards together gained exactly 700" [ $total -eq 700 ]
+
+# --- two sessions for one card: the second answers card-busy
+busy=$(sys_card 04bbbbbbbbbb01)
+run --url "$PUB_URL" --card "$busy" --stall-after 4 --stall-ms 3000 check >"$T/busy_a" & pa=$!
+sleep 1
+out=$(run --url "$PUB_URL" --card "$busy" check); rc=$?
+check "a second session on a leased card answers card-busy" [ "$(echo "$out" | field error)" = card-busy ]
+wait $pa
+
+# --- the seed app's message flow on path / with modal messages
+seed_card=$(sys_card 04dddddddddd01)
+seed_out=$(/usr/bin/python3 "$OTA_SRCDIR/tests/integration/seed_client.py" \
+    "${PUB_URL%/v1/session}/" "$seed_card" check 2>&1); rc=$?
+check "seed app flow on path / (operation, command/response, result with requestId)" [ $rc -eq 0 ]
+c6=$(sys_codes 250 1)
+seed_out=$(/usr/bin/python3 "$OTA_SRCDIR/tests/integration/seed_client.py" \
+    "${PUB_URL%/v1/session}/" "$seed_card" topup "$c6" 2>&1); rc=$?
+check "an independent client (python3-websockets, path /) completes a top-up with a modal" [ $rc -eq 0 ] &&
+    [ "$(card_value "$seed_card")" = 250 ]
+
+# --- a worker killed mid-session: result reported, worker restarted
+kcard=$(sys_card 04cccccccccc01)
+c5=$(sys_codes 100 1)
+run --url "$PUB_URL" --card "$kcard" --stall-after 3 --stall-ms 4000 topup "$c5" >"$T/kill_out" & pk=$!
+sleep 1.5
+wpids=$(pgrep -P "$GW_PID" ota-worker)
+for p in $wpids; do kill -KILL "$p"; done
+wait $pk; rc=$?
+st=$(field status <"$T/kill_out")
+check "a killed worker's session gets a result (failed or pending)" [ "$st" = failed ] || [ "$st" = pending ]
+check "the gateway survived" kill -0 "$GW_PID"
+check "workers were restarted and the gateway is ready again" wait_http "$ADMIN/readyz" 200
+out=$(run --url "$PUB_URL" --card "$kcard" check); rc=$?
+check "after the crash the card settles and answers check ok" [ "$rc" -eq 0 ]
+check "no entry of that card is left in doubt" \
+    [ "$(sys_sql "SELECT count(*) FROM ledger r WHERE r.kind='reserved' AND r.card_uid='\\x04cccccccccc01' AND NOT EXISTS (SELECT 1 FROM ledger f WHERE f.txn_id=r.txn_id AND f.kind<>'reserved')")" = 0 ]
+check "ota-ctl audit finds no violation" ota-ctl --config "$CONF" audit
+
+sys_finish
