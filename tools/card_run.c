@@ -1,0 +1,731 @@
+/* card_run: `ota-card run`, the phone app as a command (PROTOCOL.md §1-4).
+ * It sends `operation`, answers each `command` with the card's `response`,
+ * prints `modal` texts and the `result`, and saves the simulated card's
+ * committed state whatever happened (also when interrupted).  Test-only
+ * flags make it misbehave the way a phone can (drop, lost tag, tear,
+ * stall).  It must never print or log the top-up code or operator token,
+ * never run a command it received while another was outstanding, and never
+ * answer a command with anything but the card's own answer. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "ota_autoconf.h"
+
+#include "card_cmd.h"
+#include "card_result.h"
+#include "card_run.h"
+#include "hex.h"
+#include "ota_err.h"
+#include "sim_card.h"
+#include "ws_client.h"
+#ifdef HAVE_PCSC
+#include "pcsc_reader.h"
+#endif
+
+#define RUN_UID_MAX 10
+#define RUN_APDU_MAX 261   /* short APDU: CLA INS P1 P2 Lc 255 bytes Le */
+#define RUN_ANSWER_MAX 258 /* 256 data bytes + SW1 SW2 */
+#define RUN_AUTH_MAX 256
+#define RUN_REQID_MAX 64
+#define RUN_DEFAULT_TIMEOUT_MS 90000
+#define RUN_CLOSE_WAIT_MS 3000
+
+#define RUN_USAGE                                                                                  \
+    "usage: ota-card run --url ws[s]://HOST:PORT/v1/session (--card FILE | --pcsc [READER])\n"     \
+    "                    [--uid HEX] [--request-id ID] [--quiet] [--json] [--verbose]\n"           \
+    "                    [--timeout-ms MS] [--cacert FILE] [--cert FILE [--key FILE]]\n"           \
+    "                    [--insecure]\n"                                                           \
+    "                    check | topup CODE | personalize TOKEN\n"
+#define RUN_HELP                                                                                   \
+    "Plays the phone app: starts one operation on the gateway for a card and relays the\n"         \
+    "server's APDUs to it.\n"                                                                      \
+    "\n"                                                                                           \
+    "  --url URL          the gateway's WebSocket URL (ws:// only on loopback or a private hop)\n" \
+    "  --card FILE        a simulated card file (ota-card new); saved back after the session\n"    \
+    "  --pcsc [READER]    a card in a PC/SC reader instead (first reader, or the one named)\n"     \
+    "  --uid HEX          send this UID instead of the card's (tests: a lying client)\n"           \
+    "  --request-id ID    the requestId to send (default: a random one)\n"                         \
+    "  --quiet            print only the result\n"                                                 \
+    "  --json             print the result message as JSON (one line on stdout); without a\n"      \
+    "                     result, a {\"type\":\"client-error\",\"kind\":...} line instead\n"       \
+    "  --verbose          print every command and response on stderr\n"                            \
+    "  --timeout-ms MS    give up when no result came within MS (default 90000)\n"                 \
+    "  --cacert FILE      wss: trust these CAs instead of the system's\n"                          \
+    "  --cert FILE        wss: client certificate (operator listener); --key FILE its key\n"       \
+    "  --insecure         wss: do not verify the server's certificate (tests only)\n"              \
+    "\n"                                                                                           \
+    "Fault injection, for tests (N counts the server's commands from 1):\n"                        \
+    "  --drop-after N     close the TCP connection instead of answering command N\n"               \
+    "  --lost-tag-after N answer command N with {\"type\":\"error\",\"kind\":\"lost-tag\"}\n"      \
+    "  --tear-after N     run command N on the card, power-cycle the card, then drop\n"            \
+    "  --stall-after N    wait --stall-ms MS (default 3000) before answering command N\n"          \
+    "\n"                                                                                           \
+    "Exit status: 0 ok, 1 failed, 2 usage, 3 pending, 4 no result (connection or protocol\n"       \
+    "error, timeout, fault injected, interrupted).\n"
+
+struct run_args {
+    const char *url;
+    const char *card_file;
+    int pcsc;
+    const char *pcsc_reader;
+    uint8_t uid[RUN_UID_MAX];
+    size_t uid_len;
+    char request_id[RUN_REQID_MAX + 1];
+    int quiet, json, verbose;
+    long timeout_ms;
+    const char *ca_file, *cert_file, *key_file;
+    int insecure;
+    long drop_after, lost_tag_after, tear_after, stall_after, stall_ms;
+    const char *operation;
+    char auth[RUN_AUTH_MAX + 1];
+};
+
+/* The card on the other side of the phone. */
+enum run_card_kind { RUN_CARD_SIM = 0, RUN_CARD_PCSC };
+
+struct run_card {
+    enum run_card_kind kind;
+    struct sim_card *sim;
+#ifdef HAVE_PCSC
+    struct pcsc_reader *pcsc;
+#endif
+    uint8_t uid[RUN_UID_MAX];
+    size_t uid_len;
+};
+
+/* What ended the session, for the exit status and the --json line. */
+enum run_end {
+    RUN_END_RESULT = 0,
+    RUN_END_CONNECTION, /* the connection failed or closed without a result */
+    RUN_END_PROTOCOL,   /* the server broke PROTOCOL.md */
+    RUN_END_TIMEOUT,
+    RUN_END_INTERRUPTED,
+    RUN_END_DROPPED, /* --drop-after */
+    RUN_END_TORN,    /* --tear-after */
+    RUN_END_CARD,    /* the card side failed in a way the client could not report */
+};
+
+static const char *const run_end_kind[] = {
+    [RUN_END_RESULT] = "result",
+    [RUN_END_CONNECTION] = "connection",
+    [RUN_END_PROTOCOL] = "protocol",
+    [RUN_END_TIMEOUT] = "timeout",
+    [RUN_END_INTERRUPTED] = "interrupted",
+    [RUN_END_DROPPED] = "dropped",
+    [RUN_END_TORN] = "torn",
+    [RUN_END_CARD] = "card",
+};
+
+enum run_state {
+    RUN_WAIT_SERVER = 0, /* waiting for a command, modal or result */
+    RUN_HOLDING,         /* a command is held back (--stall-after) */
+    RUN_WAIT_CLOSE,      /* the result came; waiting for the close */
+    RUN_DONE,
+};
+
+struct run_session {
+    enum run_state state;
+    const struct run_args *args;
+    struct run_card *card;
+    struct wsc_client *ws;
+    long commands; /* commands received so far */
+    uint8_t held[RUN_APDU_MAX];
+    size_t held_len;
+    long long held_until; /* ms, monotonic */
+    long long deadline;   /* ms, monotonic: no result by then = timeout */
+    json_t *result;
+    enum run_end end;
+    char why[320]; /* for a person when end != RESULT */
+};
+
+static volatile sig_atomic_t run_interrupted;
+
+static void run_on_signal(int sig)
+{
+    (void)sig;
+    run_interrupted = 1;
+}
+
+static long long run_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int run_usage(const char *why)
+{
+    if (why != NULL)
+        fprintf(stderr, "ota-card run: %s\n", why);
+    fputs(RUN_USAGE, stderr);
+    return CARD_EXIT_USAGE;
+}
+
+static int run_parse_count(const char *s, long min, long max, long *out)
+{
+    char *end = NULL;
+    long v;
+    if (s == NULL || *s == '\0')
+        return -1;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int run_is_operation(const char *s)
+{
+    return strcmp(s, "check") == 0 || strcmp(s, "topup") == 0 || strcmp(s, "personalize") == 0;
+}
+
+/* A code or token must not stay readable in /proc/PID/cmdline. */
+static void run_hide_arg(char *s)
+{
+    size_t n = strlen(s);
+    if (n > 0)
+        memset(s, 'x', n);
+}
+
+/* Options anywhere before the operation words; "--" ends options. */
+static int run_parse_args(int argc, char **argv, struct run_args *a, int *help)
+{
+    const char *pos[2] = {NULL, NULL};
+    int npos = 0, no_more_opts = 0;
+    char *auth_arg = NULL;
+
+    memset(a, 0, sizeof *a);
+    a->timeout_ms = RUN_DEFAULT_TIMEOUT_MS;
+    a->stall_ms = 3000;
+    *help = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1;
+        if (no_more_opts || o[0] != '-' || o[1] == '\0') {
+            if (npos >= 2)
+                return run_usage("too many arguments");
+            if (npos == 1)
+                auth_arg = argv[i];
+            pos[npos++] = o;
+            continue;
+        }
+        if (strcmp(o, "--") == 0) {
+            no_more_opts = 1;
+            continue;
+        }
+        if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
+            *help = 1;
+            return 0;
+        }
+        if (strcmp(o, "--quiet") == 0 || strcmp(o, "-q") == 0) {
+            a->quiet = 1;
+            takes = 0;
+        } else if (strcmp(o, "--json") == 0) {
+            a->json = 1;
+            takes = 0;
+        } else if (strcmp(o, "--verbose") == 0 || strcmp(o, "-v") == 0) {
+            a->verbose = 1;
+            takes = 0;
+        } else if (strcmp(o, "--insecure") == 0) {
+            a->insecure = 1;
+            takes = 0;
+        } else if (strcmp(o, "--pcsc") == 0) {
+            a->pcsc = 1;
+            takes = 0;
+            /* The reader name is optional: take the next word unless it is
+             * an option or the operation. */
+            if (v != NULL && v[0] != '-' && !run_is_operation(v)) {
+                a->pcsc_reader = v;
+                i++;
+            }
+        } else if (v == NULL) {
+            fprintf(stderr, "ota-card run: %s needs a value\n", o);
+            return run_usage(NULL);
+        } else if (strcmp(o, "--url") == 0) {
+            a->url = v;
+        } else if (strcmp(o, "--card") == 0) {
+            a->card_file = v;
+        } else if (strcmp(o, "--uid") == 0) {
+            int n = hex_decode(v, strlen(v), a->uid, sizeof a->uid);
+            if (n < 1)
+                return run_usage("--uid wants 1 to 10 bytes of hex");
+            a->uid_len = (size_t)n;
+        } else if (strcmp(o, "--request-id") == 0) {
+            if (strlen(v) > RUN_REQID_MAX)
+                return run_usage("--request-id is too long");
+            snprintf(a->request_id, sizeof a->request_id, "%s", v);
+        } else if (strcmp(o, "--timeout-ms") == 0) {
+            if (run_parse_count(v, 1, 3600000, &a->timeout_ms) != 0)
+                return run_usage("--timeout-ms wants 1..3600000");
+        } else if (strcmp(o, "--cacert") == 0) {
+            a->ca_file = v;
+        } else if (strcmp(o, "--cert") == 0) {
+            a->cert_file = v;
+        } else if (strcmp(o, "--key") == 0) {
+            a->key_file = v;
+        } else if (strcmp(o, "--drop-after") == 0) {
+            if (run_parse_count(v, 1, 100000, &a->drop_after) != 0)
+                return run_usage("--drop-after wants a command number >= 1");
+        } else if (strcmp(o, "--lost-tag-after") == 0) {
+            if (run_parse_count(v, 1, 100000, &a->lost_tag_after) != 0)
+                return run_usage("--lost-tag-after wants a command number >= 1");
+        } else if (strcmp(o, "--tear-after") == 0) {
+            if (run_parse_count(v, 1, 100000, &a->tear_after) != 0)
+                return run_usage("--tear-after wants a command number >= 1");
+        } else if (strcmp(o, "--stall-after") == 0) {
+            if (run_parse_count(v, 1, 100000, &a->stall_after) != 0)
+                return run_usage("--stall-after wants a command number >= 1");
+        } else if (strcmp(o, "--stall-ms") == 0) {
+            if (run_parse_count(v, 0, 3600000, &a->stall_ms) != 0)
+                return run_usage("--stall-ms wants 0..3600000");
+        } else {
+            fprintf(stderr, "ota-card run: unknown option %s\n", o);
+            return run_usage(NULL);
+        }
+        if (takes)
+            i++;
+    }
+    if (a->url == NULL)
+        return run_usage("--url is required");
+    if ((a->card_file == NULL) == (a->pcsc == 0))
+        return run_usage("give exactly one of --card FILE and --pcsc [READER]");
+    if (npos == 0)
+        return run_usage("which operation: check, topup CODE or personalize TOKEN?");
+    a->operation = pos[0];
+    if (strcmp(a->operation, "check") == 0) {
+        if (npos != 1)
+            return run_usage("check takes no argument");
+    } else if (strcmp(a->operation, "topup") == 0 || strcmp(a->operation, "personalize") == 0) {
+        if (npos != 2)
+            return run_usage(strcmp(a->operation, "topup") == 0 ? "topup needs a CODE"
+                                                                : "personalize needs a TOKEN");
+        if (strlen(pos[1]) > RUN_AUTH_MAX)
+            return run_usage("the code or token is too long");
+        snprintf(a->auth, sizeof a->auth, "%s", pos[1]);
+        run_hide_arg(auth_arg);
+    } else {
+        fprintf(stderr, "ota-card run: unknown operation '%s'\n", a->operation);
+        return run_usage(NULL);
+    }
+    if (a->request_id[0] == '\0') {
+        uint8_t rnd[8];
+        randombytes_buf(rnd, sizeof rnd);
+        memcpy(a->request_id, "run-", 4);
+        hex_encode(rnd, sizeof rnd, a->request_id + 4);
+    }
+    return 0;
+}
+
+static int run_card_open(const struct run_args *a, struct run_card *c)
+{
+    memset(c, 0, sizeof *c);
+    if (a->pcsc) {
+#ifdef HAVE_PCSC
+        char err[300];
+        c->kind = RUN_CARD_PCSC;
+        if (pcsc_reader_open(a->pcsc_reader, &c->pcsc, err, sizeof err) != 0 ||
+            pcsc_reader_uid(c->pcsc, c->uid, sizeof c->uid, &c->uid_len, err, sizeof err) != 0) {
+            fprintf(stderr, "ota-card run: %s\n", err);
+            return CARD_EXIT_CONN;
+        }
+        if (!a->quiet)
+            fprintf(stderr, "ota-card run: card in reader '%s'\n", pcsc_reader_name(c->pcsc));
+        return 0;
+#else
+        fprintf(stderr, "ota-card run: this ota-card was built without PC/SC support "
+                        "(install libpcsclite-dev and run configure again)\n");
+        return CARD_EXIT_USAGE;
+#endif
+    }
+    c->kind = RUN_CARD_SIM;
+    c->sim = sim_card_load(a->card_file);
+    if (c->sim == NULL) {
+        fprintf(stderr, "ota-card run: cannot load the card file %s\n", a->card_file);
+        return CARD_EXIT_USAGE;
+    }
+    {
+        size_t n = 0;
+        const uint8_t *uid = sim_card_uid(c->sim, &n);
+        if (uid == NULL || n == 0 || n > sizeof c->uid) {
+            fprintf(stderr, "ota-card run: the card file %s has no valid UID\n", a->card_file);
+            sim_card_free(c->sim);
+            c->sim = NULL;
+            return CARD_EXIT_USAGE;
+        }
+        memcpy(c->uid, uid, n);
+        c->uid_len = n;
+    }
+    return 0;
+}
+
+/* Saves a simulated card's committed state.  Returns 0 or CARD_EXIT_CONN. */
+static int run_card_close(const struct run_args *a, struct run_card *c)
+{
+    int ret = 0;
+    if (c->kind == RUN_CARD_SIM && c->sim != NULL) {
+        int r = sim_card_save(c->sim, a->card_file);
+        if (r != 0) {
+            fprintf(stderr, "ota-card run: cannot save the card to %s: %s\n", a->card_file,
+                    ota_strerror(r));
+            ret = CARD_EXIT_CONN;
+        }
+        sim_card_free(c->sim);
+        c->sim = NULL;
+    }
+#ifdef HAVE_PCSC
+    pcsc_reader_close(c->pcsc);
+    c->pcsc = NULL;
+#endif
+    return ret;
+}
+
+/* Runs one APDU on the card.  Returns NULL with the answer, or the `error`
+ * kind to send instead ("lost-tag" / "io"). */
+static const char *run_card_exchange(struct run_card *c, const uint8_t *apdu, size_t len,
+                                     uint8_t *resp, size_t *resp_len, char *err, size_t errlen)
+{
+    *resp_len = 0;
+#ifdef HAVE_PCSC
+    if (c->kind == RUN_CARD_PCSC) {
+        enum pcsc_status st =
+            pcsc_reader_transceive(c->pcsc, apdu, len, resp, RUN_ANSWER_MAX, resp_len, err, errlen);
+        return st == PCSC_OK ? NULL : st == PCSC_LOST_TAG ? "lost-tag" : "io";
+    }
+#endif
+    {
+        int r = sim_card_transceive(c->sim, apdu, len, resp, RUN_ANSWER_MAX, resp_len);
+        if (r != 0) {
+            snprintf(err, errlen, "simulated card: %s", ota_strerror(r));
+            return "io";
+        }
+    }
+    return NULL;
+}
+
+__attribute__((format(printf, 3, 4))) static void run_end(struct run_session *s, enum run_end end,
+                                                          const char *fmt, ...)
+{
+    va_list ap;
+    s->end = end;
+    s->state = RUN_DONE;
+    va_start(ap, fmt);
+    vsnprintf(s->why, sizeof s->why, fmt, ap);
+    va_end(ap);
+}
+
+/* Sends a JSON object and frees it.  The text may hold a code: wipe it. */
+static int run_send(struct run_session *s, json_t *msg)
+{
+    char *text = msg != NULL ? json_dumps(msg, JSON_COMPACT) : NULL;
+    int r;
+    json_decref(msg);
+    if (text == NULL) {
+        run_end(s, RUN_END_CARD, "out of memory");
+        return OTA_ERR_NOMEM;
+    }
+    r = wsc_client_send_text(s->ws, text, strlen(text));
+    sodium_memzero(text, strlen(text));
+    free(text);
+    if (r != 0)
+        run_end(s, RUN_END_CONNECTION, "cannot send: %s", wsc_client_error(s->ws));
+    return r;
+}
+
+/* Answers one command: the card's answer, or an error kind. */
+static int run_answer(struct run_session *s, const uint8_t *apdu, size_t len)
+{
+    const struct run_args *a = s->args;
+    uint8_t resp[RUN_ANSWER_MAX];
+    char hex[2 * RUN_ANSWER_MAX + 1];
+    char err[300] = "";
+    size_t rlen = 0;
+    const char *kind = run_card_exchange(s->card, apdu, len, resp, &rlen, err, sizeof err);
+
+    if (kind != NULL) {
+        if (!a->quiet)
+            fprintf(stderr, "ota-card run: card: %s (sending error %s)\n", err, kind);
+        return run_send(
+            s, json_pack("{s:s, s:s, s:s}", "type", "error", "kind", kind, "message", err));
+    }
+    hex_encode(resp, rlen, hex);
+    if (a->verbose)
+        fprintf(stderr, "< %s\n", hex);
+    if (a->tear_after == s->commands) {
+        /* The card ran the command; now it loses power before the answer
+         * leaves the phone. */
+        if (s->card->kind == RUN_CARD_SIM)
+            sim_card_power_cycle(s->card->sim);
+        wsc_client_abort(s->ws);
+        run_end(s, RUN_END_TORN, "card torn after command %ld (as asked)", s->commands);
+        return 0;
+    }
+    return run_send(s, json_pack("{s:s, s:s}", "type", "response", "data", hex));
+}
+
+static void run_on_command(struct run_session *s, json_t *msg)
+{
+    const struct run_args *a = s->args;
+    const char *data = json_string_value(json_object_get(msg, "data"));
+    uint8_t apdu[RUN_APDU_MAX];
+    int n;
+
+    if (s->state != RUN_WAIT_SERVER) {
+        run_end(s, RUN_END_PROTOCOL, "the server sent a command while %s",
+                s->state == RUN_HOLDING ? "another was outstanding" : "the result was already in");
+        return;
+    }
+    if (data == NULL) {
+        run_end(s, RUN_END_PROTOCOL, "a command without a data string");
+        return;
+    }
+    n = hex_decode(data, strlen(data), apdu, sizeof apdu);
+    if (n < 4) {
+        run_end(s, RUN_END_PROTOCOL, "a command whose data is not a hex APDU");
+        return;
+    }
+    s->commands++;
+    if (a->verbose)
+        fprintf(stderr, "> %s\n", data);
+    if (a->drop_after == s->commands) {
+        wsc_client_abort(s->ws);
+        run_end(s, RUN_END_DROPPED, "dropped the connection at command %ld (as asked)",
+                s->commands);
+        return;
+    }
+    if (a->lost_tag_after == s->commands) {
+        run_send(s, json_pack("{s:s, s:s}", "type", "error", "kind", "lost-tag"));
+        return;
+    }
+    if (a->stall_after == s->commands) {
+        memcpy(s->held, apdu, (size_t)n);
+        s->held_len = (size_t)n;
+        s->held_until = run_now_ms() + a->stall_ms;
+        s->state = RUN_HOLDING;
+        return;
+    }
+    run_answer(s, apdu, (size_t)n);
+}
+
+static void run_on_result(struct run_session *s, json_t *msg, const char *raw)
+{
+    const struct run_args *a = s->args;
+    const char *rid = json_string_value(json_object_get(msg, "requestId"));
+    char line[512];
+
+    if (s->state == RUN_WAIT_CLOSE) {
+        run_end(s, RUN_END_PROTOCOL, "the server sent a second result");
+        return;
+    }
+    if (rid != NULL && strcmp(rid, a->request_id) != 0 && !a->quiet)
+        fprintf(stderr, "ota-card run: warning: the result echoes requestId '%s', not '%s'\n", rid,
+                a->request_id);
+    s->result = json_incref(msg);
+    if (a->json) {
+        printf("%s\n", raw);
+    } else {
+        card_result_format(msg, line, sizeof line);
+        printf("%s\n", line);
+    }
+    fflush(stdout);
+    /* A held command will never be answered now. */
+    s->state = RUN_WAIT_CLOSE;
+    s->deadline = run_now_ms() + RUN_CLOSE_WAIT_MS;
+}
+
+static void run_on_message(struct run_session *s, const char *text, size_t len)
+{
+    json_error_t jerr;
+    json_t *msg = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    const char *type = json_string_value(json_object_get(msg, "type"));
+
+    if (!json_is_object(msg) || type == NULL) {
+        run_end(s, RUN_END_PROTOCOL,
+                "the server sent a message that is not a JSON object "
+                "with a string type");
+    } else if (strcmp(type, "command") == 0) {
+        run_on_command(s, msg);
+    } else if (strcmp(type, "modal") == 0) {
+        const char *m = json_string_value(json_object_get(msg, "message"));
+        if (m != NULL && !s->args->quiet) {
+            FILE *f = s->args->json ? stderr : stdout;
+            fprintf(f, "modal: %s\n", m);
+            fflush(f);
+        }
+    } else if (strcmp(type, "result") == 0) {
+        run_on_result(s, msg, text);
+    } else if (!s->args->quiet) {
+        /* Unknown messages are ignored, like unknown members (§2). */
+        fprintf(stderr, "ota-card run: ignoring a message of type '%s'\n", type);
+    }
+    json_decref(msg);
+}
+
+static json_t *run_operation_msg(const struct run_args *a, const struct run_card *c)
+{
+    char uid[2 * RUN_UID_MAX + 1];
+    if (a->uid_len > 0)
+        hex_encode(a->uid, a->uid_len, uid);
+    else
+        hex_encode(c->uid, c->uid_len, uid);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", "operation", "operation",
+                     a->operation, "uid", uid, "tech", "IsoDep", "authCode", a->auth, "requestId",
+                     a->request_id);
+}
+
+/* The receive loop: one message or timer at a time until the session ends. */
+static void run_loop(struct run_session *s)
+{
+    while (s->state != RUN_DONE) {
+        long long now = run_now_ms(), until;
+        const char *text = NULL;
+        size_t len = 0;
+        int r;
+
+        if (run_interrupted) {
+            run_end(s, RUN_END_INTERRUPTED, "interrupted");
+            wsc_client_close(s->ws, WSC_CLOSE_GOING_AWAY, "interrupted", 1000);
+            return;
+        }
+        until =
+            s->state == RUN_HOLDING && s->held_until < s->deadline ? s->held_until : s->deadline;
+        r = wsc_client_recv(s->ws, until > now ? (int)(until - now) : 0, &text, &len);
+        if (r == WSC_RECV_MESSAGE) {
+            run_on_message(s, text, len);
+        } else if (r == WSC_RECV_TIMEOUT) {
+            if (s->state == RUN_HOLDING && run_now_ms() >= s->held_until) {
+                s->state = RUN_WAIT_SERVER;
+                run_answer(s, s->held, s->held_len);
+            } else if (s->state == RUN_WAIT_CLOSE) {
+                /* The result is in; a server slow to close costs us nothing. */
+                wsc_client_close(s->ws, WSC_CLOSE_NORMAL, NULL, 1000);
+                s->state = RUN_DONE;
+            } else if (run_now_ms() >= s->deadline) {
+                run_end(s, RUN_END_TIMEOUT, "no result within %ld ms", s->args->timeout_ms);
+                wsc_client_close(s->ws, WSC_CLOSE_GOING_AWAY, "timeout", 1000);
+            }
+        } else if (r == WSC_RECV_CLOSED || r < 0) {
+            if (s->state == RUN_WAIT_CLOSE)
+                s->state = RUN_DONE;
+            else if (r == WSC_RECV_CLOSED)
+                run_end(s, RUN_END_CONNECTION,
+                        "the server closed the session before a result "
+                        "(code %u%s%s)",
+                        wsc_client_close_code(s->ws),
+                        wsc_client_close_reason(s->ws)[0] != '\0' ? ": " : "",
+                        wsc_client_close_reason(s->ws));
+            else
+                run_end(s, r == OTA_ERR_IO ? RUN_END_CONNECTION : RUN_END_PROTOCOL, "%s",
+                        wsc_client_error(s->ws));
+        }
+        /* WSC_RECV_INTERRUPTED: the loop's head handles it. */
+    }
+}
+
+static void run_report_end(const struct run_session *s)
+{
+    if (s->end == RUN_END_RESULT)
+        return;
+    fprintf(stderr, "ota-card run: %s\n", s->why);
+    if (s->args->json) {
+        json_t *o =
+            json_pack("{s:s, s:s, s:s, s:I}", "type", "client-error", "kind", run_end_kind[s->end],
+                      "message", s->why, "commands", (json_int_t)s->commands);
+        char *t = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+        if (t != NULL)
+            printf("%s\n", t);
+        free(t);
+        json_decref(o);
+        fflush(stdout);
+    }
+}
+
+static void run_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = run_on_signal;
+    sigemptyset(&sa.sa_mask);
+    /* No SA_RESTART: poll() must return so the card gets saved. */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+int card_cmd_run(int argc, char **argv)
+{
+    struct run_args a;
+    struct run_card card;
+    struct run_session s;
+    struct wsc_url url;
+    struct wsc_client_opts opts;
+    char err[300];
+    int help = 0, r, status;
+
+    r = run_parse_args(argc, argv, &a, &help);
+    if (r != 0)
+        return r;
+    if (help) {
+        fputs(RUN_USAGE "\n" RUN_HELP, stdout);
+        return CARD_EXIT_OK;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "ota-card run: libsodium failed to initialize\n");
+        return CARD_EXIT_CONN;
+    }
+    if (wsc_url_parse(a.url, &url) != 0)
+        return run_usage("--url wants ws://HOST[:PORT]/PATH or wss://...");
+    run_signals();
+    r = run_card_open(&a, &card);
+    if (r != 0) {
+        sodium_memzero(a.auth, sizeof a.auth);
+        return r;
+    }
+
+    memset(&s, 0, sizeof s);
+    s.args = &a;
+    s.card = &card;
+    s.state = RUN_WAIT_SERVER;
+    memset(&opts, 0, sizeof opts);
+    opts.connect_timeout_ms = a.timeout_ms < 10000 ? (int)a.timeout_ms : 10000;
+    opts.ca_file = a.ca_file;
+    opts.cert_file = a.cert_file;
+    opts.key_file = a.key_file;
+    opts.insecure = a.insecure;
+    r = wsc_client_connect(&url, &opts, &s.ws, err, sizeof err);
+    if (r != 0) {
+        run_end(&s, RUN_END_CONNECTION, "cannot connect to %s: %s", a.url, err);
+    } else {
+        s.deadline = run_now_ms() + a.timeout_ms;
+        if (run_send(&s, run_operation_msg(&a, &card)) == 0)
+            run_loop(&s);
+        /* Tell a server that broke the protocol why we leave (no-op when
+         * the connection is already closed or was dropped on purpose). */
+        if (s.end == RUN_END_PROTOCOL)
+            wsc_client_close(s.ws, WSC_CLOSE_PROTOCOL, "protocol error", 1000);
+    }
+    sodium_memzero(a.auth, sizeof a.auth);
+    wsc_client_free(s.ws);
+
+    run_report_end(&s);
+    if (s.end == RUN_END_RESULT && s.result != NULL) {
+        char line[8];
+        status = card_result_format(s.result, line, sizeof line);
+    } else {
+        status = CARD_EXIT_CONN;
+    }
+    json_decref(s.result);
+    r = run_card_close(&a, &card);
+    return r != 0 ? r : status;
+}
