@@ -8,7 +8,10 @@
 -- UTC calendar days.  FINANCE.md explains every view.
 
 -- One row per transaction: its reservation, its final entry if any, and
--- the state that follows (committed | voided | in_doubt).
+-- the state that follows (committed | voided | in_doubt).  decided_at is
+-- the instant that decided the state (settled_at, or reserved_at while in
+-- doubt) and day its UTC day: the day the transaction counts on in
+-- finance_daily_totals, and what a report for a period selects on.
 CREATE VIEW finance_transactions AS
 SELECT r.txn_id,
        encode(r.card_uid, 'hex') AS card_uid,
@@ -18,6 +21,8 @@ SELECT r.txn_id,
        COALESCE(f.kind, 'in_doubt') AS state,
        r.created_at AS reserved_at,
        f.created_at AS settled_at,
+       COALESCE(f.created_at, r.created_at) AS decided_at,
+       (COALESCE(f.created_at, r.created_at) AT TIME ZONE 'UTC')::date AS day,
        COALESCE(f.flags, 0) | COALESCE(t.flags, 0) AS flags,
        (COALESCE(f.flags, 0) | COALESCE(t.flags, 0)) & 1 <> 0 AS flag_integrity,
        COALESCE(f.flags, 0) & 2 <> 0 AS flag_readback,
@@ -40,7 +45,7 @@ SELECT txn_id, card_uid, amount, currency, code_id, reserved_at, flags,
 -- Per UTC day and state: a transaction counts on the day that decided its
 -- state (settled_at for committed / voided, reserved_at while in doubt).
 CREATE VIEW finance_daily_totals AS
-SELECT (COALESCE(settled_at, reserved_at) AT TIME ZONE 'UTC')::date AS day,
+SELECT day,
        state,
        currency,
        count(*) AS transactions,

@@ -67,8 +67,30 @@ int ctl_kek_source(const struct ctl *c, const char *kek_file, enum keyfile_kek *
 enum ctl_format { CTL_FMT_TABLE, CTL_FMT_CSV, CTL_FMT_JSON };
 int ctl_parse_format(const char *s, enum ctl_format *out);
 /* Prints every row of res in the format; CSV and JSON column names and
- * order are exactly the query's (stable for scripts). */
+ * order are exactly the query's (stable for scripts).  CSV: RFC 4180
+ * quoting, a NULL is an empty field; JSON: an array of objects, integers
+ * and booleans typed, NULL as null, everything else a string. */
 void ctl_print_result(const PGresult *res, enum ctl_format fmt);
+/* Connects, runs one read-only query and prints it; a CTL_EXIT_ code. */
+int ctl_report(const struct ctl *c, const char *what, const char *sql, int n,
+               const char *const *values, enum ctl_format fmt);
+
+/* SQL text of a timestamptz column as an ISO 8601 UTC string with
+ * microseconds ("2025-06-01T12:00:00.000000Z"), the form every report and
+ * export uses whatever the server's DateStyle. */
+#define CTL_SQL_TS(col) "to_char(" col ", 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+/* The id of a code given as a person typed it (or "-": one line read from
+ * stdin, which keeps it out of the process list), looked up by its HMAC
+ * with the code key of the sealed key file; needs ota_admin's SELECT on
+ * codes.  id gets the decimal id.  Prints why and returns -1 when the code
+ * is malformed, the keys cannot be opened or no such code was issued;
+ * never prints the code. */
+int ctl_code_lookup(const struct ctl *c, PGconn *db, const char *typed, const char *kek_file,
+                    char *id, size_t cap);
+/* 1 when s is a code id (1 to 18 decimal digits), 0 when it must be a
+ * typed code. */
+int ctl_is_code_id(const char *s);
 
 int ctl_cmd_db(struct ctl *c, int argc, char **argv);
 int ctl_cmd_keys(struct ctl *c, int argc, char **argv);

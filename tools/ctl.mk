@@ -10,4 +10,3 @@ tools_ota_ctl_LDADD = $(CARD_LIBS) $(PQ_LIBS) $(JANSSON_LIBS)
 
 schemadir = $(pkgdatadir)/schema
 dist_schema_DATA = schema/001_base.sql schema/002_finance.sql schema/090_worker_ledger.sql
-EXTRA_DIST += tests/integration/test_ctl.sh

@@ -1,11 +1,13 @@
-/* ctl_codes: `ota-ctl codes issue|list|revoke`.
+/* ctl_codes: `ota-ctl codes issue|list|summary|find|revoke|generate`.
  *
  * issue makes fresh codes (common/topup_code.h), stores only their
  * HMAC-SHA-256 under the code key of the sealed key file, and prints each
  * code once on stdout, one per line, after the database committed them all
  * (a code printed is a code that exists).  Must never print anything else
  * on stdout during issue, never log a code, never keep a code outside
- * sodium_malloc memory. */
+ * sodium_malloc memory.  find looks a typed code up by its HMAC (support:
+ * "my code did not work") and never echoes it; generate prints
+ * well-formed codes that are stored nowhere (tests, mock-ups). */
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -128,12 +130,45 @@ static int codes_issue(const struct ctl *c, int argc, char **argv)
     return rc;
 }
 
+/* SQL reads better one clause a line. */
+/* clang-format off */
+static const char SQL_LIST[] =
+    "SELECT code_id, state, amount, currency, batch, "
+    CTL_SQL_TS("issued_at") " AS issued_at, "
+    CTL_SQL_TS("expires_at") " AS expires_at, "
+    CTL_SQL_TS("reserved_at") " AS reserved_at, "
+    CTL_SQL_TS("used_at") " AS used_at, "
+    CTL_SQL_TS("revoked_at") " AS revoked_at, "
+    "txn_id, card_uid FROM finance_codes "
+    "WHERE ($1::text IS NULL OR state = $1) "
+    "AND ($2::text IS NULL OR batch = $2) "
+    "AND ($3::timestamptz IS NULL OR issued_at >= $3) "
+    "AND ($4::timestamptz IS NULL OR issued_at < $4) "
+    "AND ($5::bigint IS NULL OR code_id = $5) "
+    "ORDER BY code_id DESC LIMIT $6::bigint";
+
+static const char SQL_SUMMARY[] =
+    "SELECT state, currency, codes, amount FROM finance_codes_by_state "
+    "WHERE ($1::text IS NULL OR currency = $1) ORDER BY currency, state";
+/* clang-format on */
+
+static int parse_code_state(const char *s)
+{
+    static const char *const states[] = {"issued", "expired", "reserved", "used", "revoked"};
+    if (s == NULL)
+        return 0;
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
+        if (strcmp(s, states[i]) == 0)
+            return 0;
+    fprintf(stderr, "ota-ctl: --state is issued, expired, reserved, used or revoked (got '%s')\n",
+            s);
+    return -1;
+}
+
 static int codes_list(const struct ctl *c, int argc, char **argv)
 {
-    struct ctl_opt o[] = {{"state", 1, NULL, 0},
-                          {"batch", 1, NULL, 0},
-                          {"limit", 1, NULL, 0},
-                          {"format", 1, NULL, 0}};
+    struct ctl_opt o[] = {{"state", 1, NULL, 0}, {"batch", 1, NULL, 0}, {"from", 1, NULL, 0},
+                          {"to", 1, NULL, 0},    {"limit", 1, NULL, 0}, {"format", 1, NULL, 0}};
     const size_t no = sizeof o / sizeof o[0];
     const char *pos[1];
     size_t npos;
@@ -141,27 +176,162 @@ static int codes_list(const struct ctl *c, int argc, char **argv)
     enum ctl_format fmt;
     if (ctl_parse_opts("codes list", argc, argv, o, no, pos, 0, &npos) != 0 ||
         ctl_parse_format(ctl_opt(o, no, "format"), &fmt) != 0 ||
+        parse_code_state(ctl_opt(o, no, "state")) != 0 ||
         (ctl_opt(o, no, "limit") != NULL &&
-         ctl_parse_ll("--limit", ctl_opt(o, no, "limit"), 1, 10000000, &limit) != 0))
+         ctl_parse_ll("--limit", ctl_opt(o, no, "limit"), 1, 1000000000LL, &limit) != 0))
         return CTL_EXIT_USAGE;
+    /* Table output is for a screen (100 rows unless told); CSV and JSON
+     * are exports (every row unless told). */
+    char lim[24];
+    snprintf(lim, sizeof lim, "%lld", limit);
+    const char *v[] = {ctl_opt(o, no, "state"),
+                       ctl_opt(o, no, "batch"),
+                       ctl_opt(o, no, "from"),
+                       ctl_opt(o, no, "to"),
+                       NULL,
+                       ctl_opt(o, no, "limit") != NULL || fmt == CTL_FMT_TABLE ? lim : NULL};
+    return ctl_report(c, "listing codes", SQL_LIST, 6, v, fmt);
+}
+
+static int codes_summary(const struct ctl *c, int argc, char **argv)
+{
+    struct ctl_opt o[] = {{"currency", 1, NULL, 0}, {"format", 1, NULL, 0}};
+    const size_t no = sizeof o / sizeof o[0];
+    const char *pos[1];
+    size_t npos;
+    enum ctl_format fmt;
+    if (ctl_parse_opts("codes summary", argc, argv, o, no, pos, 0, &npos) != 0 ||
+        ctl_parse_format(ctl_opt(o, no, "format"), &fmt) != 0)
+        return CTL_EXIT_USAGE;
+    const char *v[] = {ctl_opt(o, no, "currency")};
+    return ctl_report(c, "summarizing codes", SQL_SUMMARY, 1, v, fmt);
+}
+
+int ctl_is_code_id(const char *s)
+{
+    size_t n = strspn(s, "0123456789");
+    return n >= 1 && n <= 18 && s[n] == '\0';
+}
+
+/* Reads one line of stdin into buf (locked memory), without its newline. */
+static int read_code_line(char *buf, size_t cap)
+{
+    if (fgets(buf, (int)cap, stdin) == NULL) {
+        fprintf(stderr, "ota-ctl: no code on stdin\n");
+        return -1;
+    }
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return 0;
+}
+
+int ctl_code_lookup(const struct ctl *c, PGconn *db, const char *typed, const char *kek_file,
+                    char *id, size_t cap)
+{
+    /* Room for a code with spaces or extra dashes as people type them. */
+    enum { LINE_CAP = 128 };
+    if (sodium_init() < 0)
+        return -1;
+    char *line = sodium_malloc(LINE_CAP + CODE_NORM_LEN + 1);
+    struct master_keys *k = keyfile_alloc();
+    int rc = -1;
+    if (line == NULL || k == NULL) {
+        fprintf(stderr, "ota-ctl: out of locked memory\n");
+        goto out;
+    }
+    char *norm = line + LINE_CAP;
+    if (strcmp(typed, "-") == 0) {
+        if (read_code_line(line, LINE_CAP) != 0)
+            goto out;
+        typed = line;
+    }
+    int nrc = code_normalize(typed, norm, CODE_NORM_LEN + 1);
+    if (nrc != OTA_OK) {
+        fprintf(stderr, "ota-ctl: that is not a well-formed code (%s)\n",
+                nrc == OTA_ERR_MAC ? "its check character does not match: a typo?"
+                                   : "wrong characters or length");
+        goto out;
+    }
+    if (ctl_open_keys(c, kek_file, k) != 0)
+        goto out;
+    uint8_t h[CODE_HASH_LEN];
+    char hb[2 * CODE_HASH_LEN + 3] = "\\x";
+    code_hash(k->code_hmac, norm, h);
+    hex_encode(h, sizeof h, hb + 2);
+    const char *v[] = {hb};
+    PGresult *r = ctl_exec(db, "looking the code up",
+                           "SELECT id FROM codes WHERE code_hash = $1::bytea", 1, v);
+    if (r != NULL && PQntuples(r) == 1) {
+        snprintf(id, cap, "%s", PQgetvalue(r, 0, 0));
+        rc = 0;
+    } else if (r != NULL) {
+        fprintf(stderr, "ota-ctl: no such code was issued (with this code key)\n");
+    }
+    PQclear(r);
+    sodium_memzero(h, sizeof h);
+    sodium_memzero(hb, sizeof hb);
+out:
+    if (line != NULL)
+        sodium_free(line);
+    keyfile_free(k);
+    return rc;
+}
+
+static int codes_find(const struct ctl *c, int argc, char **argv)
+{
+    struct ctl_opt o[] = {{"kek-file", 1, NULL, 0}, {"format", 1, NULL, 0}};
+    const size_t no = sizeof o / sizeof o[0];
+    const char *pos[1];
+    size_t npos;
+    enum ctl_format fmt;
+    if (ctl_parse_opts("codes find", argc, argv, o, no, pos, 1, &npos) != 0 || npos != 1 ||
+        ctl_parse_format(ctl_opt(o, no, "format"), &fmt) != 0) {
+        fprintf(stderr, "usage: ota-ctl codes find CODE|- [--format table|csv|json]\n");
+        return CTL_EXIT_USAGE;
+    }
     PGconn *db = ctl_connect(c);
     if (db == NULL)
         return CTL_EXIT_FAIL;
-    char lim[24];
-    snprintf(lim, sizeof lim, "%lld", limit);
-    const char *v[] = {ctl_opt(o, no, "state"), ctl_opt(o, no, "batch"), lim};
-    PGresult *r = ctl_exec(db, "listing codes",
-                           "SELECT code_id, state, amount, currency, batch, issued_at, expires_at, "
-                           "reserved_at, used_at, revoked_at, txn_id, card_uid FROM finance_codes "
-                           "WHERE ($1::text IS NULL OR state = $1) "
-                           "AND ($2::text IS NULL OR batch = $2) "
-                           "ORDER BY code_id DESC LIMIT $3::bigint",
-                           3, v);
-    if (r != NULL)
-        ctl_print_result(r, fmt);
-    PQclear(r);
+    char id[24];
+    int rc = CTL_EXIT_FAIL;
+    if (ctl_code_lookup(c, db, pos[0], ctl_opt(o, no, "kek-file"), id, sizeof id) == 0) {
+        const char *v[] = {NULL, NULL, NULL, NULL, id, NULL};
+        PGresult *r = ctl_exec(db, "reading the code", SQL_LIST, 6, v);
+        if (r != NULL) {
+            ctl_print_result(r, fmt);
+            rc = CTL_EXIT_OK;
+        }
+        PQclear(r);
+    }
     PQfinish(db);
-    return r != NULL ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+    return rc;
+}
+
+/* Well-formed codes that exist nowhere: for tests and for printing
+ * mock-ups.  Nothing is stored; the database never knows them. */
+static int codes_generate(const struct ctl *c, int argc, char **argv)
+{
+    (void)c;
+    struct ctl_opt o[] = {{"count", 1, NULL, 0}};
+    const char *pos[1];
+    size_t npos;
+    long long count = 1;
+    if (ctl_parse_opts("codes generate", argc, argv, o, 1, pos, 0, &npos) != 0 ||
+        (ctl_opt(o, 1, "count") != NULL &&
+         ctl_parse_ll("--count", ctl_opt(o, 1, "count"), 1, CODES_MAX_COUNT, &count) != 0))
+        return CTL_EXIT_USAGE;
+    if (sodium_init() < 0)
+        return CTL_EXIT_FAIL;
+    char *slot = sodium_malloc(CODES_SLOT);
+    if (slot == NULL)
+        return CTL_EXIT_FAIL;
+    int rc = CTL_EXIT_OK;
+    for (long long i = 0; i < count && rc == CTL_EXIT_OK; i++)
+        if (code_generate(slot, CODES_SLOT) != OTA_OK)
+            rc = CTL_EXIT_FAIL;
+        else
+            puts(slot);
+    sodium_free(slot);
+    return rc;
 }
 
 static int codes_revoke(const struct ctl *c, int argc, char **argv)
@@ -211,6 +381,12 @@ int ctl_cmd_codes(struct ctl *c, int argc, char **argv)
         return codes_list(c, argc - 1, argv + 1);
     if (argc >= 1 && strcmp(argv[0], "revoke") == 0)
         return codes_revoke(c, argc - 1, argv + 1);
-    fprintf(stderr, "usage: ota-ctl codes issue|list|revoke ...\n");
+    if (argc >= 1 && strcmp(argv[0], "summary") == 0)
+        return codes_summary(c, argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "find") == 0)
+        return codes_find(c, argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "generate") == 0)
+        return codes_generate(c, argc - 1, argv + 1);
+    fprintf(stderr, "usage: ota-ctl codes issue|list|summary|find|revoke|generate ...\n");
     return CTL_EXIT_USAGE;
 }

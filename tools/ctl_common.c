@@ -1,19 +1,18 @@
 /* ctl_common: option parsing, the database connection, key loading and
  * result printing shared by the ota-ctl command groups.
  *
- * Must never print a secret: the conninfo may hold a password (only host
- * and database name are shown), and key material never leaves
- * ctl_open_keys' caller. */
+ * Must never print a secret: the conninfo may hold a password (only
+ * dbconn_describe's host, port, database and user are shown), and key
+ * material never leaves ctl_open_keys' caller. */
 #include "ctl.h"
 
 #include <errno.h>
 #include <jansson.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "dbconn.h"
 #include "hex.h"
 #include "ota_err.h"
 
@@ -106,48 +105,18 @@ int ctl_parse_ll(const char *what, const char *s, long long min, long long max, 
 
 PGconn *ctl_connect(const struct ctl *c)
 {
-    const char *conninfo = cfg_str(c->cfg, "db.conninfo");
-    char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
-    if (opts == NULL) {
-        fprintf(stderr, "ota-ctl: db.conninfo cannot be parsed: %s",
-                perr != NULL ? perr : "out of memory\n");
-        PQfreemem(perr);
+    char err[512], where[512];
+    char *conninfo = NULL;
+    if (dbconn_resolve(cfg_str(c->cfg, "db.conninfo"), &conninfo, err, sizeof err) != OTA_OK) {
+        fprintf(stderr, "ota-ctl: %s\n", err);
         return NULL;
     }
-    const char *kw[64], *val[64];
-    char host[PATH_MAX + 2] = "", dbname[128] = "";
-    size_t n = 0;
-    for (PQconninfoOption *o = opts; o->keyword != NULL && n + 1 < 64; o++) {
-        if (o->val == NULL)
-            continue;
-        const char *v = o->val;
-        /* A socket directory given relative to the working directory. */
-        if (strcmp(o->keyword, "host") == 0 && v[0] != '/' && strchr(v, '/') != NULL) {
-            char cwd[PATH_MAX];
-            if (getcwd(cwd, sizeof cwd) == NULL ||
-                (size_t)snprintf(host, sizeof host, "%s/%s", cwd, v) >= sizeof host) {
-                fprintf(stderr, "ota-ctl: db.conninfo: host directory path too long\n");
-                PQconninfoFree(opts);
-                return NULL;
-            }
-            v = host;
-        } else if (strcmp(o->keyword, "host") == 0) {
-            snprintf(host, sizeof host, "%s", v);
-        }
-        if (strcmp(o->keyword, "dbname") == 0)
-            snprintf(dbname, sizeof dbname, "%.*s", (int)sizeof dbname - 1, v);
-        kw[n] = o->keyword;
-        val[n] = v;
-        n++;
-    }
-    kw[n] = NULL;
-    val[n] = NULL;
-    PGconn *db = PQconnectdbParams(kw, val, 0);
-    PQconninfoFree(opts);
+    dbconn_describe(conninfo, where, sizeof where);
+    PGconn *db = PQconnectdb(conninfo);
+    dbconn_free(conninfo);
     if (db == NULL || PQstatus(db) != CONNECTION_OK) {
-        fprintf(stderr, "ota-ctl: cannot connect to the database (host=%s dbname=%s): %s",
-                host[0] ? host : "(default)", dbname[0] ? dbname : "(default)",
+        fprintf(stderr, "ota-ctl: cannot connect to the database (%s): %s",
+                where[0] ? where : "libpq defaults",
                 db != NULL ? PQerrorMessage(db) : "out of memory\n");
         PQfinish(db);
         return NULL;
@@ -344,4 +313,18 @@ void ctl_print_result(const PGresult *res, enum ctl_format fmt)
         putchar('\n');
     }
     printf("(%d row%s)\n", rows, rows == 1 ? "" : "s");
+}
+
+int ctl_report(const struct ctl *c, const char *what, const char *sql, int n,
+               const char *const *values, enum ctl_format fmt)
+{
+    PGconn *db = ctl_connect(c);
+    if (db == NULL)
+        return CTL_EXIT_FAIL;
+    PGresult *r = ctl_exec(db, what, sql, n, values);
+    if (r != NULL)
+        ctl_print_result(r, fmt);
+    PQclear(r);
+    PQfinish(db);
+    return r != NULL ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 }

@@ -22,6 +22,7 @@
 #include <libpq-fe.h>
 #include <sodium.h>
 
+#include "dbconn.h"
 #include "ledger_pg.h"
 #include "log.h"
 #include "ota_err.h"
@@ -781,9 +782,15 @@ struct ledger_pg *ledger_pg_new(struct event_base *base, const struct ledger_pg_
     pg->backoff_max_ms = o->backoff_max_ms ? o->backoff_max_ms : 5000;
     if (pg->backoff_max_ms < pg->backoff_min_ms)
         pg->backoff_max_ms = pg->backoff_min_ms;
-    pg->conninfo = strdup(o->conninfo);
+    /* A relative socket directory means the working directory of now. */
+    char err[256], msg[256];
+    if (dbconn_resolve(o->conninfo, &pg->conninfo, err, sizeof err) != OTA_OK) {
+        clean_msg(err, msg, sizeof msg);
+        log_error("db_conninfo", "detail=\"%s\"", msg);
+        goto fail;
+    }
     pg->ev_deliver = event_new(base, -1, 0, on_deliver, pg);
-    if (!pg->conninfo || !pg->ev_deliver)
+    if (!pg->ev_deliver)
         goto fail;
     for (unsigned i = 0; i < pg->nconns; i++) {
         struct pgc *c = &pg->conns[i];
@@ -829,7 +836,7 @@ void ledger_pg_free(struct ledger_pg *pg)
     free(pg->failed);
     if (pg->ev_deliver)
         event_free(pg->ev_deliver);
-    free(pg->conninfo);
+    dbconn_free(pg->conninfo);
     free(pg);
 }
 
@@ -867,8 +874,14 @@ size_t ledger_pg_pending(const struct ledger_pg *pg)
 
 int ledger_pg_check(const char *conninfo, char *err, size_t errlen)
 {
-    PGconn *conn = PQconnectdb(conninfo);
-    int rc = 0;
+    char *resolved = NULL, why[256];
+    int rc = dbconn_resolve(conninfo, &resolved, why, sizeof why);
+    if (rc != OTA_OK) {
+        clean_msg(why, err, errlen);
+        return rc == OTA_ERR_NOMEM ? rc : OTA_ERR_IO;
+    }
+    PGconn *conn = PQconnectdb(resolved);
+    dbconn_free(resolved);
     if (!conn || PQstatus(conn) != CONNECTION_OK) {
         clean_msg(conn ? PQerrorMessage(conn) : "out of memory", err, errlen);
         PQfinish(conn);

@@ -198,7 +198,7 @@ expect 2 "a bad UID is refused" ctl cards show 04zz
 expect 0 "ledger show" ctl ledger show
 eq "ledger show lists every txn" "$(grep -c -E '^[0-9a-f]{8}-' "$tmp/out")" 4
 expect 0 "ledger show --format csv --state committed" ctl ledger show --format csv --state committed
-eq "CSV has a header and the committed txns" "$(head -n 1 "$tmp/out")|$(($(wc -l <"$tmp/out") - 1))" "txn_id,card_uid,amount,currency,code_id,state,reserved_at,settled_at,flags|2"
+eq "CSV has a header and the committed txns" "$(head -n 1 "$tmp/out")|$(($(wc -l <"$tmp/out") - 1))" "txn_id,card_uid,amount,currency,code_id,state,reserved_at,settled_at,day,flags|2"
 expect 0 "ledger show --format json --card" ctl ledger show --format json --card 04A1B2C3D4E5F6
 eq "JSON rows of the card" "$(/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(len(r), sum(x["amount"] for x in r if x["state"]=="committed"))' "$tmp/out")" "3 700"
 expect 0 "ledger daily" ctl ledger daily --format csv
@@ -210,6 +210,53 @@ expect 0 "codes list" ctl codes list --state used --format csv
 eq "codes list shows the used codes" "$(($(wc -l <"$tmp/out") - 1))" 2
 expect 0 "codes revoke" ctl codes revoke "$(sql_value "SELECT id FROM codes WHERE state = 'issued' ORDER BY id LIMIT 1")"
 expect 1 "a used code cannot be revoked" ctl codes revoke "$(sql_value "SELECT id FROM codes WHERE state = 'used' LIMIT 1")"
+
+# --- expiry: an expired code cannot be reserved; one reserved before it
+# expired still settles (its value may be on the card)
+h7='\x'$(printf '%064d' 7)
+h8='\x'$(printf '%064d' 8)
+uid3='\x04000000000003'
+pg_psql -c "INSERT INTO codes (code_hash, amount, expires_at) VALUES ('$h7', 400, now() - interval '1 second'), ('$h8', 600, now() + interval '1 hour')" >/dev/null
+eq "an expired code answers code-invalid" "$(sql_value "SELECT status FROM ota_worker_reserve('$uid3', '$h7', '', 50, 50, 3600)")" code-invalid
+eq "and stays unreserved" "$(sql_value "SELECT state FROM codes WHERE code_hash = '$h7'")" issued
+eq "finance sees it as expired" "$(sql_value "SELECT f.state FROM finance_codes f JOIN codes c ON c.id = f.code_id WHERE c.code_hash = '$h7'")" expired
+t8=$(sql_value "SELECT txn_id FROM ota_worker_reserve('$uid3', '$h8', '', 50, 50, 3600)")
+pg_psql -c "UPDATE codes SET expires_at = now() - interval '1 second' WHERE code_hash = '$h8'" >/dev/null
+eq "a code that expired while reserved still settles committed" "$(sql_value "SELECT ota_worker_settle('$uid3', '$t8', 'committed', 0)")" ok
+eq "and is used, not expired" "$(sql_value "SELECT f.state FROM finance_codes f JOIN codes c ON c.id = f.code_id WHERE c.code_hash = '$h8'")" used
+
+# --- codes summary, find, generate
+expect 0 "codes summary" ctl codes summary --format csv
+eq "codes summary columns" "$(head -n 1 "$tmp/out")" "state,currency,codes,amount"
+eq "codes by state add up to every code" "$(awk -F, 'NR>1{n+=$3; a+=$4} END{print n" "a}' "$tmp/out")" "$(sql_value "SELECT count(*) || ' ' || sum(amount) FROM codes")"
+eq "codes summary counts the expired code" "$(grep -c '^expired,EUR,1,400$' "$tmp/out")" 1
+expect 0 "codes find a typed code" ctl codes find "$(echo "$code1" | tr 'A-Z' 'a-z')" --format csv
+eq "codes find gives the code's row (revoked above)" "$(tail -n 1 "$tmp/out" | cut -d, -f2,3,5)" "revoked,500,test"
+grep -q "$norm1" "$tmp/out" "$tmp/err" && bad "codes find echoed the code" || ok "codes find does not echo the code"
+echo "$code1" | ctl codes find - --format json >"$tmp/out" 2>"$tmp/err" && ok "codes find reads the code from stdin" || bad "codes find -: $(cat "$tmp/err")"
+eq "codes find - gives one row" "$(/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(len(r), r[0]["batch"])' "$tmp/out")" "1 test"
+last=$(printf '%s' "$code1" | tail -c 1)
+typo=$(printf '%s' "$code1" | sed 's/.$//')$( [ "$last" = 2 ] && echo 3 || echo 2)
+expect 1 "codes find refuses a typo" ctl codes find "$typo"
+grep -q 'check character' "$tmp/err" && ok "and says why" || bad "codes find typo: $(cat "$tmp/err")"
+expect 0 "codes generate" ctl codes generate --count 3
+eq "codes generate prints well-formed codes" "$(grep -cE '^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){3}-[0-9A-HJKMNP-TV-Z]$' "$tmp/out")" 3
+nbefore=$(sql_value "SELECT count(*) FROM codes")
+expect 1 "a generated code is unknown to the database" ctl codes find "$(head -n 1 "$tmp/out")"
+eq "generate stores nothing" "$(sql_value "SELECT count(*) FROM codes")" "$nbefore"
+
+# --- the relative socket directory of db.conninfo (common/dbconn.c)
+(cd "$tmp" && "$ctl_bin" --config "$conf" "--db.conninfo=host=./pg dbname=ota user=ota" ledger daily) \
+    >"$tmp/out" 2>"$tmp/err" && ok "host=./pg is taken relative to the working directory" ||
+    bad "relative host=./pg: $(cat "$tmp/err")"
+rel=$(/usr/bin/python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], "/"))' "$PG_DIR")
+(cd / && "$ctl_bin" --config "$conf" "--db.conninfo=host=$rel dbname=ota user=ota" ledger daily) \
+    >"$tmp/out" 2>"$tmp/err" && ok "host=$rel from / is a socket directory" ||
+    bad "relative host=$rel: $(cat "$tmp/err")"
+(cd "$tmp" && "$ctl_bin" --config "$conf" "--db.conninfo=host=./nonexistent dbname=ota user=ota password=pw-in-conninfo" ledger daily) \
+    >"$tmp/out" 2>"$tmp/err"
+grep -q "host=$tmp/nonexistent" "$tmp/err" && ok "a connect error names the resolved directory" || bad "connect error: $(cat "$tmp/err")"
+grep -q 'pw-in-conninfo' "$tmp/err" && bad "a connect error shows the password" || ok "a connect error hides the password"
 
 # --- operator token
 echo "operator-token-for-tests-0123456789" | ctl operator token-hash >"$tmp/out" 2>"$tmp/err" &&
