@@ -1,3 +1,5 @@
+// FUZZ-SOURCES: common/sim_*.c common/desfire_*.c common/ota_err.c
+// FUZZ-LIBS: -lcrypto -lsodium
 /* fuzz_sim: libFuzzer target for the card simulator.  Byte 0 picks the
  * card (personalized profile card, factory DES card, factory AES card) and
  * whether the harness first selects and authenticates (so that plain

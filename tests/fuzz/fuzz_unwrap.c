@@ -14,6 +14,8 @@
  * Seeds: clang -DFUZZ_UNWRAP_SEEDS -I common tests/fuzz/fuzz_unwrap.c \
  *   common/desfire_*.c common/ota_err.c -lcrypto -lsodium -o gen &&
  *   ./gen tests/fuzz/corpus/unwrap   (fails if a seed is not accepted) */
+// FUZZ-SOURCES: common/desfire_*.c common/ota_err.c
+// FUZZ-LIBS: -lcrypto -lsodium
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
