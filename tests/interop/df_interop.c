@@ -5,12 +5,16 @@
  *
  * Two cards: one personalized with the profile of card_profile.h (keys
  * diversified from known master keys), one blank (factory PICC key, the
- * all-zero DES key).  libfreefare ignores SW1 and keeps its session key
- * after a card error, so after every expected error this program selects
- * and authenticates again; every data command names its communication mode
- * through the libfreefare _ex functions.  It must never adapt a check to
- * what the simulator happens to answer: expectations come from the EV1
- * specification and the profile. */
+ * all-zero DES key).  With --after-personalize, instead, one card that the
+ * system personalized (test_pcsc_e2e.sh) is checked without changing it:
+ * the PICC is locked (the all-zero keys fail; DeleteApplication,
+ * FormatPICC, CreateApplication and GetApplicationIDs need the PICC key),
+ * the diversified PICC key and application keys work, and the balance and
+ * the newest record agree with what the system booked.  libfreefare ignores SW1 and keeps its
+ * session key after a card error, so after every expected error this program selects and
+ * authenticates again; every data command names its communication mode through the libfreefare _ex
+ * functions.  It must never adapt a check to what the simulator happens to answer: expectations
+ * come from the EV1 specification and the profile. */
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -33,8 +37,9 @@ struct io_args {
     const char *reader, *blank_reader;
     uint8_t uid[7], blank_uid[10];
     int uid_len, blank_uid_len;
-    uint8_t masters[PROF_NUM_KEYS][16];
-    int have_masters;
+    uint8_t masters[PROF_NUM_MASTERS][16];
+    int have_masters; /* how many master keys were given: 4, or 5 with the PICC's */
+    int after_personalize;
     const char *system_id;
     int32_t balance;
 };
@@ -85,6 +90,20 @@ static int io_card_key(const struct io_args *a, int n, uint8_t out[16])
     m[9] = PROF_AID_2;
     memcpy(m + 10, a->system_id, sl);
     return dfc_an10922_aes128(a->masters[n], m, 10 + sl, out);
+}
+
+/* The PICC master key after personalization: AN10922(master 5, UID ||
+ * 00 00 00 (the PICC's AID) || system id). */
+static int io_picc_key(const struct io_args *a, uint8_t out[16])
+{
+    uint8_t m[31];
+    size_t sl = strlen(a->system_id);
+    if (sl > sizeof m - 10)
+        return -1;
+    memcpy(m, a->uid, 7);
+    memset(m + 7, 0, 3);
+    memcpy(m + 10, a->system_id, sl);
+    return dfc_an10922_aes128(a->masters[PROF_MASTER_PICC], m, 10 + sl, out);
 }
 
 static MifareDESFireKey io_aes_key(const uint8_t k[16], uint8_t version)
@@ -489,6 +508,180 @@ out:
     nfc_close(dev);
 }
 
+/* ---- a card the system personalized ---- */
+
+/* Without any authentication (a fresh selection of the PICC), the commands
+ * that PICC key settings 0x09 reserve to the PICC master key are refused. */
+static void io_check_picc_locked(nfc_device *dev, MifareTag tag)
+{
+    uint8_t zero[16] = {0};
+    int rc;
+
+    /* The factory keys: legacy DES (0A) and AES (AA) with all-zero keys.
+     * The card's key is AES now, so the DES attempt is also of the wrong
+     * key type: AE either way. */
+    rc = io_select(tag, 0);
+    MifareDESFireKey k = mifare_desfire_des_key_new(zero);
+    if (rc == 0)
+        rc = mifare_desfire_authenticate(tag, 0, k);
+    mifare_desfire_key_free(k);
+    tap(io_expect_error(rc, tag, AUTHENTICATION_ERROR), tag,
+        "PICC: Authenticate (legacy DES) with the all-zero factory key answers AE");
+    rc = io_session(tag, 0, 0, zero);
+    tap(io_expect_error(rc, tag, AUTHENTICATION_ERROR), tag,
+        "PICC: AuthenticateAES with the all-zero key answers AE");
+    rc = io_select(tag, 0);
+    k = mifare_desfire_3des_key_new(zero);
+    if (rc == 0)
+        rc = mifare_desfire_authenticate_iso(tag, 0, k);
+    mifare_desfire_key_free(k);
+    tap(io_expect_error(rc, tag, AUTHENTICATION_ERROR), tag,
+        "PICC: Authenticate ISO (2K3DES) with the all-zero key answers AE");
+
+    MifareDESFireAID aid = mifare_desfire_aid_new(PROF_AID_U32);
+    rc = io_select(tag, 0);
+    if (rc == 0)
+        rc = mifare_desfire_delete_application(tag, aid);
+    free(aid);
+    tap(io_expect_error(rc, tag, AUTHENTICATION_ERROR), tag,
+        "PICC: DeleteApplication C0FFEE without the PICC key answers AE");
+
+    /* libfreefare refuses FormatPICC itself without a session key (it
+     * never sends it), so the card is asked through libnfc directly: the
+     * ISO 7816 wrapping of native FC. */
+    static const uint8_t format_apdu[] = {0x90, 0xFC, 0x00, 0x00, 0x00};
+    uint8_t answer[64];
+    int n = -1;
+    if (io_select(tag, 0) == 0)
+        n = nfc_initiator_transceive_bytes(dev, format_apdu, sizeof format_apdu, answer,
+                                           sizeof answer, 2000);
+    tap(n == 2 && answer[0] == 0x91 && answer[1] == AUTHENTICATION_ERROR, NULL,
+        "PICC: FormatPICC (90 FC, sent through libnfc) without the PICC key answers 91 AE "
+        "(%d bytes: %02X %02X)",
+        n, n >= 1 ? answer[0] : 0, n >= 2 ? answer[1] : 0);
+
+    aid = mifare_desfire_aid_new(IO_BLANK_AID);
+    rc = io_select(tag, 0);
+    if (rc == 0)
+        rc = mifare_desfire_create_application_aes(tag, aid, PROF_APP_KEY_SETTINGS, 1);
+    free(aid);
+    tap(io_expect_error(rc, tag, AUTHENTICATION_ERROR), tag,
+        "PICC: CreateApplication without the PICC key answers AE");
+
+    MifareDESFireAID *aids = NULL;
+    size_t naids = 0;
+    rc = io_select(tag, 0);
+    if (rc == 0)
+        rc = mifare_desfire_get_application_ids(tag, &aids, &naids);
+    if (rc == 0)
+        mifare_desfire_free_application_ids(aids);
+    tap(io_expect_error(rc, tag, AUTHENTICATION_ERROR), tag,
+        "PICC: GetApplicationIDs without the PICC key answers AE");
+}
+
+/* Under the diversified PICC key: the settings and the one application. */
+static void io_check_picc_key(MifareTag tag, const uint8_t picc[16])
+{
+    MifareDESFireAID *aids = NULL;
+    size_t naids = 0;
+    int found = 0;
+    int rc = io_session(tag, 0, 0, picc);
+    tap(rc == 0, tag, "PICC: AuthenticateAES with the diversified PICC key");
+    if (rc == 0)
+        rc = mifare_desfire_get_application_ids(tag, &aids, &naids);
+    if (rc == 0) {
+        for (size_t i = 0; i < naids; i++)
+            if (mifare_desfire_aid_get_aid(aids[i]) == PROF_AID_U32)
+                found = 1;
+        mifare_desfire_free_application_ids(aids);
+    }
+    tap(rc == 0 && found && naids == 1, tag,
+        "PICC: GetApplicationIDs under the PICC key lists C0FFEE only (%zu applications)", naids);
+
+    uint8_t ks = 0, maxk = 0;
+    rc = io_session(tag, 0, 0, picc);
+    if (rc == 0)
+        rc = mifare_desfire_get_key_settings(tag, &ks, &maxk);
+    tap(rc == 0 && ks == PROF_PICC_KEY_SETTINGS && maxk == 1, tag,
+        "PICC: GetKeySettings %02x (want %02x), %u key", ks, PROF_PICC_KEY_SETTINGS, maxk);
+
+    /* The application is still there for its own keys after the refused
+     * DeleteApplication and FormatPICC. */
+    tap(io_select(tag, PROF_AID_U32) == 0, tag, "SelectApplication C0FFEE still works");
+}
+
+static void io_check_booked(MifareTag tag, const struct io_args *a, uint8_t keys[][16])
+{
+    int32_t v = -1;
+    int rc = io_value(tag, PROF_KEY_CREDIT, keys[PROF_KEY_CREDIT], &v);
+    tap(rc == 0 && v == a->balance, tag, "GetValue enciphered under key 2 = %d (got %d)",
+        a->balance, v);
+
+    uint8_t buf[PROF_RECORD_SIZE + 64];
+    memset(buf, 0, sizeof buf);
+    rc = io_session(tag, PROF_AID_U32, PROF_KEY_CREDIT, keys[PROF_KEY_CREDIT]);
+    ssize_t r =
+        rc < 0 ? -1
+               : mifare_desfire_read_records_ex(tag, PROF_FILE_RECORDS, 0, 1, buf, MDCM_ENCIPHERED);
+    if (a->balance == 0) {
+        tap(io_expect_error((int)r, tag, BOUNDARY_ERROR), tag,
+            "ReadRecords: no top-up record yet (BE)");
+        return;
+    }
+    int32_t after = (int32_t)dfc_get_le32(buf + PROF_REC_BALANCE);
+    int32_t amount = (int32_t)dfc_get_le32(buf + PROF_REC_AMOUNT);
+    uint8_t tail[4] = {0};
+    tap(r == PROF_RECORD_SIZE && after == a->balance && amount > 0 && amount <= a->balance &&
+            memcmp(buf + PROF_RECORD_SIZE - 4, tail, 4) == 0,
+        tag, "ReadRecords: the newest top-up record says amount %d, balance after %d", amount,
+        after);
+}
+
+static void io_after_personalize(nfc_context *ctx, const struct io_args *a)
+{
+    uint8_t keys[PROF_NUM_KEYS][16], picc[16], zero[16] = {0};
+    nfc_device *dev = nfc_open(ctx, a->reader);
+    tap(dev != NULL, NULL, "personalized card: open reader %s", a->reader);
+    if (dev == NULL)
+        return;
+    MifareTag tag = NULL;
+    MifareTag *tags = io_list(dev, a->uid, a->uid_len, "personalized card", &tag);
+    if (tag == NULL)
+        goto out;
+    int rc = mifare_desfire_connect(tag);
+    tap(rc == 0, tag, "mifare_desfire_connect");
+    if (rc < 0)
+        goto out;
+    for (int n = 0; n < PROF_NUM_KEYS; n++)
+        if (io_card_key(a, n, keys[n]) < 0) {
+            tap(0, NULL, "diversify key %d", n);
+            goto out_keys;
+        }
+    if (io_picc_key(a, picc) < 0) {
+        tap(0, NULL, "diversify the PICC key");
+        goto out_keys;
+    }
+
+    io_check_picc_locked(dev, tag);
+    io_check_picc_key(tag, picc);
+    for (int n = 0; n < PROF_NUM_KEYS; n++)
+        tap(io_session(tag, PROF_AID_U32, (uint8_t)n, keys[n]) == 0, tag,
+            "C0FFEE: AuthenticateAES with diversified key %d", n);
+    rc = io_session(tag, PROF_AID_U32, PROF_KEY_MASTER, zero);
+    tap(io_expect_error(rc, tag, AUTHENTICATION_ERROR), tag,
+        "C0FFEE: AuthenticateAES key 0 with the all-zero key answers AE");
+    io_check_settings(tag, keys);
+    io_check_booked(tag, a, keys);
+    mifare_desfire_disconnect(tag);
+out_keys:
+    dfc_wipe(keys, sizeof keys);
+    dfc_wipe(picc, sizeof picc);
+out:
+    if (tags != NULL)
+        freefare_free_tags(tags);
+    nfc_close(dev);
+}
+
 /* ---- the blank card ---- */
 
 static void io_blank(nfc_context *ctx, const struct io_args *a)
@@ -625,22 +818,30 @@ static int io_usage(const char *why)
         fprintf(stderr, "df_interop: %s\n", why);
     fprintf(stderr, "usage: df_interop [--reader CONNSTRING --uid HEX --master-keys K0,K1,K2,K3\n"
                     "                   [--system-id ASCII] [--balance N]]\n"
-                    "                  [--blank-reader CONNSTRING --blank-uid HEX]\n");
+                    "                  [--blank-reader CONNSTRING --blank-uid HEX]\n"
+                    "       df_interop --after-personalize --reader CONNSTRING --uid HEX\n"
+                    "                  --master-keys K0,K1,K2,K3,K4 [--system-id ASCII] "
+                    "[--balance N]\n");
     return 2;
 }
 
-static int io_parse_keys(const char *s, uint8_t keys[PROF_NUM_KEYS][16])
+/* K0,K1,K2,K3 or K0,...,K4 (the fifth is the PICC's); returns the count. */
+static int io_parse_keys(const char *s, uint8_t keys[PROF_NUM_MASTERS][16])
 {
-    if (strlen(s) != PROF_NUM_KEYS * 33 - 1)
+    size_t len = strlen(s);
+    int count = len == PROF_NUM_KEYS * 33 - 1      ? PROF_NUM_KEYS
+                : len == PROF_NUM_MASTERS * 33 - 1 ? PROF_NUM_MASTERS
+                                                   : 0;
+    if (count == 0)
         return -1;
-    for (int n = 0; n < PROF_NUM_KEYS; n++) {
+    for (int n = 0; n < count; n++) {
         const char *p = s + 33 * n;
-        if (n < PROF_NUM_KEYS - 1 && p[32] != ',')
+        if (n < count - 1 && p[32] != ',')
             return -1;
         if (hex_decode(p, 32, keys[n], 16) != 16)
             return -1;
     }
-    return 0;
+    return count;
 }
 
 int main(int argc, char **argv)
@@ -653,6 +854,7 @@ int main(int argc, char **argv)
         {"balance", required_argument, NULL, 'n'},
         {"blank-reader", required_argument, NULL, 'R'},
         {"blank-uid", required_argument, NULL, 'U'},
+        {"after-personalize", no_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     struct io_args a;
@@ -671,9 +873,12 @@ int main(int argc, char **argv)
                 return io_usage("--uid must be 7 bytes of hex");
             break;
         case 'k':
-            if (io_parse_keys(optarg, a.masters) < 0)
-                return io_usage("--master-keys must be K0,K1,K2,K3 (32 hex each)");
-            a.have_masters = 1;
+            a.have_masters = io_parse_keys(optarg, a.masters);
+            if (a.have_masters < 0)
+                return io_usage("--master-keys must be K0,K1,K2,K3[,K4] (32 hex each)");
+            break;
+        case 'P':
+            a.after_personalize = 1;
             break;
         case 's':
             a.system_id = optarg;
@@ -701,12 +906,18 @@ int main(int argc, char **argv)
         return io_usage("--reader needs --uid and --master-keys");
     if (a.blank_reader != NULL && a.blank_uid_len == 0)
         return io_usage("--blank-reader needs --blank-uid");
+    if (a.after_personalize && (a.reader == NULL || a.blank_reader != NULL))
+        return io_usage("--after-personalize checks one card: --reader, no --blank-reader");
+    if (a.after_personalize && a.have_masters != PROF_NUM_MASTERS)
+        return io_usage("--after-personalize needs five master keys (the fifth: the PICC's)");
 
     nfc_context *ctx = NULL;
     nfc_init(&ctx);
     tap(ctx != NULL, NULL, "libnfc %s initialised", nfc_version());
     if (ctx != NULL) {
-        if (a.reader != NULL)
+        if (a.after_personalize)
+            io_after_personalize(ctx, &a);
+        else if (a.reader != NULL)
             io_personalized(ctx, &a);
         if (a.blank_reader != NULL)
             io_blank(ctx, &a);
