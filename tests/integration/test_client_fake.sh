@@ -147,7 +147,7 @@ run --url "$BASE/big" --card "$C" check
 check "a message over the limit: exit 4" [ "$rc" -eq 4 ]
 check "a message over the limit closes with 1009" [ "$(q /big 'E[-1]["code"]')" = 1009 ]
 run --url "$BASE/silent" --card "$C" --json --timeout-ms 700 check
-check "a silent server: exit 4 after the timeout" [ "$rc" -eq 4 ] && [ "$(last_json kind)" = timeout ]
+check "a silent server: exit 4 after the timeout" eval '[ "$rc" -eq 4 ] && [ "$(last_json kind)" = timeout ]'
 run --url "$BASE/no-close" --card "$C" check
 check "a server that never closes after the result: exit 0 all the same" [ "$rc" -eq 0 ]
 : >"$LOG"
@@ -160,7 +160,7 @@ check "an unknown path answers bad-request (exit 1)" [ "$rc" -eq 1 ]
 # --- test-only faults
 : >"$LOG"
 run --url "$BASE/ok" --card "$C" --json --drop-after 2 check
-check "--drop-after 2: exit 4, kind dropped" [ "$rc" -eq 4 ] && [ "$(last_json kind)" = dropped ]
+check "--drop-after 2: exit 4, kind dropped" eval '[ "$rc" -eq 4 ] && [ "$(last_json kind)" = dropped ]'
 check "--drop-after 2: one response, then the connection ends without a close frame" \
     [ "$(q /ok 'sum(1 for e in E if e["event"]=="recv" and e["msg"]["type"]=="response")')" = 1 ] &&
     [ "$(q /ok 'E[-1]["code"]')" = 1006 ]
@@ -184,7 +184,7 @@ check "the card file was saved: the application is there" sh -c "ota-card show -
 B2=$(blank torn 04010203040507)
 : >"$LOG"
 run --url "$BASE/create-app" --card "$B2" --json --tear-after 2 check
-check "--tear-after 2: exit 4, kind torn" [ "$rc" -eq 4 ] && [ "$(last_json kind)" = torn ]
+check "--tear-after 2: exit 4, kind torn" eval '[ "$rc" -eq 4 ] && [ "$(last_json kind)" = torn ]'
 check "--tear-after 2: the answer to command 2 never left the phone" \
     [ "$(q /create-app 'sum(1 for e in E if e["event"]=="recv" and e["msg"]["type"]=="response")')" = 1 ]
 check "--tear-after 2: the card file is still a valid card" sh -c "ota-card show --card '$B2' >/dev/null"
@@ -222,7 +222,7 @@ run --url "$BASE/ok" --card "$C" --drop-after 0 check
 check "--drop-after 0: exit 2" [ "$rc" -eq 2 ]
 FREE=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 run --url "ws://127.0.0.1:$FREE/v1/session" --card "$C" --json check
-check "nobody listening: exit 4, kind connection" [ "$rc" -eq 4 ] && [ "$(last_json kind)" = connection ]
+check "nobody listening: exit 4, kind connection" eval '[ "$rc" -eq 4 ] && [ "$(last_json kind)" = connection ]'
 run --help
 check "--help: exit 0 and documents the fault flags" [ "$rc" -eq 0 ] &&
     grep -q -- '--tear-after' "$T/out" && grep -q -- '--lost-tag-after' "$T/out"
