@@ -2,6 +2,7 @@
  * built from counters the loop already keeps; nothing here blocks. */
 #include "admin.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +11,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
-#include "common/config.h"
+#include "config.h"
 #include "gw.h"
 #include "log.h"
 #include "metrics.h"
@@ -50,17 +51,23 @@ static void status_json(struct admin *a, struct evhttp_request *req)
         pool_info(g->pool, i, &wi);
         json_t *age =
             wi.last_heartbeat_age_s >= 0 ? json_real(wi.last_heartbeat_age_s) : json_null();
-        json_array_append_new(
-            ws, json_pack("{s:I, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:o}", "id", (json_int_t)wi.id,
-                          "pid", (json_int_t)wi.pid, "live", wi.live, "db_ok", wi.db_ok, "sessions",
-                          (json_int_t)wi.sessions, "reported_sessions",
-                          (json_int_t)wi.reported_sessions, "capacity", (json_int_t)wi.capacity,
-                          "restarts", (json_int_t)wi.restarts, "last_heartbeat_age_s", age));
+        json_t *wo = json_pack("{s:I, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:o, s:b}", "id",
+                               (json_int_t)wi.id, "pid", (json_int_t)wi.pid, "live", wi.live,
+                               "db_ok", wi.db_ok, "sessions", (json_int_t)wi.sessions,
+                               "reported_sessions", (json_int_t)wi.reported_sessions, "capacity",
+                               (json_int_t)wi.capacity, "restarts", (json_int_t)wi.restarts,
+                               "last_heartbeat_age_s", age, "remote", wi.remote);
+        if (wo && wi.remote) {
+            json_object_set_new(wo, "key", json_string(wi.key));
+            json_object_set_new(wo, "address", json_string(wi.addr));
+        }
+        json_array_append_new(ws, wo);
     }
-    json_t *o =
-        json_pack("{s:b, s:b, s:I, s:I, s:I, s:o}", "ready", !g->draining && pool_ready(g->pool),
-                  "draining", g->draining, "connections", (json_int_t)g->nconns, "websockets",
-                  (json_int_t)g->nws, "sessions", (json_int_t)g->nsessions, "workers", ws);
+    json_t *o = json_pack("{s:b, s:b, s:I, s:I, s:I, s:o, s:I}", "ready",
+                          !g->draining && pool_ready(g->pool), "draining", g->draining,
+                          "connections", (json_int_t)g->nconns, "websockets", (json_int_t)g->nws,
+                          "sessions", (json_int_t)g->nsessions, "workers", ws,
+                          "remote_workers_refused", (json_int_t)pool_remote_refused(g->pool));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!s) {
@@ -118,6 +125,10 @@ static void metrics(struct admin *a, struct evhttp_request *req)
             met_printf(&t, "ota_gateway_worker_heartbeat_age_seconds{worker=\"%u\"} %.3f\n", wi.id,
                        wi.last_heartbeat_age_s);
     }
+    met_header(&t, "ota_gateway_remote_workers_refused_total", "counter",
+               "Remote worker connections refused (CurveZMQ key not allowed, or no free slot).");
+    met_printf(&t, "ota_gateway_remote_workers_refused_total %" PRIu64 "\n",
+               pool_remote_refused(g->pool));
     if (t.oom || !t.p) {
         free(t.p);
         evhttp_send_error(req, 500, "out of memory");

@@ -40,6 +40,7 @@ static void read_cb(struct bufferevent *bev, void *arg);
 static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
+static void count_ip(struct conn *c);
 
 static void arm_ms(struct conn *c, uint64_t ms)
 {
@@ -86,6 +87,11 @@ void conn_accept(struct gw *g, struct bufferevent *bev, const struct sockaddr *s
                              c->state == CONN_PROXY ? PROXY_MAX : g->set.max_header_bytes);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     arm_ms(c, g->set.upgrade_timeout_ms);
+    /* A direct peer is counted from the first byte, so that one address
+     * cannot fill the gateway with sockets that never finish an upgrade;
+     * a proxied client once its PROXY header names it. */
+    if (c->state == CONN_UPGRADE)
+        count_ip(c);
 }
 
 /* Drops unread input (a closing or rejected connection reads, so that the
@@ -109,6 +115,18 @@ static void reject(struct conn *c, int status, const char *why, enum met_reject 
     if (n > 0)
         bufferevent_write(c->bev, resp, (size_t)n);
     arm_ms(c, CLOSE_LINGER_MS);
+}
+
+/* Takes the client address's slot, or answers 503 past
+ * gateway.max_connections_per_ip. */
+static void count_ip(struct conn *c)
+{
+    struct gw *g = c->gw;
+    if (ipcount_take(g->ips, c->peer, g->set.max_connections_per_ip) != 0) {
+        reject(c, 503, "too many connections from this address", MET_REJ_LIMIT_IP);
+        return;
+    }
+    c->ip_counted = 1;
 }
 
 /* ---- wslay callbacks (never free the connection from here) ------------ */
@@ -252,11 +270,6 @@ static void admit(struct conn *c, const struct upg_result *r)
         reject(c, 503, "too many connections", MET_REJ_LIMIT_TOTAL);
         return;
     }
-    if (ipcount_take(g->ips, c->peer, g->set.max_connections_per_ip) != 0) {
-        reject(c, 503, "too many connections from this address", MET_REJ_LIMIT_IP);
-        return;
-    }
-    c->ip_counted = 1;
     if (start_ws(c) != 0) {
         reject(c, 503, "out of memory", MET_REJ_LIMIT_TOTAL);
         return;
@@ -302,6 +315,7 @@ static void on_proxy(struct conn *c)
         snprintf(c->peer, sizeof c->peer, "%s", r.addr);
     c->state = CONN_UPGRADE;
     bufferevent_setwatermark(c->bev, EV_READ, 0, c->gw->set.max_header_bytes);
+    count_ip(c);
 }
 
 static void on_upgrade(struct conn *c)
@@ -348,6 +362,34 @@ static int maybe_finish(struct conn *c)
     return 0;
 }
 
+/* wslay_event_recv fails (instead of queueing a 1002) on a malformed frame
+ * header: a fragmented or over-long control frame, a 64-bit length with
+ * the top bit set or a length not in its shortest form.  Its own queued
+ * close would carry no code, so the 1002 of RFC 6455 section 7.4.1 is
+ * written here and wslay is not asked to send anything more. */
+static void protocol_error(struct conn *c)
+{
+    static const uint8_t close_1002[] = {0x88, 0x02, 0x03, 0xea};
+    if (wslay_event_get_close_sent(c->ws)) {
+        conn_free(c);
+        return;
+    }
+    if (c->state == CONN_WS)
+        log_info("ws_close", "session=%" PRIu64 " peer=%s code=1002 reason=\"malformed frame\"",
+                 c->s.id, c->peer);
+    sess_end(c);
+    c->close_code = 0;
+    c->state = CONN_REJECTING;
+    discard_input(c);
+    c->gw->met.close_codes_total[met_close_index(1002)]++;
+    if (bufferevent_write(c->bev, close_1002, sizeof close_1002) != 0) {
+        conn_free(c);
+        return;
+    }
+    arm_ms(c, CLOSE_LINGER_MS);
+    maybe_finish(c);
+}
+
 static void on_ws_input(struct conn *c)
 {
     if (wslay_event_get_read_enabled(c->ws)) {
@@ -355,7 +397,7 @@ static void on_ws_input(struct conn *c)
         int rc = wslay_event_recv(c->ws);
         c->in_recv = 0;
         if (rc != 0) {
-            conn_free(c);
+            protocol_error(c);
             return;
         }
     } else {

@@ -2,6 +2,10 @@
 # and writers (upgrade, PROXY header, client JSON, UTF-8, metrics, address
 # counts) form libotagw so that unit tests and fuzz targets link exactly
 # what the gateway runs.  The gateway never links libotacard.
+# CurveZMQ key files: read by the gateway and a remote ota-worker, written
+# by ota-ctl keys curve-gen (text only; no ZeroMQ needed to parse them).
+common_libotacommon_a_SOURCES += common/curve_key.c common/curve_key.h
+
 noinst_LIBRARIES += gateway/libotagw.a
 gateway_libotagw_a_SOURCES = gateway/upgrade.c gateway/upgrade.h gateway/proxy.c \
 	gateway/proxy.h gateway/climsg.c gateway/climsg.h gateway/utf8.c gateway/utf8.h \

@@ -16,7 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "common/config.h"
+#include "config.h"
 #include "conn.h"
 #include "gw.h"
 #include "log.h"

@@ -23,7 +23,7 @@
 #include <openssl/ssl.h>
 
 #include "admin.h"
-#include "common/config.h"
+#include "config.h"
 #include "conn.h"
 #include "gw.h"
 #include "ipcount.h"
@@ -272,7 +272,8 @@ int main(int argc, char **argv)
     if (!g.pub || !g.op || !g.admin || !g.pool)
         goto out;
     if (pool_prepare_dir(g.pool, ids.uid, ids.gid, ids.worker_gid, ids.root) != 0 ||
-        pool_start_spawner(g.pool) != 0 || drop_privileges(&ids) != 0 || pool_start(g.pool) != 0)
+        pool_load_curve(g.pool) != 0 || pool_start_spawner(g.pool) != 0 ||
+        drop_privileges(&ids) != 0 || pool_start(g.pool) != 0)
         goto out;
 
     evs[0] = evsignal_new(g.base, SIGTERM, on_signal, &g);

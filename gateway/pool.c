@@ -1,9 +1,19 @@
 /* pool: local workers, their supervision and the ZeroMQ ROUTER; see
- * pool.h.  A worker is known by the pid we started and the routing id its
- * READY frame came from; frames from any other peer are dropped, and a
- * worker may only speak for sessions pinned to it.  ZMQ_FD is
- * edge-triggered: every wake-up drains ZMQ_EVENTS until not readable, and
- * every send re-arms the check because a send can consume the edge. */
+ * pool.h.  A local worker is known by the pid we started and the routing
+ * id its READY frame came from; frames from any other peer are dropped,
+ * and a worker may only speak for sessions pinned to it.
+ *
+ * Remote workers (gateway.worker_listen) reach the same ROUTER over tcp://
+ * with CurveZMQ.  The ZAP handler below (inproc://zeromq.zap.01, served
+ * from this event loop) admits only public keys on the allow-list and
+ * names each connection by its key (ZeroMQ's User-Id property), so a READY
+ * that carries a User-Id is a remote worker's and can never take a local
+ * worker's slot.  Remote workers cannot be killed or restarted from here:
+ * one that falls silent loses its sessions and its slot.
+ *
+ * ZMQ_FD is edge-triggered: every wake-up drains ZMQ_EVENTS until not
+ * readable, and every send re-arms the check because a send can consume
+ * the edge. */
 #include "pool.h"
 
 #include <errno.h>
@@ -19,7 +29,8 @@
 
 #include <zmq.h>
 
-#include "common/config.h"
+#include "config.h"
+#include "curve_key.h"
 #include "gw.h"
 #include "log.h"
 #include "ota_err.h"
@@ -32,6 +43,9 @@
 #define STARTUP_GRACE_MS 30000 /* a new worker loads keys and checks the database */
 #define STOP_DEADLINE_MS 10000 /* after SIGTERM, SIGKILL */
 #define EARLY_EXITS 16
+#define REMOTE_MAX 64 /* remote worker slots */
+#define ZAP_ENDPOINT "inproc://zeromq.zap.01"
+#define ZAP_DOMAIN "ota-workers"
 
 enum wk_state { WK_STOPPED = 0, WK_STARTING, WK_LIVE, WK_STOPPING };
 
@@ -51,12 +65,24 @@ struct worker {
     struct event *restart_ev;
     struct sess_list sessions;
     uint32_t nsessions;
+    /* remote workers only */
+    int remote;
+    uint32_t remote_pid;
+    char key[CURVE_Z85_LEN + 1]; /* its CurveZMQ public key */
+    char addr[64];               /* its address, for the log */
 };
 
 struct pool {
     struct gw *gw;
     struct worker *w;
     unsigned n, rr;
+    unsigned nremote_max, nremote; /* remote slots after the n local ones; used so far */
+    void *zap;                     /* ZAP handler (REP), with remote workers only */
+    struct event *ev_zap;
+    char (*allowed)[CURVE_Z85_LEN + 1];
+    size_t nallowed;
+    struct curve_keypair kp; /* read before privileges drop; wiped once bound */
+    uint64_t remote_refused;
     char dir[PATH_MAX];
     char endpoint[PATH_MAX + 16];
     char **argv;
@@ -86,14 +112,16 @@ struct pool *pool_new(struct gw *g)
         return NULL;
     p->gw = g;
     p->n = g->set.workers;
-    p->w = calloc(p->n ? p->n : 1, sizeof *p->w);
+    p->nremote_max = *cfg_str(g->cfg, "gateway.worker_listen") ? REMOTE_MAX : 0;
+    p->w = calloc(p->n + p->nremote_max ? p->n + p->nremote_max : 1, sizeof *p->w);
     if (!p->w) {
         free(p);
         return NULL;
     }
-    for (unsigned i = 0; i < p->n; i++) {
+    for (unsigned i = 0; i < p->n + p->nremote_max; i++) {
         p->w[i].pool = p;
         p->w[i].id = i;
+        p->w[i].remote = i >= p->n;
         p->w[i].backoff_ms = g->set.restart_backoff_ms;
         TAILQ_INIT(&p->w[i].sessions);
     }
@@ -262,7 +290,7 @@ int pool_send(struct pool *p, struct worker *w, const uint8_t *frame, size_t len
 
 static struct worker *by_ident(struct pool *p, const uint8_t *id, size_t n)
 {
-    for (unsigned i = 0; i < p->n; i++) {
+    for (unsigned i = 0; i < p->n + p->nremote; i++) {
         struct worker *w = &p->w[i];
         if ((w->state == WK_LIVE || w->state == WK_STOPPING) && w->ident_len == n &&
             memcmp(w->ident, id, n) == 0)
@@ -271,11 +299,66 @@ static struct worker *by_ident(struct pool *p, const uint8_t *id, size_t n)
     return NULL;
 }
 
-static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const uint8_t *f, size_t n)
+static void sessions_lost(struct worker *w)
+{
+    struct session *s;
+    while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
+        TAILQ_REMOVE(&w->sessions, s, wlink);
+        w->nsessions--;
+        s->worker = NULL;
+        sess_on_worker_lost(s);
+    }
+}
+
+/* A READY over CurveZMQ: the worker with this key and pid again (it
+ * reconnected) keeps its slot, else the first free slot. */
+static void on_ready_remote(struct pool *p, const uint8_t *id, size_t idn,
+                            const struct wire_ready *r, const char *key, const char *addr)
+{
+    struct worker *w = NULL, *free_slot = NULL;
+    for (unsigned i = p->n; i < p->n + p->nremote_max; i++) {
+        struct worker *c = &p->w[i];
+        if (c->state == WK_LIVE && c->remote_pid == r->pid && strcmp(c->key, key) == 0) {
+            w = c;
+            break;
+        }
+        if (!free_slot && c->state == WK_STOPPED)
+            free_slot = c;
+    }
+    if (w) {
+        log_warn("remote_worker_reconnected", "worker=%u sessions=%" PRIu32, w->id, w->nsessions);
+        sessions_lost(w);
+    } else if (!(w = free_slot)) {
+        p->remote_refused++;
+        log_error("remote_worker_refused", "addr=%s key=\"%s\" why=no_free_slot", addr, key);
+        return;
+    }
+    if (w->id >= p->n + p->nremote)
+        p->nremote = w->id - p->n + 1;
+    memcpy(w->ident, id, idn);
+    w->ident_len = idn;
+    w->capacity = r->capacity;
+    w->remote_pid = r->pid;
+    snprintf(w->key, sizeof w->key, "%s", key);
+    snprintf(w->addr, sizeof w->addr, "%s", addr);
+    w->state = WK_LIVE;
+    w->live_us = w->last_seen_us = gw_now_us();
+    w->db_ok = 1;
+    log_info("remote_worker_ready",
+             "worker=%u addr=%s key=\"%s\" pid=%" PRIu32 " capacity=%" PRIu32, w->id, addr, key,
+             r->pid, r->capacity);
+}
+
+static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const uint8_t *f, size_t n,
+                     const char *key, const char *addr)
 {
     struct wire_ready r;
     if (wire_decode_ready(f, n, &r) != 0 || idn == 0 || idn > IDENT_MAX) {
         log_warn("bad_worker_frame", "frame=ready");
+        return;
+    }
+    if (key) {
+        on_ready_remote(p, id, idn, &r, key, addr);
         return;
     }
     for (unsigned i = 0; i < p->n; i++) {
@@ -295,7 +378,8 @@ static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const uint8_
     log_warn("unknown_worker_refused", "pid=%" PRIu32, r.pid);
 }
 
-static void on_frame(struct pool *p, const uint8_t *id, size_t idn, const uint8_t *f, size_t n)
+static void on_frame(struct pool *p, const uint8_t *id, size_t idn, const uint8_t *f, size_t n,
+                     const char *key, const char *addr)
 {
     struct wire_hdr h;
     if (wire_decode_hdr(f, n, &h) != 0) {
@@ -303,7 +387,7 @@ static void on_frame(struct pool *p, const uint8_t *id, size_t idn, const uint8_
         return;
     }
     if (h.type == WIRE_READY) {
-        on_ready(p, id, idn, f, n);
+        on_ready(p, id, idn, f, n, key, addr);
         return;
     }
     struct worker *w = by_ident(p, id, idn);
@@ -361,10 +445,15 @@ static void recv_one(struct pool *p)
             n = 3;
         }
     } while (more);
-    if (n == 2)
+    if (n == 2) {
+        /* Set by our ZAP handler for CurveZMQ peers only. */
+        const char *key = zmq_msg_gets(&parts[1], "User-Id");
+        if (key && !curve_z85_valid(key, strlen(key)))
+            key = NULL;
+        const char *addr = key ? zmq_msg_gets(&parts[1], "Peer-Address") : NULL;
         on_frame(p, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), zmq_msg_data(&parts[1]),
-                 zmq_msg_size(&parts[1]));
-    else if (n > 0)
+                 zmq_msg_size(&parts[1]), key, addr ? addr : "?");
+    } else if (n > 0)
         log_warn("bad_worker_message", "parts=%d", n);
     for (int i = 0; i < n && i < 2; i++)
         zmq_msg_close(&parts[i]);
@@ -477,13 +566,7 @@ static void worker_exited(struct worker *w, int status)
     w->pid = 0;
     w->ident_len = 0;
     w->db_ok = 0;
-    struct session *s;
-    while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
-        TAILQ_REMOVE(&w->sessions, s, wlink);
-        w->nsessions--;
-        s->worker = NULL;
-        sess_on_worker_lost(s);
-    }
+    sessions_lost(w);
     if (p->stopping) {
         maybe_stopped(p);
         return;
@@ -543,14 +626,25 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
     int n = wire_encode_heartbeat(frame, sizeof frame, &hb);
     uint64_t grace =
         STARTUP_GRACE_MS > g->set.worker_dead_ms ? STARTUP_GRACE_MS : g->set.worker_dead_ms;
-    for (unsigned i = 0; i < p->n; i++) {
+    for (unsigned i = 0; i < p->n + p->nremote; i++) {
         struct worker *w = &p->w[i];
         switch (w->state) {
         case WK_LIVE:
             if (n > 0)
                 send_to(p, w->ident, w->ident_len, frame, (size_t)n);
-            if ((now - w->last_seen_us) / 1000 > g->set.worker_dead_ms)
+            if ((now - w->last_seen_us) / 1000 <= g->set.worker_dead_ms)
+                break;
+            if (!w->remote) {
                 kill_worker(w, SIGKILL, "silent");
+                break;
+            }
+            log_error("remote_worker_lost", "worker=%u addr=%s key=\"%s\" sessions=%" PRIu32, w->id,
+                      w->addr, w->key, w->nsessions);
+            w->state = WK_STOPPED;
+            w->ident_len = 0;
+            w->db_ok = 0;
+            w->restarts++;
+            sessions_lost(w);
             break;
         case WK_STARTING:
             if (w->pid > 0 && (now - w->started_us) / 1000 > grace)
@@ -566,6 +660,167 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
             break;
         }
     }
+}
+
+/* ---- remote workers: CurveZMQ and the ZAP handler ------------------------ */
+
+static void zap_reply(void *sock, zmq_msg_t *reqid, const char *code, const char *text,
+                      const char *user)
+{
+    zmq_send(sock, "1.0", 3, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(sock, zmq_msg_data(reqid), zmq_msg_size(reqid), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(sock, code, strlen(code), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(sock, text, strlen(text), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(sock, user, strlen(user), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(sock, "", 0, ZMQ_DONTWAIT);
+}
+
+/* One ZAP request (RFC 27): version, request id, domain, address,
+ * identity, mechanism, credentials.  CURVE: the client's 32-byte public
+ * key must be on the allow-list.  NULL: only the local ipc:// endpoint
+ * runs without CurveZMQ (a tcp:// peer cannot, the endpoint is a CURVE
+ * server), and ZeroMQ asks about NULL only when a domain is set there. */
+static void zap_one(struct pool *p)
+{
+    enum { NPARTS = 7 };
+    zmq_msg_t parts[NPARTS + 1];
+    int n = 0, more = 0;
+    do {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, p->zap, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (n < NPARTS + 1)
+            parts[n++] = m;
+        else
+            zmq_msg_close(&m);
+    } while (more);
+    if (n < 6) {
+        /* A REP socket must answer every request it read; without the
+         * request id there is nothing to answer. */
+        log_warn("zap_bad_request", "parts=%d", n);
+        for (int i = 0; i < n; i++)
+            zmq_msg_close(&parts[i]);
+        return;
+    }
+    const char *mech = zmq_msg_data(&parts[5]);
+    size_t mn = zmq_msg_size(&parts[5]);
+    char addr[64];
+    size_t an =
+        zmq_msg_size(&parts[3]) < sizeof addr - 1 ? zmq_msg_size(&parts[3]) : sizeof addr - 1;
+    memcpy(addr, zmq_msg_data(&parts[3]), an);
+    addr[an] = '\0';
+    for (size_t i = 0; i < an; i++)
+        if (addr[i] < 0x21 || addr[i] > 0x7e)
+            addr[i] = '?';
+    char key[CURVE_Z85_LEN + 1] = "";
+    int ok = 0;
+    const char *why = "unknown mechanism";
+    if (zmq_msg_size(&parts[0]) != 3 || memcmp(zmq_msg_data(&parts[0]), "1.0", 3) != 0) {
+        why = "bad ZAP version";
+    } else if (mn == 4 && memcmp(mech, "NULL", 4) == 0) {
+        ok = 1;
+    } else if (mn == 5 && memcmp(mech, "CURVE", 5) == 0 && n == 7 &&
+               zmq_msg_size(&parts[6]) == 32) {
+        if (!zmq_z85_encode(key, zmq_msg_data(&parts[6]), 32)) {
+            why = "bad key";
+        } else {
+            why = "public key not on gateway.curve_allowed_keys";
+            for (size_t i = 0; i < p->nallowed && !ok; i++)
+                ok = strcmp(p->allowed[i], key) == 0;
+        }
+    }
+    if (ok) {
+        zap_reply(p->zap, &parts[1], "200", "OK", key);
+        if (key[0])
+            log_info("remote_worker_admitted", "addr=%s key=\"%s\"", addr, key);
+    } else {
+        zap_reply(p->zap, &parts[1], "400", why, "");
+        /* A refused worker retries every few hundred ms: log the first
+         * refusal and then every 100th. */
+        if (p->remote_refused++ % 100 == 0)
+            log_warn("remote_worker_refused",
+                     "addr=%s key=\"%s\" why=\"%s\" refused_total=%" PRIu64, addr,
+                     key[0] ? key : "-", why, p->remote_refused);
+    }
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+}
+
+static void on_zap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pool *p = arg;
+    for (int i = 0; i < ZMQ_BATCH; i++) {
+        int ev = 0;
+        size_t sz = sizeof ev;
+        if (zmq_getsockopt(p->zap, ZMQ_EVENTS, &ev, &sz) != 0 || !(ev & ZMQ_POLLIN))
+            return;
+        zap_one(p);
+    }
+    event_active(p->ev_zap, EV_READ, 0);
+}
+
+int pool_load_curve(struct pool *p)
+{
+    if (!p->nremote_max)
+        return 0;
+    const struct cfg *c = p->gw->cfg;
+    const char *ep = cfg_str(c, "gateway.worker_listen");
+    const char *secf = cfg_str(c, "gateway.curve_secret_file");
+    const char *allowf = cfg_str(c, "gateway.curve_allowed_keys");
+    char err[512];
+    if (!*secf || !*allowf) {
+        log_error("bad_config", "key=gateway.worker_listen detail=\"remote workers need "
+                                "gateway.curve_secret_file and gateway.curve_allowed_keys\"");
+        return OTA_ERR_INVAL;
+    }
+    if (strncmp(ep, "tcp://", 6) != 0) {
+        log_error("bad_config", "key=gateway.worker_listen value=\"%s\" detail=\"tcp://HOST:PORT\"",
+                  ep);
+        return OTA_ERR_INVAL;
+    }
+    if (curve_allow_load(allowf, &p->allowed, &p->nallowed, err, sizeof err) != 0) {
+        log_error("bad_config", "key=gateway.curve_allowed_keys detail=\"%s\"", err);
+        return OTA_ERR_INVAL;
+    }
+    if (curve_key_load(secf, &p->kp, err, sizeof err) != 0) {
+        log_error("bad_config", "key=gateway.curve_secret_file detail=\"%s\"", err);
+        return OTA_ERR_INVAL;
+    }
+    return 0;
+}
+
+/* Binds gateway.worker_listen as a CurveZMQ server.  The ZAP handler is
+ * bound first: a CURVE server without one admits every client. */
+static int start_remote(struct pool *p)
+{
+    const char *ep = cfg_str(p->gw->cfg, "gateway.worker_listen");
+    int one = 1, zero = 0, fd;
+    size_t fdsz = sizeof fd;
+    p->zap = zmq_socket(p->zctx, ZMQ_REP);
+    int rc = !p->zap || zmq_setsockopt(p->zap, ZMQ_LINGER, &zero, sizeof zero) ||
+             zmq_bind(p->zap, ZAP_ENDPOINT) || zmq_getsockopt(p->zap, ZMQ_FD, &fd, &fdsz) ||
+             zmq_setsockopt(p->zsock, ZMQ_CURVE_SERVER, &one, sizeof one) ||
+             zmq_setsockopt(p->zsock, ZMQ_CURVE_SECRETKEY, p->kp.sec, CURVE_Z85_LEN) ||
+             zmq_setsockopt(p->zsock, ZMQ_ZAP_DOMAIN, ZAP_DOMAIN, strlen(ZAP_DOMAIN));
+    curve_keypair_wipe(&p->kp);
+    if (!rc) {
+        p->ev_zap = event_new(p->gw->base, fd, EV_READ | EV_PERSIST, on_zap, p);
+        rc = !p->ev_zap || event_add(p->ev_zap, NULL);
+    }
+    if (!rc)
+        rc = zmq_bind(p->zsock, ep);
+    if (rc) {
+        log_error("zmq_failed", "endpoint=\"%s\" err=\"%s\"", ep, zmq_strerror(zmq_errno()));
+        return OTA_ERR_IO;
+    }
+    log_info("listening", "listener=workers addr=\"%s\" curve=1 allowed_keys=%zu", ep, p->nallowed);
+    return 0;
 }
 
 int pool_start(struct pool *p)
@@ -587,6 +842,10 @@ int pool_start(struct pool *p)
                   zmq_strerror(zmq_errno()));
         return OTA_ERR_IO;
     }
+    /* After the ipc:// bind: ZeroMQ copies the socket's options into each
+     * endpoint when it binds, so only tcp:// gets CurveZMQ. */
+    if (p->nremote_max && (rc = start_remote(p)) != 0)
+        return rc;
     uint64_t hb = p->gw->set.heartbeat_ms;
     struct timeval tv = {(time_t)(hb / 1000), (suseconds_t)(hb % 1000) * 1000};
     p->ev_zmq = event_new(base, fd, EV_READ | EV_PERSIST, on_zmq, p);
@@ -645,13 +904,17 @@ void pool_free(struct pool *p)
     for (unsigned i = 0; i < p->n; i++)
         if (p->w[i].restart_ev)
             event_free(p->w[i].restart_ev);
-    struct event *evs[] = {p->ev_zmq, p->ev_hb, p->ev_chld, p->ev_stop};
+    struct event *evs[] = {p->ev_zmq, p->ev_hb, p->ev_chld, p->ev_stop, p->ev_zap};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);
     spawn_free(p->spawn);
     if (p->zsock)
         zmq_close(p->zsock);
+    if (p->zap)
+        zmq_close(p->zap);
+    free(p->allowed);
+    curve_keypair_wipe(&p->kp);
     if (p->zctx)
         zmq_ctx_term(p->zctx);
     for (size_t i = 0; i < p->argc; i++)
@@ -666,15 +929,16 @@ void pool_free(struct pool *p)
 struct worker *pool_pick(struct pool *p)
 {
     struct worker *best = NULL;
-    for (unsigned k = 0; k < p->n; k++) {
-        struct worker *w = &p->w[(p->rr + k) % p->n];
+    unsigned all = p->n + p->nremote;
+    for (unsigned k = 0; k < all; k++) {
+        struct worker *w = &p->w[(p->rr + k) % all];
         if (w->state != WK_LIVE || w->nsessions >= w->capacity)
             continue;
         if (!best || w->nsessions < best->nsessions)
             best = w;
     }
     if (best)
-        p->rr = (best->id + 1) % p->n;
+        p->rr = (best->id + 1) % all;
     return best;
 }
 
@@ -702,7 +966,7 @@ unsigned pool_worker_id(const struct worker *w)
 
 int pool_ready(const struct pool *p)
 {
-    for (unsigned i = 0; i < p->n; i++)
+    for (unsigned i = 0; i < p->n + p->nremote; i++)
         if (p->w[i].state == WK_LIVE && p->w[i].db_ok)
             return 1;
     return 0;
@@ -710,7 +974,12 @@ int pool_ready(const struct pool *p)
 
 size_t pool_count(const struct pool *p)
 {
-    return p->n;
+    return p->n + p->nremote;
+}
+
+uint64_t pool_remote_refused(const struct pool *p)
+{
+    return p->remote_refused;
 }
 
 void pool_info(const struct pool *p, size_t i, struct pool_worker_info *out)
@@ -725,6 +994,12 @@ void pool_info(const struct pool *p, size_t i, struct pool_worker_info *out)
     out->reported_sessions = w->reported;
     out->capacity = w->capacity;
     out->restarts = w->restarts;
+    out->remote = w->remote;
+    if (w->remote) {
+        out->pid = (pid_t)w->remote_pid;
+        snprintf(out->key, sizeof out->key, "%s", w->key);
+        snprintf(out->addr, sizeof out->addr, "%s", w->addr);
+    }
     out->last_heartbeat_age_s =
         w->last_seen_us && w->state == WK_LIVE ? (double)(gw_now_us() - w->last_seen_us) / 1e6 : -1;
 }

@@ -21,6 +21,9 @@ struct pool *pool_new(struct gw *g);
 int pool_prepare_dir(struct pool *p, uid_t uid, gid_t gid, gid_t worker_gid, int as_root);
 /* Starts the helper that launches workers as root (only when root). */
 int pool_start_spawner(struct pool *p);
+/* Reads the CurveZMQ key pair and the allow-list of remote workers (when
+ * gateway.worker_listen is set), before privileges are dropped. */
+int pool_load_curve(struct pool *p);
 /* Binds the ROUTER and starts every worker. */
 int pool_start(struct pool *p);
 void pool_free(struct pool *p);
@@ -44,8 +47,13 @@ struct pool_worker_info {
     int live, db_ok;
     uint32_t sessions, reported_sessions, capacity, restarts;
     double last_heartbeat_age_s; /* -1 if never */
+    int remote;                  /* over tcp:// with CurveZMQ (pid is the remote one) */
+    char key[41];                /* remote: its public key (Z85) */
+    char addr[64];               /* remote: its address */
 };
 size_t pool_count(const struct pool *p);
+/* Remote workers refused (key not allowed, or no free slot). */
+uint64_t pool_remote_refused(const struct pool *p);
 void pool_info(const struct pool *p, size_t i, struct pool_worker_info *out);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "ctl_curve.h"
 #include "ota_err.h"
 
 static void ctl_usage(FILE *f)
@@ -18,6 +19,7 @@ static void ctl_usage(FILE *f)
           "  keys init [--kek-file F] [--force] generate and seal the master keys and code key\n"
           "  keys import --master-keys K0,K1,K2,K3[,KPICC]|- [--kek-file F] [--force]\n"
           "  keys show [--kek-file F]           fingerprints of the sealed keys\n"
+          "  keys curve-gen FILE                CurveZMQ key pair (FILE 0600, FILE.pub)\n"
           "  codes issue --amount N --count M [--expires DAYS] [--batch NAME]\n"
           "  codes list [--state S] [--batch B] [--from T] [--to T] [--limit N] [--format F]\n"
           "  codes summary [--currency C] [--format F]   codes by state (count, value)\n"
@@ -100,9 +102,12 @@ int main(int argc, char **argv)
         return CTL_EXIT_USAGE;
     }
     int rc = -1;
-    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-        if (strcmp(argv[1], cmds[i].name) == 0)
-            rc = cmds[i].fn(&c, argc - 2, argv + 2);
+    if (argc >= 3 && strcmp(argv[1], "keys") == 0 && strcmp(argv[2], "curve-gen") == 0)
+        rc = ctl_curve_gen(argc - 3, argv + 3);
+    else
+        for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+            if (strcmp(argv[1], cmds[i].name) == 0)
+                rc = cmds[i].fn(&c, argc - 2, argv + 2);
     if (rc == -1) {
         fprintf(stderr, "ota-ctl: unknown command '%s'\n", argv[1]);
         ctl_usage(stderr);

@@ -27,6 +27,7 @@
 #include <zmq.h>
 
 #include "config.h"
+#include "curve_key.h"
 #include "engine.h"
 #include "keyfile.h"
 #include "ledger_pg.h"
@@ -403,6 +404,38 @@ static void on_zmq(evutil_socket_t fd, short what, void *arg)
     event_active(w->ev_zmq, EV_READ, 0);
 }
 
+/* A remote worker (--connect tcp://...) talks CurveZMQ: its own key pair
+ * from worker.curve_secret_file (readable by worker.user: it is read after
+ * privileges are dropped) and the gateway's public key.  A tcp:// endpoint
+ * without them is refused: the frames carry top-up codes. */
+static int set_curve(struct worker *w)
+{
+    const char *secf = cfg_str(w->cfg, "worker.curve_secret_file");
+    const char *server = cfg_str(w->cfg, "worker.gateway_public_key");
+    int tcp = strncmp(w->endpoint, "tcp://", 6) == 0;
+    if (!*secf && !*server && !tcp)
+        return 0;
+    if (!*secf || !curve_z85_valid(server, strlen(server))) {
+        log_error("bad_config",
+                  "worker=%u detail=\"a tcp:// gateway needs worker.curve_secret_file "
+                  "and worker.gateway_public_key (40 Z85 characters)\"",
+                  w->id);
+        return -1;
+    }
+    struct curve_keypair kp;
+    char err[512];
+    if (curve_key_load(secf, &kp, err, sizeof err) != 0) {
+        log_error("bad_config", "worker=%u key=worker.curve_secret_file detail=\"%s\"", w->id, err);
+        return -1;
+    }
+    int rc = zmq_setsockopt(w->zsock, ZMQ_CURVE_SERVERKEY, server, CURVE_Z85_LEN) ||
+             zmq_setsockopt(w->zsock, ZMQ_CURVE_PUBLICKEY, kp.pub, CURVE_Z85_LEN) ||
+             zmq_setsockopt(w->zsock, ZMQ_CURVE_SECRETKEY, kp.sec, CURVE_Z85_LEN);
+    log_info("curve", "worker=%u public_key=\"%s\"", w->id, kp.pub);
+    curve_keypair_wipe(&kp);
+    return rc ? -1 : 0;
+}
+
 static int start_zmq(struct worker *w)
 {
     int linger = 1000;
@@ -418,7 +451,7 @@ static int start_zmq(struct worker *w)
         goto fail;
     if (zmq_setsockopt(w->zsock, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
         zmq_setsockopt(w->zsock, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
-        zmq_setsockopt(w->zsock, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_setsockopt(w->zsock, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 || set_curve(w) != 0 ||
         zmq_connect(w->zsock, w->endpoint) != 0 ||
         zmq_getsockopt(w->zsock, ZMQ_FD, &fd, &fdsz) != 0)
         goto fail;

@@ -5,16 +5,23 @@
  *             command, then result ok with the balance from the answer;
  *   topup with authCode "die" -> phase at_risk, then the process exits;
  *   client error -> result failed lost-tag.
- * It holds no key and must never be installed. */
+ * With FAKE_WORKER_PEERS=FILE in its environment it appends one line per
+ * OPEN ("listener=N peer=ADDR"), so that tests see the client address the
+ * gateway passed on (PROXY protocol).  As a remote worker it connects with
+ * CurveZMQ: --curve-secret-file FILE (a key pair from ota-ctl keys
+ * curve-gen) and --curve-server-key KEY (the gateway's public key).
+ * It holds no card key and must never be installed. */
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zmq.h>
 
+#include "curve_key.h"
 #include "wire.h"
 
 static void *sock;
@@ -50,10 +57,16 @@ static void command(uint64_t id, const uint8_t *apdu, size_t n)
 
 int main(int argc, char **argv)
 {
-    const char *endpoint = NULL;
-    for (int i = 1; i + 1 < argc; i++)
+    const char *endpoint = NULL, *secret_file = NULL, *server_key = NULL;
+    for (int i = 1; i + 1 < argc; i++) {
         if (strcmp(argv[i], "--connect") == 0)
             endpoint = argv[i + 1];
+        else if (strcmp(argv[i], "--curve-secret-file") == 0)
+            secret_file = argv[i + 1];
+        else if (strcmp(argv[i], "--curve-server-key") == 0)
+            server_key = argv[i + 1];
+    }
+    const char *peers = getenv("FAKE_WORKER_PEERS");
     if (!endpoint) {
         fprintf(stderr, "fake_worker: --connect missing\n");
         return 2;
@@ -63,6 +76,21 @@ int main(int argc, char **argv)
     sock = zmq_socket(ctx, ZMQ_DEALER);
     int linger = 0;
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (secret_file && server_key) {
+        struct curve_keypair kp;
+        char err[256];
+        if (curve_key_load(secret_file, &kp, err, sizeof err) != 0) {
+            fprintf(stderr, "fake_worker: %s\n", err);
+            return 2;
+        }
+        if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server_key, strlen(server_key)) != 0 ||
+            zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, kp.pub, CURVE_Z85_LEN) != 0 ||
+            zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, kp.sec, CURVE_Z85_LEN) != 0) {
+            fprintf(stderr, "fake_worker: bad CurveZMQ key\n");
+            return 2;
+        }
+        curve_keypair_wipe(&kp);
+    }
     if (zmq_connect(sock, endpoint) != 0) {
         fprintf(stderr, "fake_worker: connect failed\n");
         return 1;
@@ -78,16 +106,25 @@ int main(int argc, char **argv)
         uint8_t op;
     } s[64];
     memset(s, 0, sizeof s);
+    struct timespec last_hb;
+    clock_gettime(CLOCK_MONOTONIC, &last_hb);
     for (;;) {
         zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll(&it, 1, 300);
+        int rc = zmq_poll(&it, 1, 100);
         if (rc < 0)
             break;
-        if (rc == 0 || !(it.revents & ZMQ_POLLIN)) {
+        /* Every 300 ms whatever arrives (the gateway's own heartbeats
+         * would otherwise keep the poll from ever timing out). */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - last_hb.tv_sec) * 1000 + (now.tv_nsec - last_hb.tv_nsec) / 1000000 >=
+            300) {
             struct wire_heartbeat hb = {.sessions = 0, .db_ok = 1};
             send_frame(f, wire_encode_heartbeat(f, sizeof f, &hb));
-            continue;
+            last_hb = now;
         }
+        if (rc == 0 || !(it.revents & ZMQ_POLLIN))
+            continue;
         int n = zmq_recv(sock, f, sizeof f, 0);
         if (n < 0)
             break;
@@ -102,6 +139,11 @@ int main(int argc, char **argv)
             s[k].id = h.session;
             s[k].step = 0;
             s[k].op = o.op;
+            FILE *pf = peers ? fopen(peers, "a") : NULL;
+            if (pf) {
+                fprintf(pf, "listener=%u peer=%s\n", (unsigned)o.listener, o.peer);
+                fclose(pf);
+            }
             if (o.op == WIRE_OP_TOPUP && strcmp(o.authcode, "die") == 0) {
                 struct wire_phase ph = {.at_risk = 1};
                 send_frame(f, wire_encode_phase(f, sizeof f, h.session, &ph));
