@@ -11,7 +11,7 @@
 static int type_known(uint8_t t)
 {
     switch (t) {
-    case WIRE_READY: case WIRE_HEARTBEAT: case WIRE_OPEN: case WIRE_CARD_RESPONSE:
+    case WIRE_READY: case WIRE_HEARTBEAT: case WIRE_STATS: case WIRE_OPEN: case WIRE_CARD_RESPONSE:
     case WIRE_CLIENT_ERROR: case WIRE_CLIENT_GONE: case WIRE_COMMAND: case WIRE_MODAL:
     case WIRE_RESULT: case WIRE_PHASE:
         return 1;
@@ -60,6 +60,36 @@ int wire_encode_heartbeat(uint8_t *out, size_t cap, const struct wire_heartbeat 
     wbuf_u32(&w, m->sessions);
     wbuf_u8(&w, m->db_ok ? 1 : 0);
     wbuf_u8(&w, m->draining ? 1 : 0);
+    return finish(&w);
+}
+
+const uint32_t wire_stats_db_bounds_us[WIRE_STATS_DB_BUCKETS] = {
+    500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
+
+int wire_encode_stats(uint8_t *out, size_t cap, const struct wire_stats *m)
+{
+    struct wbuf w;
+    begin(&w, out, cap, WIRE_STATS, 0);
+    wbuf_u8(&w, WIRE_STATS_DB_BUCKETS);
+    wbuf_u8(&w, WIRE_SIGN_COUNT);
+    wbuf_u64(&w, m->db_count);
+    wbuf_u64(&w, m->db_sum_us);
+    for (size_t i = 0; i < WIRE_STATS_DB_BUCKETS; i++)
+        wbuf_u64(&w, m->db_buckets[i]);
+    wbuf_u64(&w, m->db_errors);
+    wbuf_u64(&w, m->integrity_failures);
+    wbuf_u64(&w, m->freezes);
+    for (size_t i = 0; i < WIRE_SIGN_COUNT; i++)
+        wbuf_u64(&w, m->signs[i]);
+    wbuf_u8(&w, m->counts_ok ? 1 : 0);
+    if (m->counts_ok) {
+        wbuf_u32(&w, m->counts_age_ms);
+        wbuf_u64(&w, m->in_doubt);
+        wbuf_u64(&w, m->in_doubt_old);
+        wbuf_u64(&w, m->in_doubt_oldest_s);
+        wbuf_u64(&w, m->codes_reserved);
+        wbuf_u64(&w, m->cards_frozen);
+    }
     return finish(&w);
 }
 
@@ -184,6 +214,47 @@ int wire_decode_heartbeat(const uint8_t *frame, size_t len, struct wire_heartbea
     m->db_ok = rbuf_u8(&r);
     m->draining = rbuf_u8(&r);
     if (m->db_ok > 1 || m->draining > 1)
+        return OTA_ERR_PARSE;
+    return done(&r);
+}
+
+int wire_decode_stats(const uint8_t *frame, size_t len, struct wire_stats *m)
+{
+    struct rbuf r;
+    if (payload(frame, len, WIRE_STATS, &r))
+        return OTA_ERR_PARSE;
+    memset(m, 0, sizeof *m);
+    /* Both sides must agree on the layout: no guessing at other sizes. */
+    if (rbuf_u8(&r) != WIRE_STATS_DB_BUCKETS || rbuf_u8(&r) != WIRE_SIGN_COUNT)
+        return OTA_ERR_PARSE;
+    m->db_count = rbuf_u64(&r);
+    m->db_sum_us = rbuf_u64(&r);
+    uint64_t in_buckets = 0;
+    for (size_t i = 0; i < WIRE_STATS_DB_BUCKETS; i++) {
+        m->db_buckets[i] = rbuf_u64(&r);
+        if (m->db_buckets[i] > m->db_count - in_buckets)
+            return OTA_ERR_PARSE;
+        in_buckets += m->db_buckets[i];
+    }
+    m->db_errors = rbuf_u64(&r);
+    m->integrity_failures = rbuf_u64(&r);
+    m->freezes = rbuf_u64(&r);
+    for (size_t i = 0; i < WIRE_SIGN_COUNT; i++)
+        m->signs[i] = rbuf_u64(&r);
+    m->counts_ok = rbuf_u8(&r);
+    if (m->counts_ok > 1 || m->db_errors > m->db_count)
+        return OTA_ERR_PARSE;
+    if (m->counts_ok) {
+        m->counts_age_ms = rbuf_u32(&r);
+        m->in_doubt = rbuf_u64(&r);
+        m->in_doubt_old = rbuf_u64(&r);
+        m->in_doubt_oldest_s = rbuf_u64(&r);
+        m->codes_reserved = rbuf_u64(&r);
+        m->cards_frozen = rbuf_u64(&r);
+        if (m->in_doubt_old > m->in_doubt)
+            return OTA_ERR_PARSE;
+    }
+    if (r.err)
         return OTA_ERR_PARSE;
     return done(&r);
 }

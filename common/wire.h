@@ -29,6 +29,7 @@ enum wire_type {
     /* worker -> gateway, worker level */
     WIRE_READY = 1,     /* worker started: wire_ready */
     WIRE_HEARTBEAT = 2, /* both ways: wire_heartbeat */
+    WIRE_STATS = 3,     /* worker -> gateway, every few seconds: wire_stats */
     /* gateway -> worker, per session */
     WIRE_OPEN = 10,         /* wire_open: the client's operation message */
     WIRE_CARD_RESPONSE = 11,/* wire_bytes: the card's answer to the last command */
@@ -84,6 +85,44 @@ struct wire_heartbeat {
     uint8_t draining;   /* gateway: no new sessions will come */
 };
 
+/* WIRE_STATS: what the worker measures for the gateway's /metrics.
+ * Counters are totals since the worker started (a new worker starts from
+ * zero); the database counts are the last ones the worker read, database
+ * wide, counts_age_ms ago.  Database latency buckets: a request took
+ * <= wire_stats_db_bounds_us[i] (and more than the bound before it);
+ * requests slower than the last bound are only in db_count. */
+#define WIRE_STATS_DB_BUCKETS 12
+extern const uint32_t wire_stats_db_bounds_us[WIRE_STATS_DB_BUCKETS];
+
+/* Signs that a relay withheld or altered the answer to a commit (ledger
+ * flags of settled transactions, and disagreements with the ledger). */
+enum wire_sign {
+    WIRE_SIGN_INTEGRITY_AT_RISK = 0, /* integrity failure while a top-up was at risk */
+    WIRE_SIGN_SETTLED_LATER,         /* committed only proven by a later session */
+    WIRE_SIGN_READBACK,              /* read-back after the commit failed or disagreed */
+    WIRE_SIGN_CREDIT_MISSING,        /* record on the card, credit looks missing */
+    WIRE_SIGN_SETTLE_CONFLICT,       /* the card's records contradict the ledger */
+    WIRE_SIGN_COUNT
+};
+
+struct wire_stats {
+    uint64_t db_count;  /* ledger requests answered */
+    uint64_t db_sum_us; /* their total latency (submit to reply) */
+    uint64_t db_buckets[WIRE_STATS_DB_BUCKETS]; /* per bucket, not cumulative */
+    uint64_t db_errors;          /* answered LEDGER_ST_ERROR (outcome unknown) */
+    uint64_t integrity_failures; /* card answers that failed MAC/CRC/length checks */
+    uint64_t freezes;            /* cards this worker froze */
+    uint64_t signs[WIRE_SIGN_COUNT];
+    uint8_t counts_ok;       /* 1: the four counts below were read */
+    uint32_t counts_age_ms;  /* how long ago */
+    uint64_t in_doubt;       /* reserved entries without a final entry */
+    uint64_t in_doubt_old;   /* ... older than WIRE_STATS_OLD_S */
+    uint64_t in_doubt_oldest_s;
+    uint64_t codes_reserved; /* codes in state reserved */
+    uint64_t cards_frozen;
+};
+#define WIRE_STATS_OLD_S 60
+
 struct wire_open {
     uint8_t op;       /* enum wire_op */
     uint8_t listener; /* enum wire_listener */
@@ -126,6 +165,7 @@ struct wire_result {
  * enough) and return the frame length, or a negative ota_err. */
 int wire_encode_ready(uint8_t *out, size_t cap, const struct wire_ready *m);
 int wire_encode_heartbeat(uint8_t *out, size_t cap, const struct wire_heartbeat *m);
+int wire_encode_stats(uint8_t *out, size_t cap, const struct wire_stats *m);
 int wire_encode_open(uint8_t *out, size_t cap, uint64_t session, const struct wire_open *m);
 int wire_encode_bytes(uint8_t *out, size_t cap, enum wire_type type, uint64_t session,
                       const uint8_t *data, size_t len);
@@ -143,6 +183,9 @@ int wire_decode_hdr(const uint8_t *frame, size_t len, struct wire_hdr *h);
  * payload is consumed exactly.  Return 0 or OTA_ERR_PARSE. */
 int wire_decode_ready(const uint8_t *frame, size_t len, struct wire_ready *m);
 int wire_decode_heartbeat(const uint8_t *frame, size_t len, struct wire_heartbeat *m);
+/* Also refuses bucket counts that add up to more than db_count, an age
+ * or counts present without counts_ok, and fewer in_doubt than in_doubt_old. */
+int wire_decode_stats(const uint8_t *frame, size_t len, struct wire_stats *m);
 int wire_decode_open(const uint8_t *frame, size_t len, struct wire_open *m);
 int wire_decode_bytes(const uint8_t *frame, size_t len, struct wire_bytes *m);
 int wire_decode_client_error(const uint8_t *frame, size_t len, struct wire_client_error *m);

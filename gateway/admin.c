@@ -16,6 +16,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
+#include "wmetrics.h"
 
 struct admin {
     struct gw *g;
@@ -129,6 +130,8 @@ static void metrics(struct admin *a, struct evhttp_request *req)
                "Remote worker connections refused (CurveZMQ key not allowed, or no free slot).");
     met_printf(&t, "ota_gateway_remote_workers_refused_total %" PRIu64 "\n",
                pool_remote_refused(g->pool));
+    /* The workers' own numbers (WIRE_STATS; gateway/wmetrics.c). */
+    wmet_render(g->pool, &t);
     if (t.oom || !t.p) {
         free(t.p);
         evhttp_send_error(req, 500, "out of memory");

@@ -18,7 +18,7 @@ bin_PROGRAMS += gateway/ota-gateway
 gateway_ota_gateway_SOURCES = gateway/main.c gateway/gw.c gateway/gw.h gateway/conn.c \
 	gateway/conn.h gateway/session.c gateway/session.h gateway/pool.c gateway/pool.h \
 	gateway/spawn.c gateway/spawn.h gateway/listen.c gateway/listen.h gateway/admin.c \
-	gateway/admin.h
+	gateway/admin.h gateway/wmetrics.c gateway/wmetrics.h
 gateway_ota_gateway_CFLAGS = $(AM_CFLAGS) $(EVENT_CFLAGS) $(ZMQ_CFLAGS) $(SSL_CFLAGS) \
 	$(CRYPTO_CFLAGS) $(WSLAY_CFLAGS) $(JANSSON_CFLAGS) $(SODIUM_CFLAGS)
 gateway_ota_gateway_LDADD = $(GW_LIBS) $(EVENT_LIBS) $(ZMQ_LIBS) $(SSL_LIBS) $(WSLAY_LIBS)

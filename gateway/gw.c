@@ -17,6 +17,10 @@
 
 #define DRAIN_TICK_MS 100
 #define CLOSE_GRACE_MS 2500 /* after the last 1001, for close frames to leave */
+/* (edit by helper "scale") The session phase of a drain lasts at least
+ * this long, so that a client whose upgrade completed just before SIGTERM
+ * and whose operation message is on its way still gets its session. */
+#define DRAIN_MIN_MS 1000
 
 uint64_t gw_now_us(void)
 {
@@ -66,6 +70,7 @@ int gw_proxy_allowed(const struct gw *g, const char *addr)
 enum { DRAIN_SESSIONS = 1, DRAIN_CLOSING, DRAIN_WORKERS };
 static int drain_phase;
 static uint64_t phase_deadline_us;
+static uint64_t drain_min_us;
 
 static void stopped(void *arg)
 {
@@ -89,7 +94,8 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct gw *g = arg;
     uint64_t now = gw_now_us();
-    if (drain_phase == DRAIN_SESSIONS && (g->nsessions == 0 || now >= phase_deadline_us)) {
+    if (drain_phase == DRAIN_SESSIONS &&
+        ((g->nsessions == 0 && now >= drain_min_us) || now >= phase_deadline_us)) {
         if (g->nsessions)
             log_warn("drain_timeout", "sessions=%zu", g->nsessions);
         close_all(g);
@@ -122,13 +128,13 @@ void gw_start_drain(struct gw *g)
     phase_deadline_us = now + g->set.drain_timeout_ms * 1000;
     log_info("draining", "sessions=%zu connections=%zu timeout_ms=%" PRIu64, g->nsessions,
              g->nconns, g->set.drain_timeout_ms);
+    drain_min_us = now + (uint64_t)DRAIN_MIN_MS * 1000;
+    /* No new connection (the ports close), but the WebSockets already open
+     * are not cut here (edit by helper "scale"): one that has not sent its
+     * operation yet may still run one session (a connection runs at most
+     * one); idle ones are closed with 1001 when the sessions are done. */
     listener_disable(g->pub);
     listener_disable(g->op);
-    struct conn *c, *next;
-    for (c = TAILQ_FIRST(&g->conns); c; c = next) {
-        next = TAILQ_NEXT(c, link);
-        conn_drain_one(c, 0);
-    }
     g->ev_drain = evtimer_new(g->base, drain_tick, g);
     struct timeval tv = {0, 0};
     if (g->ev_drain)

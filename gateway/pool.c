@@ -70,6 +70,9 @@ struct worker {
     uint32_t remote_pid;
     char key[CURVE_Z85_LEN + 1]; /* its CurveZMQ public key */
     char addr[64];               /* its address, for the log */
+    /* Its last WIRE_STATS (for /metrics; reset by each READY). */
+    struct wire_stats stats;
+    uint64_t stats_us; /* 0: none from this process yet */
 };
 
 struct pool {
@@ -344,6 +347,7 @@ static void on_ready_remote(struct pool *p, const uint8_t *id, size_t idn,
     w->state = WK_LIVE;
     w->live_us = w->last_seen_us = gw_now_us();
     w->db_ok = 1;
+    w->stats_us = 0;
     log_info("remote_worker_ready",
              "worker=%u addr=%s key=\"%s\" pid=%" PRIu32 " capacity=%" PRIu32, w->id, addr, key,
              r->pid, r->capacity);
@@ -371,6 +375,7 @@ static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const uint8_
         w->state = WK_LIVE;
         w->live_us = w->last_seen_us = gw_now_us();
         w->db_ok = 1; /* it checked the database before READY */
+        w->stats_us = 0;
         log_info("worker_ready", "worker=%u pid=%ld capacity=%" PRIu32, w->id, (long)w->pid,
                  r.capacity);
         return;
@@ -407,6 +412,12 @@ static void on_frame(struct pool *p, const uint8_t *id, size_t idn, const uint8_
         }
         return;
     }
+    case WIRE_STATS:
+        if (wire_decode_stats(f, n, &w->stats) == 0)
+            w->stats_us = gw_now_us();
+        else
+            log_warn("bad_worker_frame", "worker=%u frame=stats", w->id);
+        return;
     case WIRE_COMMAND:
     case WIRE_MODAL:
     case WIRE_RESULT:
@@ -1002,4 +1013,13 @@ void pool_info(const struct pool *p, size_t i, struct pool_worker_info *out)
     }
     out->last_heartbeat_age_s =
         w->last_seen_us && w->state == WK_LIVE ? (double)(gw_now_us() - w->last_seen_us) / 1e6 : -1;
+}
+
+const struct wire_stats *pool_worker_stats(const struct pool *p, size_t i, double *age_s)
+{
+    const struct worker *w = &p->w[i];
+    if (!w->stats_us)
+        return NULL;
+    *age_s = (double)(gw_now_us() - w->stats_us) / 1e6;
+    return &w->stats;
 }

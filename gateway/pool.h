@@ -55,5 +55,9 @@ size_t pool_count(const struct pool *p);
 /* Remote workers refused (key not allowed, or no free slot). */
 uint64_t pool_remote_refused(const struct pool *p);
 void pool_info(const struct pool *p, size_t i, struct pool_worker_info *out);
+/* The last WIRE_STATS of worker slot i since its READY (NULL: none yet)
+ * and how old it is; gateway/wmetrics.c renders them. */
+struct wire_stats;
+const struct wire_stats *pool_worker_stats(const struct pool *p, size_t i, double *age_s);
 
 #endif

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <libpq-fe.h>
@@ -33,6 +34,11 @@
 struct pg_job {
     struct ledger_req req;
     struct pg_job *next;
+    uint64_t submit_us;
+    /* A counting job (ledger_pg_counts) instead of a ledger request. */
+    ledger_pg_counts_fn counts_cb;
+    void *counts_arg;
+    uint32_t old_s;
 };
 
 enum pgc_state {
@@ -76,9 +82,17 @@ struct ledger_pg {
     } * failed;
     size_t nfailed, capfailed;
     struct event *ev_deliver;
+    struct ledger_pg_latency lat;
 };
 
 /* ---- small helpers ------------------------------------------------------- */
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 /* A database message made fit for one logfmt value. */
 static void clean_msg(const char *in, char *out, size_t cap)
@@ -167,6 +181,8 @@ static const char *SQL_INTEGRITY_FAILURE = "SELECT ota_worker_integrity_failure(
 static const char *SQL_INTEGRITY_RESET = "SELECT ota_worker_integrity_reset($1)";
 static const char *SQL_FREEZE = "SELECT ota_worker_freeze($1, $2, $3)";
 static const char *SQL_PERSONALIZED = "SELECT ota_worker_personalized($1)";
+static const char *SQL_COUNTS = "SELECT in_doubt, in_doubt_old, in_doubt_oldest_s, codes_reserved, "
+                                "cards_frozen FROM ota_worker_stats($1)";
 
 /* Fills c for req; OTA_ERR_INVAL for a request this code cannot express
  * (a bug in the engine: answered ERROR without touching the database). */
@@ -361,8 +377,33 @@ static int parse_result(const struct ledger_req *req, const PGresult *res, struc
 
 /* ---- replies --------------------------------------------------------------- */
 
+static void observe(struct ledger_pg *pg, const struct pg_job *job, enum ledger_status st)
+{
+    uint64_t us = mono_us() - job->submit_us;
+    struct ledger_pg_latency *l = &pg->lat;
+    for (size_t i = 0; i < WIRE_STATS_DB_BUCKETS; i++) {
+        if (us <= wire_stats_db_bounds_us[i]) {
+            l->buckets[i]++;
+            break;
+        }
+    }
+    l->count++;
+    l->sum_us += us;
+    if (st == LEDGER_ST_ERROR)
+        l->errors++;
+}
+
 static void reply(struct ledger_pg *pg, struct pg_job *job, const struct ledger_reply *rep)
 {
+    if (job->counts_cb) {
+        /* Only failures come this way; finish_job answers the others. */
+        ledger_pg_counts_fn cb = job->counts_cb;
+        void *arg = job->counts_arg;
+        free(job);
+        cb(arg, NULL);
+        return;
+    }
+    observe(pg, job, rep->status);
     uint64_t session = job->req.session;
     sodium_memzero(&job->req, sizeof job->req);
     free(job);
@@ -549,6 +590,16 @@ static void start_job(struct pgc *c, struct pg_job *job)
 {
     struct ledger_pg *pg = c->pg;
     struct sql_call call;
+    if (job->counts_cb) {
+        char old[16];
+        snprintf(old, sizeof old, "%" PRIu32, job->old_s);
+        const char *values[1] = {old};
+        c->job = job;
+        c->state = PGC_BUSY;
+        pg->inflight++;
+        conn_send(c, SQL_COUNTS, 1, values);
+        return;
+    }
     if (build_call(&job->req, &call) != 0) {
         log_error("ledger_bad_request", "req=%s session=%" PRIu64, ledger_req_name(job->req.type),
                   job->req.session);
@@ -597,6 +648,35 @@ static void finish_check(struct pgc *c, const PGresult *res)
     dispatch(pg);
 }
 
+/* A counting job's answer: one row of five non-negative integers. */
+static void finish_counts(struct ledger_pg *pg, struct pg_job *job, PGresult *res)
+{
+    struct ledger_pg_counts counts;
+    uint64_t *dst[] = {&counts.in_doubt, &counts.in_doubt_old, &counts.in_doubt_oldest_s,
+                       &counts.codes_reserved, &counts.cards_frozen};
+    int ok =
+        res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 5;
+    for (int i = 0; ok && i < 5; i++) {
+        int64_t v;
+        ok = !PQgetisnull(res, 0, i) && get_i64(PQgetvalue(res, 0, i), &v) == 0 && v >= 0;
+        if (ok)
+            *dst[i] = (uint64_t)v;
+    }
+    if (!ok) {
+        char msg[200];
+        clean_msg(res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "no result", msg,
+                  sizeof msg);
+        log_warn("db_counts_failed", "err=\"%s\"", msg[0] ? msg : "unexpected answer");
+    }
+    if (res)
+        PQclear(res);
+    ledger_pg_counts_fn cb = job->counts_cb;
+    void *arg = job->counts_arg;
+    free(job);
+    dispatch(pg);
+    cb(arg, ok ? &counts : NULL);
+}
+
 /* The job's statement is complete: result in c->res (or none). */
 static void finish_job(struct pgc *c)
 {
@@ -611,6 +691,10 @@ static void finish_job(struct pgc *c)
     pg->inflight--;
     evtimer_del(c->ev_timer);
 
+    if (job->counts_cb) {
+        finish_counts(pg, job, res);
+        return;
+    }
     memset(&rep, 0, sizeof rep);
     rep.id = job->req.id;
     rep.type = job->req.type;
@@ -840,6 +924,8 @@ void ledger_pg_free(struct ledger_pg *pg)
     free(pg);
 }
 
+static void enqueue(struct ledger_pg *pg, struct pg_job *job);
+
 void ledger_pg_submit(struct ledger_pg *pg, const struct ledger_req *req)
 {
     struct pg_job *job = calloc(1, sizeof *job);
@@ -849,6 +935,13 @@ void ledger_pg_submit(struct ledger_pg *pg, const struct ledger_req *req)
         return;
     }
     job->req = *req;
+    job->submit_us = mono_us();
+    enqueue(pg, job);
+}
+
+/* Queues a job, or answers it ERROR from the loop without a database. */
+static void enqueue(struct ledger_pg *pg, struct pg_job *job)
+{
     if (usable_conns(pg) == 0) {
         fail_later(pg, job, LEDGER_ST_ERROR);
         return;
@@ -870,6 +963,25 @@ int ledger_pg_ready(const struct ledger_pg *pg)
 size_t ledger_pg_pending(const struct ledger_pg *pg)
 {
     return pg ? pg->queued + pg->inflight + pg->nfailed : 0;
+}
+
+void ledger_pg_latency(const struct ledger_pg *pg, struct ledger_pg_latency *out)
+{
+    *out = pg->lat;
+}
+
+void ledger_pg_counts(struct ledger_pg *pg, uint32_t old_s, ledger_pg_counts_fn cb, void *arg)
+{
+    struct pg_job *job = calloc(1, sizeof *job);
+    if (!job) {
+        log_error("out_of_memory", "what=ledger_counts");
+        return;
+    }
+    job->counts_cb = cb;
+    job->counts_arg = arg;
+    job->old_s = old_s;
+    job->submit_us = mono_us();
+    enqueue(pg, job);
 }
 
 int ledger_pg_check(const char *conninfo, char *err, size_t errlen)

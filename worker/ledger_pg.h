@@ -54,4 +54,29 @@ int ledger_pg_ready(const struct ledger_pg *pg);
 /* Requests queued or in flight. */
 size_t ledger_pg_pending(const struct ledger_pg *pg);
 
+/* Latency of the ledger requests answered so far, from submit to reply
+ * (queueing included: what a session waits), in the buckets of
+ * wire_stats_db_bounds_us (per bucket, not cumulative; slower ones only in
+ * count).  errors: replies that were LEDGER_ST_ERROR. */
+struct ledger_pg_latency {
+    uint64_t count, sum_us, errors;
+    uint64_t buckets[WIRE_STATS_DB_BUCKETS];
+};
+void ledger_pg_latency(const struct ledger_pg *pg, struct ledger_pg_latency *out);
+
+/* Database-wide numbers for ops (schema/091_worker_stats.sql). */
+struct ledger_pg_counts {
+    uint64_t in_doubt;          /* reserved entries without a final entry */
+    uint64_t in_doubt_old;      /* ... reserved more than old_s seconds ago */
+    uint64_t in_doubt_oldest_s; /* age of the oldest (0 if none) */
+    uint64_t codes_reserved;
+    uint64_t cards_frozen;
+};
+/* NULL when the query failed (no database, timeout, bad answer). */
+typedef void (*ledger_pg_counts_fn)(void *arg, const struct ledger_pg_counts *c);
+/* Queues one read-only counting query behind the ledger requests; its
+ * answer comes through cb from the loop, exactly once.  Not counted in
+ * the latency histogram. */
+void ledger_pg_counts(struct ledger_pg *pg, uint32_t old_s, ledger_pg_counts_fn cb, void *arg);
+
 #endif

@@ -42,6 +42,10 @@
 #define DB_FLUSH_MS 5000
 /* Frames handled per wake-up before timers and the database get a turn. */
 #define ZMQ_BATCH 256
+/* WIRE_STATS to the gateway, and the database counts behind it. */
+#define STATS_MS 5000
+/* A counting query unanswered this long is forgotten (a new one may go). */
+#define COUNTS_STALE_MS 60000
 
 enum drain_phase {
     RUNNING = 0,
@@ -60,12 +64,17 @@ struct worker {
     struct ledger_pg *pg;
     void *zctx;
     void *zsock;
-    struct event *ev_zmq, *ev_hb, *ev_drain, *ev_term, *ev_int, *ev_hup;
+    struct event *ev_zmq, *ev_hb, *ev_drain, *ev_term, *ev_int, *ev_hup, *ev_stats, *ev_gone;
     uint64_t last_gateway_ms;
     uint64_t gateway_dead_ms;
     enum drain_phase phase;
     uint64_t phase_deadline_ms;
     int exit_code;
+    /* For WIRE_STATS: what passed through this worker, and the last
+     * database counts (counts_at_ms 0: none yet). */
+    struct wire_stats st;
+    struct ledger_pg_counts counts;
+    uint64_t counts_at_ms, counts_asked_ms;
 };
 
 static void usage(void)
@@ -467,17 +476,97 @@ fail:
 
 /* ---- ledger ------------------------------------------------------------ */
 
+/* Counts what ops must see; requests retried after an ERROR count again,
+ * which errs on the visible side. */
+static void count_request(struct worker *w, const struct ledger_req *req)
+{
+    if (req->type == LEDGER_INTEGRITY_FAILURE) {
+        w->st.integrity_failures++;
+        if (req->u.integrity.has_txn)
+            w->st.signs[WIRE_SIGN_INTEGRITY_AT_RISK]++;
+    } else if (req->type == LEDGER_FREEZE) {
+        w->st.freezes++;
+    } else if (req->type == LEDGER_SETTLE && req->u.settle.outcome == LEDGER_COMMITTED) {
+        uint32_t f = req->u.settle.flags;
+        if (f & LEDGER_FLAG_SETTLED_LATER)
+            w->st.signs[WIRE_SIGN_SETTLED_LATER]++;
+        if (f & LEDGER_FLAG_READBACK)
+            w->st.signs[WIRE_SIGN_READBACK]++;
+        if (f & LEDGER_FLAG_CREDIT_MISSING)
+            w->st.signs[WIRE_SIGN_CREDIT_MISSING]++;
+    }
+}
+
 static void ledger_submit(void *arg, const struct ledger_req *req)
 {
     struct worker *w = arg;
+    count_request(w, req);
     ledger_pg_submit(w->pg, req);
 }
 
 static void on_ledger_reply(void *arg, uint64_t session, const struct ledger_reply *r)
 {
     struct worker *w = arg;
+    if (r->type == LEDGER_SETTLE && r->status == LEDGER_ST_CONFLICT)
+        w->st.signs[WIRE_SIGN_SETTLE_CONFLICT]++;
     if (w->shell)
         shell_on_ledger_reply(w->shell, session, r);
+}
+
+/* ---- statistics for the gateway's /metrics ------------------------------ */
+
+static void send_stats(struct worker *w, uint64_t now)
+{
+    struct ledger_pg_latency lat;
+    ledger_pg_latency(w->pg, &lat);
+    w->st.db_count = lat.count;
+    w->st.db_sum_us = lat.sum_us;
+    w->st.db_errors = lat.errors;
+    memcpy(w->st.db_buckets, lat.buckets, sizeof w->st.db_buckets);
+    /* Counts older than two rounds missed are not worth showing. */
+    w->st.counts_ok = w->counts_at_ms && now - w->counts_at_ms <= COUNTS_STALE_MS;
+    if (w->st.counts_ok) {
+        w->st.counts_age_ms = (uint32_t)(now - w->counts_at_ms);
+        w->st.in_doubt = w->counts.in_doubt;
+        w->st.in_doubt_old = w->counts.in_doubt_old;
+        w->st.in_doubt_oldest_s = w->counts.in_doubt_oldest_s;
+        w->st.codes_reserved = w->counts.codes_reserved;
+        w->st.cards_frozen = w->counts.cards_frozen;
+    }
+    uint8_t frame[WIRE_MAX_FRAME];
+    int n = wire_encode_stats(frame, sizeof frame, &w->st);
+    if (n < 0 || zmq_send_frame(w, frame, (size_t)n) != 0)
+        log_warn("send_failed", "worker=%u frame=stats", w->id);
+}
+
+static void on_counts(void *arg, const struct ledger_pg_counts *c)
+{
+    struct worker *w = arg;
+    w->counts_asked_ms = 0;
+    if (!c)
+        return;
+    int first = w->counts_at_ms == 0;
+    w->counts = *c;
+    w->counts_at_ms = shell_now_ms();
+    /* A new worker's first counts go out now, not a round later. */
+    if (first)
+        send_stats(w, w->counts_at_ms);
+}
+
+static void on_stats(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker *w = arg;
+    uint64_t now = shell_now_ms();
+    send_stats(w, now);
+    /* The next counts, read while the loop goes on; none while draining
+     * (the drain waits for the database to have nothing pending). */
+    if (w->phase == RUNNING && ledger_pg_ready(w->pg) &&
+        (!w->counts_asked_ms || now - w->counts_asked_ms > COUNTS_STALE_MS)) {
+        w->counts_asked_ms = now;
+        ledger_pg_counts(w->pg, WIRE_STATS_OLD_S, on_counts, w);
+    }
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -556,6 +645,16 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     struct worker *w = arg;
+    if (sig == SIGUSR2) {
+        /* PR_SET_PDEATHSIG: the gateway that started us is gone, and with
+         * it every client of our sessions.  Finish the database writes. */
+        if (w->phase < DRAIN_DB) {
+            log_error("gateway_gone", "worker=%u", w->id);
+            w->exit_code = 1;
+            enter_phase(w, DRAIN_DB, "gateway_gone");
+        }
+        return;
+    }
     if (sig == SIGHUP) {
         log_reopen();
         return;
@@ -595,10 +694,23 @@ static int start_loop(struct worker *w)
     w->ev_term = evsignal_new(w->base, SIGTERM, on_signal, w);
     w->ev_int = evsignal_new(w->base, SIGINT, on_signal, w);
     w->ev_hup = evsignal_new(w->base, SIGHUP, on_signal, w);
-    if (!w->ev_hb || !w->ev_drain || !w->ev_term || !w->ev_int || !w->ev_hup ||
-        event_add(w->ev_hb, &hb) || event_add(w->ev_term, NULL) || event_add(w->ev_int, NULL) ||
-        event_add(w->ev_hup, NULL))
+    w->ev_gone = evsignal_new(w->base, SIGUSR2, on_signal, w);
+    w->ev_stats = event_new(w->base, -1, EV_PERSIST, on_stats, w);
+    struct timeval stats_tv = {.tv_sec = STATS_MS / 1000, .tv_usec = (STATS_MS % 1000) * 1000};
+    if (!w->ev_hb || !w->ev_drain || !w->ev_term || !w->ev_int || !w->ev_hup || !w->ev_gone ||
+        !w->ev_stats || event_add(w->ev_hb, &hb) || event_add(w->ev_term, NULL) ||
+        event_add(w->ev_int, NULL) || event_add(w->ev_hup, NULL) || event_add(w->ev_gone, NULL) ||
+        event_add(w->ev_stats, &stats_tv))
         return -1;
+    /* A local worker (ipc://) is the gateway's child: when the gateway dies
+     * (even by SIGKILL) the kernel tells us at once, instead of after ten
+     * missed heartbeats.  Set here, after privileges were dropped (that
+     * clears it) and once the handler exists.  Remote workers outlive a
+     * gateway restart by design and reconnect. */
+    if (strncmp(w->endpoint, "ipc://", 6) == 0 && prctl(PR_SET_PDEATHSIG, SIGUSR2) != 0) {
+        log_error("harden_failed", "worker=%u what=pdeathsig errno=%d", w->id, errno);
+        return -1;
+    }
     /* The gateway heartbeats every gateway.heartbeat_ms; ten missed in a
      * row means it is gone (it restarts us when it comes back). */
     w->gateway_dead_ms = (uint64_t)hb_ms * 10;
@@ -613,7 +725,8 @@ static void cleanup(struct worker *w)
 {
     shell_free(w->shell);
     ledger_pg_free(w->pg);
-    struct event *evs[] = {w->ev_zmq, w->ev_hb, w->ev_drain, w->ev_term, w->ev_int, w->ev_hup};
+    struct event *evs[] = {w->ev_zmq, w->ev_hb,  w->ev_drain, w->ev_term,
+                           w->ev_int, w->ev_hup, w->ev_stats, w->ev_gone};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);

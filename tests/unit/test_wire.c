@@ -155,6 +155,97 @@ START_TEST(every_bit_flip_is_safe)
 }
 END_TEST
 
+static struct wire_stats sample_stats(void)
+{
+    struct wire_stats st;
+    memset(&st, 0, sizeof st);
+    st.db_count = 100;
+    st.db_sum_us = 123456;
+    st.db_buckets[0] = 60;
+    st.db_buckets[3] = 30;
+    st.db_buckets[WIRE_STATS_DB_BUCKETS - 1] = 9; /* one slower than every bound */
+    st.db_errors = 2;
+    st.integrity_failures = 5;
+    st.freezes = 1;
+    st.signs[WIRE_SIGN_SETTLED_LATER] = 3;
+    st.signs[WIRE_SIGN_SETTLE_CONFLICT] = 1;
+    st.counts_ok = 1;
+    st.counts_age_ms = 2500;
+    st.in_doubt = 7;
+    st.in_doubt_old = 2;
+    st.in_doubt_oldest_s = 3600;
+    st.codes_reserved = 7;
+    st.cards_frozen = 4;
+    return st;
+}
+
+START_TEST(stats_round_trip_and_checks)
+{
+    struct wire_stats st = sample_stats(), d;
+    int n = wire_encode_stats(frame, sizeof frame, &st);
+    ck_assert_int_gt(n, WIRE_HDR_LEN);
+    struct wire_hdr h;
+    ck_assert_int_eq(wire_decode_hdr(frame, (size_t)n, &h), 0);
+    ck_assert_uint_eq(h.type, WIRE_STATS);
+    ck_assert_uint_eq(h.session, 0);
+    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n, &d), 0);
+    ck_assert_mem_eq(&d, &st, sizeof d);
+    /* Every truncation and one byte too many are refused. */
+    for (int len = 0; len < n; len++)
+        ck_assert_int_eq(wire_decode_stats(frame, (size_t)len, &d), OTA_ERR_PARSE);
+    frame[n] = 0;
+    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n + 1, &d), OTA_ERR_PARSE);
+    /* Not a heartbeat, and a heartbeat is not stats. */
+    struct wire_heartbeat hb;
+    ck_assert_int_eq(wire_decode_heartbeat(frame, (size_t)n, &hb), OTA_ERR_PARSE);
+
+    /* Buckets adding up to more than the count. */
+    st = sample_stats();
+    st.db_buckets[5] = 2;
+    n = wire_encode_stats(frame, sizeof frame, &st);
+    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    /* More errors than requests; more old in-doubt entries than in doubt. */
+    st = sample_stats();
+    st.db_errors = 101;
+    n = wire_encode_stats(frame, sizeof frame, &st);
+    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    st = sample_stats();
+    st.in_doubt_old = 8;
+    n = wire_encode_stats(frame, sizeof frame, &st);
+    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
+
+    /* Without counts the frame is shorter and decodes to zero counts. */
+    st = sample_stats();
+    st.counts_ok = 0;
+    int m = wire_encode_stats(frame, sizeof frame, &st);
+    ck_assert_int_eq(m, n - 44);
+    ck_assert_int_eq(wire_decode_stats(frame, (size_t)m, &d), 0);
+    ck_assert_uint_eq(d.counts_ok, 0);
+    ck_assert_uint_eq(d.in_doubt, 0);
+    ck_assert_uint_eq(d.codes_reserved, 0);
+    ck_assert_uint_eq(d.signs[WIRE_SIGN_SETTLED_LATER], 3);
+    /* counts_ok must be 0 or 1, and with 0 nothing may follow. */
+    size_t flag = (size_t)m - 1;
+    frame[flag] = 2;
+    ck_assert_int_eq(wire_decode_stats(frame, (size_t)m, &d), OTA_ERR_PARSE);
+    st = sample_stats();
+    n = wire_encode_stats(frame, sizeof frame, &st);
+    frame[flag] = 0;
+    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    /* Another bucket or sign count is another layout: refused. */
+    st = sample_stats();
+    n = wire_encode_stats(frame, sizeof frame, &st);
+    frame[WIRE_HDR_LEN] = WIRE_STATS_DB_BUCKETS + 1;
+    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    frame[WIRE_HDR_LEN] = WIRE_STATS_DB_BUCKETS;
+    frame[WIRE_HDR_LEN + 1] = WIRE_SIGN_COUNT - 1;
+    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    /* Bounds ascend. */
+    for (size_t i = 1; i < WIRE_STATS_DB_BUCKETS; i++)
+        ck_assert_uint_gt(wire_stats_db_bounds_us[i], wire_stats_db_bounds_us[i - 1]);
+}
+END_TEST
+
 START_TEST(hex_strict)
 {
     uint8_t out[4];
@@ -204,6 +295,7 @@ int main(void)
     tcase_add_test(tc, header_checks);
     tcase_add_test(tc, bytes_and_result);
     tcase_add_test(tc, every_bit_flip_is_safe);
+    tcase_add_test(tc, stats_round_trip_and_checks);
     tcase_add_test(tc, hex_strict);
     tcase_add_test(tc, buf_bounds);
     suite_add_tcase(s, tc);
