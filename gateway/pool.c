@@ -346,7 +346,7 @@ static void on_ready_remote(struct pool *p, const uint8_t *id, size_t idn,
     snprintf(w->addr, sizeof w->addr, "%s", addr);
     w->state = WK_LIVE;
     w->live_us = w->last_seen_us = gw_now_us();
-    w->db_ok = 1;
+    w->db_ok = 0; /* until its first heartbeat, as for local workers */
     w->stats_us = 0;
     log_info("remote_worker_ready",
              "worker=%u addr=%s key=\"%s\" pid=%" PRIu32 " capacity=%" PRIu32, w->id, addr, key,
@@ -374,7 +374,9 @@ static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const uint8_
         w->capacity = r.capacity;
         w->state = WK_LIVE;
         w->live_us = w->last_seen_us = gw_now_us();
-        w->db_ok = 1; /* it checked the database before READY */
+        /* READY comes while the worker's database pool is still connecting:
+         * its first heartbeat says when the database is usable. */
+        w->db_ok = 0;
         w->stats_us = 0;
         log_info("worker_ready", "worker=%u pid=%ld capacity=%" PRIu32, w->id, (long)w->pid,
                  r.capacity);
@@ -939,13 +941,16 @@ void pool_free(struct pool *p)
 
 struct worker *pool_pick(struct pool *p)
 {
+    /* Least loaded among the workers whose database is usable; only when
+     * none is, any live worker (it answers the client itself). */
     struct worker *best = NULL;
     unsigned all = p->n + p->nremote;
     for (unsigned k = 0; k < all; k++) {
         struct worker *w = &p->w[(p->rr + k) % all];
         if (w->state != WK_LIVE || w->nsessions >= w->capacity)
             continue;
-        if (!best || w->nsessions < best->nsessions)
+        if (!best || (w->db_ok && !best->db_ok) ||
+            (w->db_ok == best->db_ok && w->nsessions < best->nsessions))
             best = w;
     }
     if (best)
