@@ -36,8 +36,8 @@
 #define PROF_COMM_ENC 0x03
 /* Access rights as 16 bits: Read<<12 | Write<<8 | ReadWrite<<4 | Change
  * (wire order: byte0 = ReadWrite<<4|Change, byte1 = Read<<4|Write). */
-#define PROF_VALUE_ACCESS 0x1320   /* Read=1 Write=3 RW=2 Change=0 */
-#define PROF_RECORD_ACCESS 0x22F0  /* Read=2 Write=2 RW=never Change=0 */
+#define PROF_VALUE_ACCESS 0x1320  /* Read=1 Write=3 RW=2 Change=0 */
+#define PROF_RECORD_ACCESS 0x22F0 /* Read=2 Write=2 RW=never Change=0 */
 #define PROF_VALUE_LOWER 0
 #define PROF_VALUE_UPPER 1000000
 #define PROF_VALUE_INITIAL 0

@@ -12,8 +12,13 @@
 #include "desfire_crypto.h"
 #include "desfire_session.h"
 
-enum dfc_auth_state { DFC_AUTH_IDLE = 0, DFC_AUTH_SENT_KEYNO, DFC_AUTH_SENT_TOKEN, DFC_AUTH_DONE,
-                      DFC_AUTH_FAILED };
+enum dfc_auth_state {
+    DFC_AUTH_IDLE = 0,
+    DFC_AUTH_SENT_KEYNO,
+    DFC_AUTH_SENT_TOKEN,
+    DFC_AUTH_DONE,
+    DFC_AUTH_FAILED
+};
 
 struct dfc_auth {
     enum dfc_auth_state state;
@@ -32,8 +37,8 @@ void dfc_auth_set_rnda(struct dfc_auth *a, const uint8_t *rnda);
 /* Returns DFC_MORE, 0 (out filled, IV zero, active), OTA_ERR_AUTH (card
  * answered AE or RndA' did not match), OTA_ERR_SW1, OTA_ERR_LENGTH,
  * OTA_ERR_CARD_STATUS, OTA_ERR_STATE. */
-int dfc_auth_feed(struct dfc_auth *a, const uint8_t *rapdu, size_t rlen, uint8_t *apdu,
-                  size_t cap, size_t *apdu_len, struct dfc_session *out);
+int dfc_auth_feed(struct dfc_auth *a, const uint8_t *rapdu, size_t rlen, uint8_t *apdu, size_t cap,
+                  size_t *apdu_len, struct dfc_session *out);
 void dfc_auth_clear(struct dfc_auth *a);
 
 #endif

@@ -35,8 +35,7 @@ int dfc_block_encrypt(enum dfc_cipher c, const uint8_t *key, const uint8_t *in, 
 int dfc_block_decrypt(enum dfc_cipher c, const uint8_t *key, const uint8_t *in, uint8_t *out);
 
 /* CMAC subkeys: k0 = E(K, 0), k1, k2 (Rb 0x87 for AES, 0x1B for TDEA). */
-int dfc_cmac_subkeys(enum dfc_cipher c, const uint8_t *key, uint8_t *k0, uint8_t *k1,
-                     uint8_t *k2);
+int dfc_cmac_subkeys(enum dfc_cipher c, const uint8_t *key, uint8_t *k0, uint8_t *k1, uint8_t *k2);
 /* SP 800-38B CMAC with the CBC chain starting from iv (all zero for plain
  * CMAC).  mac receives the full block; the caller copies it into the
  * session IV (EV1 rule) and sends the first 8 bytes.  iv and mac may alias. */
@@ -55,8 +54,7 @@ uint16_t dfc_crc16(const uint8_t *p, size_t n);
 /* AN10922 AES-128 diversification: out = CMAC(master, 0x01 || m) with the
  * input always padded to two blocks.  m = UID(7) || AID(3, LSB first) ||
  * system identifier; 1 <= mlen <= 31. */
-int dfc_an10922_aes128(const uint8_t master[16], const uint8_t *m, size_t mlen,
-                       uint8_t out[16]);
+int dfc_an10922_aes128(const uint8_t master[16], const uint8_t *m, size_t mlen, uint8_t out[16]);
 /* The same for TDEA (2-key: constants 0x21/0x22; 3-key: 0x31..0x33), raw
  * CMAC output without parity adjustment (matches AN10922 "Derived Key"). */
 int dfc_an10922_tdes(enum dfc_cipher c, const uint8_t *master, const uint8_t *m, size_t mlen,

@@ -72,9 +72,9 @@ void dfc_session_clear(struct dfc_session *s);
 
 struct dfc_cmd_spec {
     uint8_t ins;
-    const uint8_t *hdr;    /* clear header after INS (FileNo, offset, ...) */
+    const uint8_t *hdr; /* clear header after INS (FileNo, offset, ...) */
     size_t hdr_len;
-    const uint8_t *data;   /* payload; enciphered in DFC_COMM_ENC mode */
+    const uint8_t *data; /* payload; enciphered in DFC_COMM_ENC mode */
     size_t data_len;
     enum dfc_comm cmd_comm;  /* protection of the command (after auth) */
     enum dfc_comm resp_comm; /* protection of the answer (after auth) */
@@ -88,8 +88,13 @@ struct dfc_cmd_spec {
     uint8_t next_frame_max;
 };
 
-enum dfc_cmd_state { DFC_CMD_IDLE = 0, DFC_CMD_SENDING, DFC_CMD_RECEIVING, DFC_CMD_DONE,
-                     DFC_CMD_FAILED };
+enum dfc_cmd_state {
+    DFC_CMD_IDLE = 0,
+    DFC_CMD_SENDING,
+    DFC_CMD_RECEIVING,
+    DFC_CMD_DONE,
+    DFC_CMD_FAILED
+};
 
 struct dfc_cmd {
     enum dfc_cmd_state state;
@@ -97,11 +102,11 @@ struct dfc_cmd {
     uint8_t ins;
     enum dfc_comm resp_comm;
     int resp_len;
-    int changekey_same;       /* ChangeKey of the authenticated key: no answer MAC */
+    int changekey_same;              /* ChangeKey of the authenticated key: no answer MAC */
     uint8_t wire[DFC_DATA_MAX + 64]; /* hdr + protected payload as sent */
     size_t wire_len, wire_off;
-    uint8_t first_max, next_max;     /* frame limits in force */
-    uint8_t acc[DFC_DATA_MAX + 64];  /* answer frames' data, concatenated */
+    uint8_t first_max, next_max;    /* frame limits in force */
+    uint8_t acc[DFC_DATA_MAX + 64]; /* answer frames' data, concatenated */
     size_t acc_len;
     /* Results, valid when dfc_cmd_feed() returned 0 (or CARD_STATUS). */
     uint8_t status;
@@ -130,8 +135,7 @@ void dfc_cmd_clear(struct dfc_cmd *c);
  * must be NULL exactly when (keyno_byte & 0x0F) is the authenticated key
  * number, else OTA_ERR_INVAL; without an active session OTA_ERR_STATE. */
 int dfc_cmd_start_changekey(struct dfc_cmd *c, struct dfc_session *s, uint8_t keyno_byte,
-                            enum dfc_cipher new_type, const uint8_t *new_key,
-                            uint8_t key_version, const uint8_t *old_key, uint8_t *apdu,
-                            size_t cap, size_t *apdu_len);
+                            enum dfc_cipher new_type, const uint8_t *new_key, uint8_t key_version,
+                            const uint8_t *old_key, uint8_t *apdu, size_t cap, size_t *apdu_len);
 
 #endif

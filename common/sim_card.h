@@ -42,8 +42,8 @@ int sim_card_personalize(struct sim_card *card, const uint8_t master_keys[4][16]
 /* One APDU in, one answer out.  Returns 0 (answer in resp) or a negative
  * ota_err if resp is too small.  Malformed APDUs get the card's own error
  * answer (e.g. 6700 / 91 7E), never a crash. */
-int sim_card_transceive(struct sim_card *card, const uint8_t *apdu, size_t apdu_len,
-                        uint8_t *resp, size_t cap, size_t *resp_len);
+int sim_card_transceive(struct sim_card *card, const uint8_t *apdu, size_t apdu_len, uint8_t *resp,
+                        size_t cap, size_t *resp_len);
 
 /* Power loss: only committed state survives; session and selection end. */
 void sim_card_power_cycle(struct sim_card *card);

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define CODE_DATA_CHARS 16
-#define CODE_NORM_LEN (CODE_DATA_CHARS + 1)   /* data + check, no dashes */
+#define CODE_NORM_LEN (CODE_DATA_CHARS + 1)  /* data + check, no dashes */
 #define CODE_DISPLAY_LEN (CODE_NORM_LEN + 4) /* with four dashes */
 #define CODE_HMAC_KEY_LEN 32
 #define CODE_HASH_LEN 32

@@ -11,9 +11,17 @@
 static int type_known(uint8_t t)
 {
     switch (t) {
-    case WIRE_READY: case WIRE_HEARTBEAT: case WIRE_STATS: case WIRE_OPEN: case WIRE_CARD_RESPONSE:
-    case WIRE_CLIENT_ERROR: case WIRE_CLIENT_GONE: case WIRE_COMMAND: case WIRE_MODAL:
-    case WIRE_RESULT: case WIRE_PHASE:
+    case WIRE_READY:
+    case WIRE_HEARTBEAT:
+    case WIRE_STATS:
+    case WIRE_OPEN:
+    case WIRE_CARD_RESPONSE:
+    case WIRE_CLIENT_ERROR:
+    case WIRE_CLIENT_GONE:
+    case WIRE_COMMAND:
+    case WIRE_MODAL:
+    case WIRE_RESULT:
+    case WIRE_PHASE:
         return 1;
     }
     return 0;
@@ -362,9 +370,12 @@ const char *wire_error_name(uint8_t error)
 const char *wire_status_name(uint8_t status)
 {
     switch (status) {
-    case WIRE_ST_OK: return "ok";
-    case WIRE_ST_FAILED: return "failed";
-    case WIRE_ST_PENDING: return "pending";
+    case WIRE_ST_OK:
+        return "ok";
+    case WIRE_ST_FAILED:
+        return "failed";
+    case WIRE_ST_PENDING:
+        return "pending";
     }
     return "failed";
 }
@@ -372,9 +383,12 @@ const char *wire_status_name(uint8_t status)
 const char *wire_op_name(uint8_t op)
 {
     switch (op) {
-    case WIRE_OP_CHECK: return "check";
-    case WIRE_OP_TOPUP: return "topup";
-    case WIRE_OP_PERSONALIZE: return "personalize";
+    case WIRE_OP_CHECK:
+        return "check";
+    case WIRE_OP_TOPUP:
+        return "topup";
+    case WIRE_OP_PERSONALIZE:
+        return "personalize";
     }
     return "unknown";
 }

@@ -19,10 +19,10 @@
 #define WIRE_HDR_LEN 16
 #define WIRE_MAX_PAYLOAD 1024
 #define WIRE_MAX_FRAME (WIRE_HDR_LEN + WIRE_MAX_PAYLOAD)
-#define WIRE_MAX_APDU 300    /* a card APDU or answer (hex-decoded) */
+#define WIRE_MAX_APDU 300 /* a card APDU or answer (hex-decoded) */
 #define WIRE_MAX_AUTHCODE 128
-#define WIRE_MAX_TEXT 256    /* modal text, client error message */
-#define WIRE_MAX_PEER 64     /* client address as text */
+#define WIRE_MAX_TEXT 256 /* modal text, client error message */
+#define WIRE_MAX_PEER 64  /* client address as text */
 #define WIRE_MAX_UID 10
 
 enum wire_type {
@@ -31,10 +31,10 @@ enum wire_type {
     WIRE_HEARTBEAT = 2, /* both ways: wire_heartbeat */
     WIRE_STATS = 3,     /* worker -> gateway, every few seconds: wire_stats */
     /* gateway -> worker, per session */
-    WIRE_OPEN = 10,         /* wire_open: the client's operation message */
-    WIRE_CARD_RESPONSE = 11,/* wire_bytes: the card's answer to the last command */
-    WIRE_CLIENT_ERROR = 12, /* wire_client_error: client could not reach the card */
-    WIRE_CLIENT_GONE = 13,  /* no payload: connection closed, timed out or drained */
+    WIRE_OPEN = 10,          /* wire_open: the client's operation message */
+    WIRE_CARD_RESPONSE = 11, /* wire_bytes: the card's answer to the last command */
+    WIRE_CLIENT_ERROR = 12,  /* wire_client_error: client could not reach the card */
+    WIRE_CLIENT_GONE = 13,   /* no payload: connection closed, timed out or drained */
     /* worker -> gateway, per session */
     WIRE_COMMAND = 20, /* wire_bytes: APDU for the card */
     WIRE_MODAL = 21,   /* wire_bytes: UTF-8 text for a person */
@@ -80,9 +80,9 @@ struct wire_ready {
 };
 
 struct wire_heartbeat {
-    uint32_t sessions;  /* worker: sessions open; gateway: 0 */
-    uint8_t db_ok;      /* worker: its database connection is usable */
-    uint8_t draining;   /* gateway: no new sessions will come */
+    uint32_t sessions; /* worker: sessions open; gateway: 0 */
+    uint8_t db_ok;     /* worker: its database connection is usable */
+    uint8_t draining;  /* gateway: no new sessions will come */
 };
 
 /* WIRE_STATS: what the worker measures for the gateway's /metrics.
@@ -106,17 +106,17 @@ enum wire_sign {
 };
 
 struct wire_stats {
-    uint64_t db_count;  /* ledger requests answered */
-    uint64_t db_sum_us; /* their total latency (submit to reply) */
+    uint64_t db_count;                          /* ledger requests answered */
+    uint64_t db_sum_us;                         /* their total latency (submit to reply) */
     uint64_t db_buckets[WIRE_STATS_DB_BUCKETS]; /* per bucket, not cumulative */
-    uint64_t db_errors;          /* answered LEDGER_ST_ERROR (outcome unknown) */
-    uint64_t integrity_failures; /* card answers that failed MAC/CRC/length checks */
-    uint64_t freezes;            /* cards this worker froze */
+    uint64_t db_errors;                         /* answered LEDGER_ST_ERROR (outcome unknown) */
+    uint64_t integrity_failures;                /* card answers that failed MAC/CRC/length checks */
+    uint64_t freezes;                           /* cards this worker froze */
     uint64_t signs[WIRE_SIGN_COUNT];
-    uint8_t counts_ok;       /* 1: the four counts below were read */
-    uint32_t counts_age_ms;  /* how long ago */
-    uint64_t in_doubt;       /* reserved entries without a final entry */
-    uint64_t in_doubt_old;   /* ... older than WIRE_STATS_OLD_S */
+    uint8_t counts_ok;      /* 1: the four counts below were read */
+    uint32_t counts_age_ms; /* how long ago */
+    uint64_t in_doubt;      /* reserved entries without a final entry */
+    uint64_t in_doubt_old;  /* ... older than WIRE_STATS_OLD_S */
     uint64_t in_doubt_oldest_s;
     uint64_t codes_reserved; /* codes in state reserved */
     uint64_t cards_frozen;
@@ -131,7 +131,7 @@ struct wire_open {
     uint16_t authcode_len;
     char authcode[WIRE_MAX_AUTHCODE + 1]; /* NUL-terminated after decode */
     uint8_t peer_len;
-    char peer[WIRE_MAX_PEER + 1];         /* client address, for rate limits */
+    char peer[WIRE_MAX_PEER + 1]; /* client address, for rate limits */
 };
 
 struct wire_bytes {

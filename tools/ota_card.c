@@ -20,11 +20,8 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {
-        {"new", card_cmd_new},
-        {"show", card_cmd_show},
-        {"vicc", card_cmd_vicc},
-        {"run", card_cmd_run},
-        {"relay", card_cmd_relay},
+        {"new", card_cmd_new}, {"show", card_cmd_show},   {"vicc", card_cmd_vicc},
+        {"run", card_cmd_run}, {"relay", card_cmd_relay},
     };
 
     if (argc < 2) {

@@ -110,16 +110,18 @@ START_TEST(bytes_and_result)
     ck_assert_int_eq(wire_decode_bytes(frame, (size_t)n, &b), 0);
     ck_assert_uint_eq(b.len, sizeof apdu);
     ck_assert_mem_eq(b.data, apdu, sizeof apdu);
-    ck_assert_int_eq(wire_encode_bytes(frame, sizeof frame, WIRE_COMMAND, 5, apdu,
-                                       WIRE_MAX_APDU + 1),
-                     OTA_ERR_LENGTH);
-    ck_assert_int_eq(wire_encode_bytes(frame, sizeof frame, WIRE_MODAL, 5, apdu,
-                                       WIRE_MAX_TEXT + 1),
+    ck_assert_int_eq(
+        wire_encode_bytes(frame, sizeof frame, WIRE_COMMAND, 5, apdu, WIRE_MAX_APDU + 1),
+        OTA_ERR_LENGTH);
+    ck_assert_int_eq(wire_encode_bytes(frame, sizeof frame, WIRE_MODAL, 5, apdu, WIRE_MAX_TEXT + 1),
                      OTA_ERR_LENGTH);
 
-    struct wire_result res = {.op = WIRE_OP_TOPUP, .status = WIRE_ST_OK,
+    struct wire_result res = {.op = WIRE_OP_TOPUP,
+                              .status = WIRE_ST_OK,
                               .has = WIRE_RES_HAS_BALANCE | WIRE_RES_HAS_AMOUNT,
-                              .balance = 1500, .amount = -1}, d;
+                              .balance = 1500,
+                              .amount = -1},
+                       d;
     memset(res.txn, 0xab, sizeof res.txn);
     n = wire_encode_result(frame, sizeof frame, 9, &res);
     ck_assert_int_eq(wire_decode_result(frame, (size_t)n, &d), 0);
