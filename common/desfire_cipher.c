@@ -1,9 +1,16 @@
 /* desfire_cipher: AES-128 and TDEA block operations (CBC with a running IV,
  * single ECB blocks) through OpenSSL EVP.  Single DES is 2-key TDEA with
  * K1 == K2, so no legacy provider is needed.  Never keeps a key beyond the
- * call and never pads: callers pad by DESFire rules themselves. */
+ * call and never pads: callers pad by DESFire rules themselves.
+ *
+ * The cipher implementations are fetched from the provider once per process
+ * (they hold no key): with OpenSSL 3 the EVP_aes_128_cbc()-style objects are
+ * fetched again on every EVP_CipherInit_ex, which was half of a worker's
+ * instructions per exchange (issue 7).  Each call still has its own context,
+ * freed (and so cleansed) before it returns. */
 #include "desfire_crypto.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -28,8 +35,28 @@ size_t dfc_key_size(enum dfc_cipher c)
     return 0;
 }
 
+/* [cipher][cbc]: fetched once; NULL where the fetch failed (then the
+ * legacy getter below, fetched per call, still works). */
+static EVP_CIPHER *dfc_fetched[3][2];
+static pthread_once_t dfc_fetch_once = PTHREAD_ONCE_INIT;
+
+static void dfc_fetch_all(void)
+{
+    static const char *const names[3][2] = {
+        {"AES-128-ECB", "AES-128-CBC"},
+        {"DES-EDE-ECB", "DES-EDE-CBC"},
+        {"DES-EDE3-ECB", "DES-EDE3-CBC"},
+    };
+    for (int c = 0; c < 3; c++)
+        for (int cbc = 0; cbc < 2; cbc++)
+            dfc_fetched[c][cbc] = EVP_CIPHER_fetch(NULL, names[c][cbc], NULL);
+}
+
 static const EVP_CIPHER *evp_cipher(enum dfc_cipher c, int cbc)
 {
+    if ((unsigned)c <= DFC_TDES3 && pthread_once(&dfc_fetch_once, dfc_fetch_all) == 0 &&
+        dfc_fetched[c][cbc != 0] != NULL)
+        return dfc_fetched[c][cbc != 0];
     switch (c) {
     case DFC_AES128:
         return cbc ? EVP_aes_128_cbc() : EVP_aes_128_ecb();
