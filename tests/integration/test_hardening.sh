@@ -1,0 +1,429 @@
+#!/bin/sh
+# The hardening points of issue 9 on the whole system (real processes, a
+# real PostgreSQL that logs every statement with its parameters):
+#   1. a freeze: a record on a card whose txn_id the ledger does not know,
+#      and 3 integrity failures in a row; finance and ops see it; top-up
+#      answers card-error until `ota-ctl cards unfreeze`, which is recorded;
+#   2. a card personalized through the system keeps its application: the
+#      factory PICC keys are dead, DeleteApplication is refused
+#      (tests/unit/test_picc_lock on the card file);
+#   3. the gateway holds no keys (symbols, open files, its memory), the
+#      worker is not dumpable, has no core limit, locks its key memory and
+#      runs unprivileged;
+#   4. code-failure limits per client address (PROXY protocol v1 through
+#      proxy_client.py) and per authenticated card, never per claimed UID;
+#   5. the worker refuses a database with synchronous_commit off;
+#   6. last: no log of the whole run holds a code, a token or a key.
+. "$OTA_SRCDIR/tests/integration/lib.sh"
+FORGE="$OTA_BUILDDIR/tests/integration/card_forge"
+PICC_LOCK="$OTA_BUILDDIR/tests/unit/test_picc_lock"
+PROXY_CLIENT="$OTA_SRCDIR/tests/integration/proxy_client.py"
+for p in "$FORGE" "$PICC_LOCK"; do
+    [ -x "$p" ] || { echo "missing $p (make check builds it)" >&2; exit 1; }
+done
+
+# Every statement the database sees is logged with its parameters, so the
+# log check below covers everything that ever reached PostgreSQL.
+PG_EXTRA_OPTS="-c log_statement=all -c log_parameter_max_length=-1"
+SYS_EXTRA_CONF="log.level = debug"
+export PG_EXTRA_OPTS
+sys_start
+
+C="$T/client"  # client-side outputs: not logs, never grepped
+mkdir -p "$C"
+SECRETS="$C/secrets"
+: >"$SECRETS"
+CTL_ERR="$T/ctl.err"  # ota-ctl's diagnostics: grepped like a log
+
+secret() { for s in "$@"; do [ -n "$s" ] && printf '%s\n' "$s" >>"$SECRETS"; done; return 0; }
+# A code in display form, normalized form (no dashes) and lower case.
+secret_code() {
+    secret "$1" "$(printf '%s' "$1" | tr -d -- '-')" "$(printf '%s' "$1" | tr -d -- '-' | tr 'A-Z' 'a-z')"
+}
+codes() {
+    out=$(ota-ctl --config "$CONF" codes issue --amount "$1" --count "${2:-1}" 2>>"$CTL_ERR")
+    for c in $out; do secret_code "$c"; done
+    printf '%s\n' "$out"
+}
+unknown_code() {
+    u=$(ota-ctl codes generate 2>>"$CTL_ERR")
+    secret_code "$u"
+    printf '%s\n' "$u"
+}
+card() {
+    f=$(sys_card "$@") || return 1
+    secret $("$FORGE" keys "$1" "$MASTER_KEYS")
+    printf '%s\n' "$f"
+}
+run() { ota-card run --json "$@" 2>>"$C/client.err"; }
+field() { /usr/bin/python3 -c 'import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d.get(sys.argv[1], ""))' "$1"; }
+# pc ADDR CARD OPERATION [CODE] [options]: proxy_client.py, the result JSON
+pc() {
+    a=$1
+    shift
+    /usr/bin/python3 "$PROXY_CLIENT" "127.0.0.1:$PUB_PORT" "$a" "$@" 2>>"$C/client.err"
+}
+metrics() { curl -fsS "$ADMIN/metrics" 2>/dev/null; }
+gw_stop() {
+    [ -n "$GW_PID" ] || return 0
+    kill -TERM "$GW_PID" 2>/dev/null
+    i=0
+    while kill -0 "$GW_PID" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -KILL "$GW_PID" 2>/dev/null
+    wait "$GW_PID" 2>/dev/null
+    GW_PID=
+}
+worker_pids() { pgrep -P "$GW_PID" -x ota-worker; }
+
+# The secrets every log is checked against.
+secret $(printf '%s' "$MASTER_KEYS" | tr ',' ' ')
+secret $("$FORGE" sealed "$T/keys.sealed" "$T/kek")
+secret "$(od -An -v -tx1 "$T/kek" | tr -d ' \n')"
+secret "$TOKEN"
+WRONG_TOKEN=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+secret "$WRONG_TOKEN"
+check "the sealed key file holds the 5 test master keys and a code HMAC key" \
+    [ "$("$FORGE" sealed "$T/keys.sealed" "$T/kek" | head -n 5 | paste -sd, -)" = "$MASTER_KEYS" ]
+
+# ---------------------------------------------------------------- scenario
+# A whole run of the product: personalize (right and wrong token, and on
+# the public listener), top-ups, a used code, an unknown code, a mistyped
+# code, a code typed in lower case without dashes.
+PUID=04a1b2c3d4e5f6
+pers="$T/$PUID.card"
+ota-card new --card "$pers" --uid "$PUID" --blank >/dev/null
+secret $("$FORGE" keys "$PUID" "$MASTER_KEYS")
+out=$(run --url "$OP_URL" --card "$pers" personalize "$TOKEN"); rc=$?
+check "scenario: personalize with the operator token" [ "$rc" -eq 0 ]
+out=$(run --url "$OP_URL" --card "$pers" personalize "$WRONG_TOKEN"); rc=$?
+check "scenario: a wrong operator token is refused" [ "$(echo "$out" | field error)" = auth-failed ]
+run --url "$PUB_URL" --card "$pers" personalize "$TOKEN" >/dev/null
+set -- $(codes 100 3)
+ok_topups=0
+for c in "$@"; do
+    out=$(run --url "$PUB_URL" --card "$pers" topup "$c") && ok_topups=$((ok_topups + 1))
+done
+check "scenario: three top-ups with codes" [ "$ok_topups" -eq 3 ] && [ "$(echo "$out" | field balance)" = 300 ]
+out=$(run --url "$PUB_URL" --card "$pers" topup "$1")
+check "scenario: a used code answers code-used" [ "$(echo "$out" | field error)" = code-used ]
+out=$(run --url "$PUB_URL" --card "$pers" topup "$(unknown_code)")
+check "scenario: an unknown code answers code-invalid" [ "$(echo "$out" | field error)" = code-invalid ]
+c4=$(codes 50 1)
+first=$(printf '%s' "$c4" | cut -c1)
+if [ "$first" = A ]; then swap=B; else swap=A; fi
+typo="$swap$(printf '%s' "$c4" | cut -c2-)"
+secret_code "$typo"
+out=$(run --url "$PUB_URL" --card "$pers" topup "$typo")
+check "scenario: a mistyped code answers code-invalid" [ "$(echo "$out" | field error)" = code-invalid ]
+lower=$(printf '%s' "$c4" | tr -d -- '-' | tr 'A-Z' 'a-z')
+out=$(run --url "$PUB_URL" --card "$pers" topup "$lower"); rc=$?
+check "scenario: the same code typed in lower case without dashes tops up" [ "$rc" -eq 0 ] &&
+    [ "$(echo "$out" | field balance)" = 350 ]
+
+# ------------------------------------------- 2. the PICC lock, card level
+PICC_KEY=$("$FORGE" keys "$PUID" "$MASTER_KEYS" | sed -n 5p)
+if OTA_PICC_CARD="$pers" OTA_PICC_KEY="$PICC_KEY" CK_FORK=no "$PICC_LOCK" >"$C/picc_lock.out" 2>&1; then
+    ok "personalized through the system: zero DES/AES PICC keys dead, DeleteApplication/CreateApplication/FormatPICC refused without the key, the card's own PICC key works (test_picc_lock)"
+else
+    fail "test_picc_lock on the card personalized through the system"
+    sed 's/^/# /' "$C/picc_lock.out"
+fi
+
+# --------------------------------------------- 1a. freeze: unknown record
+FUID=04f0f0f0f0f001
+fz=$(card "$FUID")
+out=$(run --url "$PUB_URL" --card "$fz" topup "$(codes 400 1)"); rc=$?
+check "freeze: the card has ledger history (a top-up of 400)" [ "$rc" -eq 0 ]
+forged=$("$FORGE" record "$fz" "${MASTER_KEYS%,*}"); rc=$?
+check "freeze: a record with a txn_id the ledger does not know is committed on the card" \
+    [ "$rc" -eq 0 ] && [ "$(ota-card show --card "$fz" | grep -ci "record 1 (newest) $forged")" -eq 1 ]
+check "freeze: the forged txn_id is unknown to the ledger" \
+    [ -n "$forged" ] && [ "$(sys_sql "SELECT count(*) FROM ledger WHERE txn_id = '$forged'::uuid")" = 0 ]
+cg=$(codes 150 1)
+out=$(run --url "$PUB_URL" --card "$fz" topup "$cg")
+check "freeze: the top-up answers card-error" [ "$(echo "$out" | field error)" = card-error ]
+check "freeze: the card is frozen in the database (reason records)" \
+    [ "$(sys_sql "SELECT frozen_reason FROM cards WHERE card_uid = '\\x$FUID' AND frozen")" = records ]
+check "freeze: finance sees it (finance_frozen_cards, as ota_finance)" \
+    [ "$(sys_sql "SET ROLE ota_finance; SELECT count(*) FROM finance_frozen_cards WHERE card_uid = '$FUID' AND frozen_detail LIKE '%unknown txn_id%'")" = 1 ]
+check "freeze: recorded in card_events" \
+    [ "$(sys_sql "SELECT count(*) FROM card_events WHERE card_uid = '\\x$FUID' AND event = 'freeze'")" = 1 ]
+check "freeze: the refused code was not reserved" \
+    [ "$(sys_sql "SELECT count(*) FROM ledger WHERE card_uid = '\\x$FUID'")" = 2 ]
+# The workers read the database-wide counts every 5 s and report them on
+# their next statistics tick, so the gauge may lag by up to ~10 s.
+frozen_now() { metrics | sed -n 's/^ota_cards_frozen \([0-9]*\)$/\1/p'; }
+# frozen_wait OP N: waits up to 20 s for the gauge to be OP N (-ge, -lt).
+frozen_wait() {
+    i=0
+    while [ $i -lt 200 ]; do
+        v=$(frozen_now)
+        [ -n "$v" ] && [ "$v" "$1" "$2" ] && { echo "$v"; return 0; }
+        sleep 0.1
+        i=$((i + 1))
+    done
+    echo "${v:-absent}"
+    return 1
+}
+fm=$(frozen_wait -ge 1); rc=$?
+check "freeze: ops see it (/metrics ota_cards_frozen = $fm)" [ "$rc" -eq 0 ]
+out=$(run --url "$PUB_URL" --card "$fz" topup "$cg")
+check "freeze: a second top-up still answers card-error" [ "$(echo "$out" | field error)" = card-error ]
+check "freeze: the card kept its balance" \
+    [ "$(ota-card show --card "$fz" | sed -n 's/^ *value \([0-9]*\)$/\1/p' | head -n 1)" = 400 ]
+ota-ctl --config "$CONF" cards unfreeze "$FUID" >>"$T/ctl.out" 2>>"$CTL_ERR"; rc=$?
+check "unfreeze without a reason is refused" [ "$rc" -ne 0 ] &&
+    [ "$(sys_sql "SELECT frozen FROM cards WHERE card_uid = '\\x$FUID'")" = t ]
+ota-ctl --config "$CONF" cards unfreeze "$FUID" --reason "hardening test: forged record" \
+    >>"$T/ctl.out" 2>>"$CTL_ERR"; rc=$?
+check "unfreeze with a reason" [ "$rc" -eq 0 ] &&
+    [ "$(sys_sql "SELECT frozen FROM cards WHERE card_uid = '\\x$FUID'")" = f ]
+check "unfreeze is recorded in card_events with its reason and actor" \
+    [ "$(sys_sql "SELECT count(*) FROM card_events WHERE card_uid = '\\x$FUID' AND event = 'unfreeze' AND reason = 'hardening test: forged record' AND actor LIKE 'ota-ctl:%'")" = 1 ]
+fm2=$(frozen_wait -lt "$fm"); rc=$?
+check "unfreeze: the ota_cards_frozen gauge went down ($fm -> $fm2)" [ "$rc" -eq 0 ]
+# The foreign record cannot leave the card (no ClearRecordFile right), so
+# the card's next session finds it again and freezes the card again.
+out=$(run --url "$PUB_URL" --card "$fz" topup "$cg")
+check "unfreeze: the forged record is still there, the next top-up freezes the card again" \
+    [ "$(echo "$out" | field error)" = card-error ] &&
+    [ "$(sys_sql "SELECT count(*) FROM card_events WHERE card_uid = '\\x$FUID' AND event = 'freeze'")" = 2 ]
+
+# ------------------------------------- 3. the gateway holds no keys; worker
+GW_BIN="$OTA_BUILDDIR/gateway/ota-gateway"
+WK_BIN="$OTA_BUILDDIR/worker/ota-worker"
+gw_syms=$(nm "$GW_BIN" 2>/dev/null | grep -cE ' [A-Za-z] (dfc_|keyfile_|sim_card|sim_|code_hash|code_normalize)')
+check "the gateway binary links no key code (no dfc_/keyfile_/sim_/code_hash symbols)" \
+    [ "$gw_syms" -eq 0 ] && nm "$GW_BIN" | grep -q ' pp_parse$'
+check "control: the worker binary has them (the nm check can fail)" \
+    nm "$WK_BIN" | grep -qE ' T (dfc_auth_start|keyfile_open)$'
+check "the gateway has no key file or KEK open or mapped" \
+    sh -c "! ls -l /proc/$GW_PID/fd 2>/dev/null | grep -qE 'keys.sealed|/kek' && ! grep -qE 'keys.sealed|/kek' /proc/$GW_PID/maps"
+wpids=$(worker_pids)
+check "workers are running" [ -n "$wpids" ]
+# Scans a process's memory (heap, stacks, anonymous and writable mappings)
+# for every master key and the code HMAC key (raw bytes); prints the number
+# of hits.
+mem_hits() {
+    "$FORGE" sealed "$T/keys.sealed" "$T/kek" >"$C/keyhex"
+    /usr/bin/python3 - "$1" "$C/keyhex" <<'EOF'
+import sys
+pid, keyfile = sys.argv[1], sys.argv[2]
+keys = [bytes.fromhex(l.strip()) for l in open(keyfile) if l.strip()]
+hits = 0
+with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+    for line in maps:
+        lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+        f = line.split()
+        # Read-only mappings of files (libraries, the binary) hold no
+        # runtime data; the test keys are simple patterns that some
+        # library tables contain (00112233...eeff in libnorm's).
+        if "[vsyscall]" in line or hi - lo > (1 << 30):
+            continue
+        if len(f) >= 6 and f[5].startswith("/") and "w" not in f[1]:
+            continue
+        try:
+            mem.seek(lo)
+            data = mem.read(hi - lo)
+        except OSError:
+            continue
+        hits += sum(data.count(k) for k in keys)
+print(hits)
+EOF
+}
+if [ "$(id -u)" -eq 0 ]; then
+    check "the gateway runs as the unprivileged user ota" [ "$(ps -o user= -p "$GW_PID" | tr -d ' ')" = ota ]
+    for w in $wpids; do
+        check "worker $w runs as the unprivileged user ota" [ "$(ps -o user= -p "$w" | tr -d ' ')" = ota ]
+        # /proc/PID files of a non-dumpable process belong to root.
+        check "worker $w is not dumpable (/proc/$w/status owned by root while it runs as ota)" \
+            [ "$(stat -c %U "/proc/$w/status")" = root ]
+        check "worker $w has a core size limit of 0" \
+            [ "$(awk '/^Max core file size/ {print $5 "/" $6}' "/proc/$w/limits")" = 0/0 ]
+        check "worker $w keeps locked memory (sodium_malloc keys)" \
+            [ "$(awk '/^VmLck:/ {print $2}' "/proc/$w/status")" -gt 0 ]
+    done
+    setpriv --reuid ota --regid ota --clear-groups sleep 30 &
+    sp=$!
+    sleep 0.3
+    check "control: an ordinary process of ota has its /proc files owned by ota" \
+        [ "$(stat -c %U "/proc/$sp/status")" = ota ]
+    kill "$sp" 2>/dev/null
+    wait "$sp" 2>/dev/null
+    w1=$(echo "$wpids" | head -n 1)
+    check "control: the memory scan finds the master keys in a worker" [ "$(mem_hits "$w1")" -gt 0 ]
+    check "the gateway's memory holds no master key and no code HMAC key" [ "$(mem_hits "$GW_PID")" -eq 0 ]
+else
+    echo "# note: not root: the user, dumpable and memory checks need root; skipped"
+fi
+
+# ------------------------------- 4. rate limits behind a PROXY-protocol LB
+gw_stop
+cat >>"$CONF" <<CONF
+gateway.proxy_protocol_from = 127.0.0.1
+worker.code_failures_per_card = 3
+worker.code_failures_per_peer = 4
+CONF
+PUB_PORT=${PUB_URL#ws://127.0.0.1:}
+PUB_PORT=${PUB_PORT%%/*}
+sys_gateway_start
+
+out=$(run --url "$PUB_URL" --card "$pers" check)
+check "proxy: a peer that must send a PROXY header and does not is refused" [ "$(echo "$out" | field status)" != ok ]
+# A sanity run through the proxy client.
+ok_card=$(card 04e0e0e0e0e000)
+out=$(pc 198.51.100.200 "$ok_card" check)
+check "proxy: a check through a PROXY v1 header works" [ "$(echo "$out" | field status)" = ok ]
+
+# Per address: 4 failures from 198.51.100.7, each on another card.
+A=198.51.100.7
+n=0
+for i in 1 2 3 4; do
+    cf=$(card "04e1e1e1e1e10$i")
+    out=$(pc "$A" "$cf" topup "$(unknown_code)")
+    [ "$(echo "$out" | field error)" = code-invalid ] && n=$((n + 1))
+done
+check "per address: 4 unknown codes from $A answer code-invalid" [ $n -eq 4 ]
+check "per address: the failures are counted for the announced address" \
+    [ "$(sys_sql "SELECT count(*) FROM code_failures WHERE peer = '$A'")" = 4 ]
+check "per address: no failure of those cards names the load balancer's own address" \
+    [ "$(sys_sql "SELECT count(*) FROM code_failures WHERE card_uid::text LIKE '\\\\x04e1%' AND peer IS DISTINCT FROM '$A'")" = 0 ]
+check "control: without a PROXY header (the scenario above) the TCP peer was counted" \
+    [ "$(sys_sql "SELECT count(*) FROM code_failures WHERE peer = '127.0.0.1'")" -ge 2 ]
+cv1=$(codes 120 1)
+fresh=$(card 04e1e1e1e1e105)
+out=$(pc "$A" "$fresh" topup "$cv1")
+check "per address: a good code from $A on a fresh card answers limit-exceeded" \
+    [ "$(echo "$out" | field error)" = limit-exceeded ]
+other=$(card 04e1e1e1e1e106)
+out=$(pc 203.0.113.9 "$other" topup "$cv1")
+check "per address: another address is unaffected (the same code tops up)" \
+    [ "$(echo "$out" | field status)" = ok ] && [ "$(echo "$out" | field balance)" = 120 ]
+
+# Per card: 3 failures on one card, each from another address.
+PCUID=04e2e2e2e2e201
+pcard=$(card "$PCUID")
+n=0
+for i in 1 2 3; do
+    out=$(pc "192.0.2.$i" "$pcard" topup "$(unknown_code)")
+    [ "$(echo "$out" | field error)" = code-invalid ] && n=$((n + 1))
+done
+check "per card: 3 unknown codes from 3 addresses answer code-invalid" [ $n -eq 3 ]
+cv2=$(codes 130 1)
+out=$(pc 192.0.2.4 "$pcard" topup "$cv2")
+check "per card: a good code from a fourth address answers limit-exceeded" \
+    [ "$(echo "$out" | field error)" = limit-exceeded ]
+out=$(pc 192.0.2.5 "$pcard" topup "$cv2")
+check "per card: and from a fifth" [ "$(echo "$out" | field error)" = limit-exceeded ]
+other=$(card 04e2e2e2e2e202)
+out=$(pc 192.0.2.4 "$other" topup "$cv2")
+check "per card: the same code on another card from that address tops up" \
+    [ "$(echo "$out" | field status)" = ok ]
+
+# A claimed UID alone never counts.
+VUID=04e3e3e3e3e301
+victim=$(card "$VUID")
+liar=$(card 04e3e3e3e3e302)
+n=0
+for i in 1 2 3 4 5 6; do
+    out=$(pc "192.0.2.1$i" "$liar" topup "$(unknown_code)" --uid "$VUID")
+    [ "$(echo "$out" | field error)" = auth-failed ] && n=$((n + 1))
+done
+check "claimed UID: 6 attempts naming the victim's UID with other keys answer auth-failed" [ $n -eq 6 ]
+check "claimed UID: no failure counted for the victim" \
+    [ "$(sys_sql "SELECT count(*) FROM code_failures WHERE card_uid = '\\x$VUID'")" = 0 ]
+check "claimed UID: no lease, no ledger entry for the victim" \
+    [ "$(sys_sql "SELECT (SELECT count(*) FROM ledger WHERE card_uid = '\\x$VUID') + (SELECT count(*) FROM card_leases WHERE card_uid = '\\x$VUID')")" = 0 ]
+out=$(pc 192.0.2.30 "$victim" topup "$(codes 140 1)")
+check "claimed UID: the victim's next top-up with a good code succeeds" \
+    [ "$(echo "$out" | field status)" = ok ] && [ "$(echo "$out" | field balance)" = 140 ]
+
+# Typos (check character) are answered without the database: not counted.
+tcard=$(card 04e4e4e4e4e401)
+ct=$(codes 160 1)
+first=$(printf '%s' "$ct" | cut -c1)
+if [ "$first" = A ]; then swap=B; else swap=A; fi
+typo="$swap$(printf '%s' "$ct" | cut -c2-)"
+secret_code "$typo"
+n=0
+for i in 1 2 3 4 5; do
+    out=$(pc 192.0.2.40 "$tcard" topup "$typo")
+    [ "$(echo "$out" | field error)" = code-invalid ] && n=$((n + 1))
+done
+out=$(pc 192.0.2.40 "$tcard" topup "$ct")
+check "typos: 5 mistyped codes answer code-invalid and use up no limit (the good code then tops up)" \
+    [ $n -eq 5 ] && [ "$(echo "$out" | field status)" = ok ]
+
+# ------------------------------------ 1b. freeze: 3 integrity failures
+IUID=04e5e5e5e5e501
+icard=$(card "$IUID")
+ci=$(codes 170 1)
+n=0
+for i in 1 2 3; do
+    # Command 4 is the AbortTransaction right after authentication.
+    out=$(pc 192.0.2.50 "$icard" topup "$ci" --corrupt 4)
+    [ "$(echo "$out" | field error)" = integrity ] && n=$((n + 1))
+done
+check "integrity: 3 sessions with a tampered answer MAC answer integrity" [ $n -eq 3 ]
+check "integrity: after 3 in a row the card is frozen (reason integrity)" \
+    [ "$(sys_sql "SELECT frozen_reason FROM cards WHERE card_uid = '\\x$IUID' AND frozen")" = integrity ]
+out=$(pc 192.0.2.50 "$icard" topup "$ci")
+check "integrity: a clean top-up on the frozen card answers card-error" \
+    [ "$(echo "$out" | field error)" = card-error ]
+ota-ctl --config "$CONF" cards unfreeze "$IUID" --reason "hardening test: relay replaced" \
+    >>"$T/ctl.out" 2>>"$CTL_ERR"
+out=$(pc 192.0.2.50 "$icard" topup "$ci")
+check "integrity: after ota-ctl cards unfreeze the same code tops up" \
+    [ "$(echo "$out" | field status)" = ok ] && [ "$(echo "$out" | field balance)" = 170 ]
+check "integrity: freeze and unfreeze recorded in card_events" \
+    [ "$(sys_sql "SELECT string_agg(event || ':' || reason, ',' ORDER BY id) FROM card_events WHERE card_uid = '\\x$IUID'")" = "freeze:integrity,unfreeze:hardening test: relay replaced" ]
+
+# ------------------------------------------- 5. synchronous_commit off
+gw_stop
+sys_sql "ALTER DATABASE ota SET synchronous_commit = off" >/dev/null
+check "control: a new session of database ota now has synchronous_commit off" \
+    [ "$(sys_sql "SHOW synchronous_commit")" = off ]
+log_lines=$(wc -l <"$T/gateway.log")
+ota-gateway --config "$CONF" >>"$T/gateway.out" 2>&1 &
+GW_PID=$!
+ready=0
+i=0
+while [ $i -lt 80 ]; do
+    if curl -fsS -o /dev/null "$ADMIN/readyz" 2>/dev/null; then ready=1; break; fi
+    sleep 0.1
+    i=$((i + 1))
+done
+check "synchronous_commit off: the gateway does not become ready in 8 s" [ $ready -eq 0 ]
+check "synchronous_commit off: the worker's log says why (db_not_durable, synchronous_commit is 'off')" \
+    sh -c "tail -n +$((log_lines + 1)) '$T/gateway.log' | grep 'db_not_durable' | grep -q \"synchronous_commit is 'off'\""
+check "synchronous_commit off: no worker stays up" sh -c "[ -z \"\$(pgrep -P $GW_PID -x ota-worker | while read p; do [ \$(( \$(date +%s) - \$(stat -c %Y /proc/\$p) )) -ge 3 ] && echo \$p; done)\" ]"
+sys_sql "ALTER DATABASE ota RESET synchronous_commit" >/dev/null
+check "control: with synchronous_commit back on the restarted workers make the gateway ready" \
+    wait_http "$ADMIN/readyz" 300
+gw_stop
+
+# ------------------------------------------------------ 6. the logs
+# Every log of the run: the gateway's and workers' log file and stderr,
+# ota-ctl's diagnostics and non-code output, migrations, PostgreSQL's.
+LOGS="$T/gateway.log $T/gateway.out $T/migrate.log $T/ctl.out $CTL_ERR $PG_DIR/server.log"
+[ -d "$PG_DIR/log" ] && LOGS="$LOGS $(find "$PG_DIR/log" -type f | tr '\n' ' ')"
+sort -u "$SECRETS" >"$C/secrets.u"
+# Prints the number of secrets found in the given files (case-insensitive).
+leaks() {
+    # shellcheck disable=SC2086
+    cat "$@" 2>/dev/null | grep -ioFf "$C/secrets.u" | sort | uniq -c | sed 's/^/# leak: /' >"$C/leaks"
+    wc -l <"$C/leaks"
+}
+nsec=$(wc -l <"$C/secrets.u")
+check "the run used many secrets ($nsec: codes, tokens, master/diversified/HMAC keys, KEK)" [ "$nsec" -ge 100 ]
+check "PostgreSQL logged the statements with their parameters" \
+    grep -q 'parameters: \$1' "$PG_DIR/server.log"
+# The control: a log with one planted secret is caught.
+cp "$T/gateway.log" "$C/planted.log"
+sed -n 3p "$C/secrets.u" >>"$C/planted.log"
+check "control: the log check finds a planted secret" [ "$(leaks "$C/planted.log")" -ge 1 ]
+n=$(leaks $LOGS)
+check "no log of the run holds a code, an operator token or a key ($(echo $LOGS | wc -w) files, $(cat $LOGS 2>/dev/null | wc -l) lines)" [ "$n" -eq 0 ]
+[ "$n" -eq 0 ] || cat "$C/leaks"
+
+sys_finish
