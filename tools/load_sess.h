@@ -47,6 +47,15 @@ struct load_run {
     int noutcomes;
     struct load_hist session_us;  /* operation start to result */
     struct load_hist exchange_us; /* message sent to the server's next message */
+    /* exchange_us split by what PROTOCOL.md section 6 puts before the
+     * server's next message: a ledger step (the lease before
+     * AbortTransaction, card state and reserve before WriteRecord, the
+     * booking and lease release before the result) or only card crypto. */
+    struct load_hist exchange_ledger_us, exchange_card_us;
+    /* The measured window (monotonic µs): samples and the window's counts
+     * are taken only between these; 0 = open end. */
+    uint64_t window_from, window_to;
+    uint64_t window_ok_by_op[LOAD_OP_COUNT], window_completed;
 };
 
 enum load_sess_state {
@@ -97,6 +106,8 @@ void load_sess_on_timer(struct load_run *run, struct load_sess *s);
 /* The operation's deadline passed: count a timeout (unless the result is
  * already in) and drop the connection. */
 void load_sess_on_deadline(struct load_run *run, struct load_sess *s);
+/* Whether a sample taken at now belongs to the measured window. */
+int load_in_window(const struct load_run *run, uint64_t now);
 /* Counts an outcome by name ("ok", an error code, "pending", "client:..."). */
 void load_count(struct load_run *run, const char *name);
 

@@ -4,7 +4,10 @@
  * ws:// from one epoll loop.  It prints completed operations per second,
  * outcomes by code, and latency percentiles for whole sessions and for the
  * server's time per exchange (from our message to its next one; the
- * phone's --delay-ms is never counted).  A benchmark tool: it reports and
+ * phone's --delay-ms is never counted), split into exchanges that wait for
+ * a ledger step and those that need only card crypto.  Rates and
+ * latencies come from the measured window (after --warmup, before the
+ * drain); outcomes count the whole run.  A benchmark tool: it reports and
  * never judges times; it must never reuse a code or share a card between
  * two concurrent sessions. */
 #include <errno.h>
@@ -36,7 +39,7 @@
 #define LOAD_USAGE                                                                                 \
     "usage: ota-load --url ws://HOST:PORT/v1/session --master-keys K0,K1,K2,K3\n"                  \
     "                [--concurrency N] [--duration S | --count N] [--ramp-up S]\n"                 \
-    "                [--delay-ms MS] [--codes FILE] [--mix check=W,topup=W]\n"                     \
+    "                [--warmup S] [--delay-ms MS] [--codes FILE] [--mix check=W,topup=W]\n"        \
     "                [--system-id ASCII] [--balance N] [--timeout-ms MS] [--seed N] [--json]\n"
 
 #define LOAD_HELP                                                                                  \
@@ -46,6 +49,8 @@
     "  --duration S       start operations for S seconds (default 10), then drain\n"               \
     "  --count N          or: run exactly N operations in all\n"                                   \
     "  --ramp-up S        spread the phones' first starts over S seconds (default 0)\n"            \
+    "  --warmup S         measure rates and latencies from S seconds on (default: the\n"           \
+    "                     ramp-up) until the duration ends (the drain is not measured)\n"          \
     "  --delay-ms MS      the phone's time before it answers each command (default 0)\n"           \
     "  --codes FILE       top-up codes, one per line, each used once (needed for topup)\n"         \
     "  --mix W            operation weights, e.g. check=1,topup=3 (default: topup if codes\n"      \
@@ -62,7 +67,7 @@ struct load_args {
     const char *url;
     uint8_t keys[PROF_NUM_KEYS][16];
     int have_keys;
-    long concurrency, duration_s, count, ramp_s, delay_ms, timeout_ms, balance;
+    long concurrency, duration_s, count, ramp_s, warmup_s, delay_ms, timeout_ms, balance;
     const char *codes_file;
     const char *mix;
     const char *system_id;
@@ -209,6 +214,7 @@ static int load_parse_args(int argc, char **argv, struct load_args *a, int *help
     memset(a, 0, sizeof *a);
     a->concurrency = 1;
     a->timeout_ms = 90000;
+    a->warmup_s = -1;
     a->system_id = "OTA1";
     *help = 0;
     for (int i = 1; i < argc; i++) {
@@ -246,6 +252,9 @@ static int load_parse_args(int argc, char **argv, struct load_args *a, int *help
         } else if (strcmp(o, "--ramp-up") == 0) {
             if (load_num(v, 0, 3600, &a->ramp_s) != 0)
                 return load_usage("--ramp-up wants 0..3600 seconds");
+        } else if (strcmp(o, "--warmup") == 0) {
+            if (load_num(v, 0, 3600, &a->warmup_s) != 0)
+                return load_usage("--warmup wants 0..3600 seconds");
         } else if (strcmp(o, "--delay-ms") == 0) {
             if (load_num(v, 0, 60000, &a->delay_ms) != 0)
                 return load_usage("--delay-ms wants 0..60000");
@@ -278,6 +287,10 @@ static int load_parse_args(int argc, char **argv, struct load_args *a, int *help
         return load_usage("give --duration or --count, not both");
     if (a->duration_s == 0 && a->count == 0)
         a->duration_s = 10;
+    if (a->warmup_s < 0)
+        a->warmup_s = a->ramp_s;
+    if (a->duration_s > 0 && a->warmup_s >= a->duration_s)
+        return load_usage("--warmup (or --ramp-up) must end before --duration");
     return 0;
 }
 
@@ -426,6 +439,9 @@ static void load_report(const struct load_args *a, const struct load_run *run, d
 {
     double rate = secs > 0 ? (double)run->completed / secs : 0;
     uint64_t ok = load_count_of(run, "ok");
+    double wsecs = (double)(run->window_to - run->window_from) / 1e6;
+    double wtop = wsecs > 0 ? (double)run->window_ok_by_op[LOAD_OP_TOPUP] / wsecs : 0;
+    double wops = wsecs > 0 ? (double)run->window_completed / wsecs : 0;
     if (a->json) {
         json_t *o = json_object(), *oc = json_object();
         char *t;
@@ -448,6 +464,13 @@ static void load_report(const struct load_args *a, const struct load_run *run, d
         json_object_set_new(o, "outcomes", oc);
         json_object_set_new(o, "session_us", load_hist_json(&run->session_us));
         json_object_set_new(o, "exchange_us", load_hist_json(&run->exchange_us));
+        json_object_set_new(o, "exchange_ledger_us", load_hist_json(&run->exchange_ledger_us));
+        json_object_set_new(o, "exchange_card_us", load_hist_json(&run->exchange_card_us));
+        json_object_set_new(o, "window",
+                            json_pack("{s:f, s:I, s:I, s:f, s:f}", "s", wsecs, "completed",
+                                      (json_int_t)run->window_completed, "ok_topups",
+                                      (json_int_t)run->window_ok_by_op[LOAD_OP_TOPUP], "ops_per_s",
+                                      wops, "topups_per_s", wtop));
         t = json_dumps(o, JSON_COMPACT);
         if (t != NULL)
             printf("%s\n", t);
@@ -468,8 +491,13 @@ static void load_report(const struct load_args *a, const struct load_run *run, d
     if (run->codes_exhausted > 0)
         printf("codes ran out: %llu top-ups ran as checks\n",
                (unsigned long long)run->codes_exhausted);
+    printf("measured window: %.2f s, %llu completed (%.1f/s), %llu top-ups ok (%.1f/s)\n", wsecs,
+           (unsigned long long)run->window_completed, wops,
+           (unsigned long long)run->window_ok_by_op[LOAD_OP_TOPUP], wtop);
     load_print_hist("session (ms)", &run->session_us, 1000.0, "ms");
     load_print_hist("server per exchange", &run->exchange_us, 1.0, "us");
+    load_print_hist("  with a ledger step", &run->exchange_ledger_us, 1.0, "us");
+    load_print_hist("  card crypto only", &run->exchange_card_us, 1.0, "us");
 }
 
 /* Starts the slot's next operation if the run still wants one. */
@@ -491,6 +519,8 @@ static int load_loop(struct load_run *run, const struct load_args *a, struct loa
     uint64_t end_at = a->duration_s > 0 ? t0 + (uint64_t)a->duration_s * 1000000u : 0;
     int stopping = 0;
 
+    run->window_from = t0 + (uint64_t)a->warmup_s * 1000000u;
+    run->window_to = 0;
     for (long i = 0; i < a->concurrency; i++)
         load_timer_set(run, &slots[i],
                        t0 +
@@ -503,6 +533,9 @@ static int load_loop(struct load_run *run, const struct load_args *a, struct loa
                           (a->count > 0 && run->started >= (uint64_t)a->count))) {
             stopping = 1;
             stop_at = now;
+            /* The drain runs at falling load: not measured (a --count run
+             * measures to its end). */
+            run->window_to = a->count > 0 ? 0 : now;
         }
         if (load_heap.n > 0 && load_heap.v[0].at < wake)
             wake = load_heap.v[0].at;
@@ -585,6 +618,8 @@ static int load_setup(struct load_args *a, struct load_run *run, struct load_ses
         run->rng = 0x9E3779B97F4A7C15ULL;
     load_hist_init(&run->session_us);
     load_hist_init(&run->exchange_us);
+    load_hist_init(&run->exchange_ledger_us);
+    load_hist_init(&run->exchange_card_us);
     if (a->codes_file != NULL && load_read_codes(a->codes_file, run) != 0)
         return 1;
     if (a->mix != NULL) {
@@ -652,6 +687,10 @@ int main(int argc, char **argv)
     t0 = load_now_us();
     r = load_loop(run, &a, slots);
     secs = (double)(load_now_us() - t0) / 1e6;
+    if (run->window_to == 0)
+        run->window_to = load_now_us();
+    if (run->window_to < run->window_from)
+        run->window_from = run->window_to;
     load_report(&a, run, secs);
     r = r != 0 || run->completed == 0 || load_count_of(run, "ok") != run->completed;
     load_free(run, slots, a.concurrency);

@@ -1,0 +1,268 @@
+#!/usr/bin/python3
+"""report.py: the table of tests/bench/run from the raw files of one run.
+
+Reads DIR/<level>.load.json (ota-load --json), DIR/<level>.meta.json (the
+runner's memory samples and load average), DIR/pgbench-c*.out and
+DIR/machine.json; prints the table and the three targets of issue 7, or
+with --json one object.  It reports; it never judges a run as failed.
+"""
+import glob
+import json
+import os
+import re
+import sys
+
+
+def load_levels(d):
+    rows = []
+    for meta_path in glob.glob(os.path.join(d, "*.meta.json")):
+        name = os.path.basename(meta_path)[: -len(".meta.json")]
+        if name == "pgbench":
+            continue
+        with open(meta_path) as f:
+            meta = json.load(f)
+        try:
+            with open(os.path.join(d, name + ".load.json")) as f:
+                load = json.load(f)
+        except (OSError, ValueError):
+            load = None
+        rows.append((meta, load))
+    # Delayed levels by size, then the no-delay level, then the big run.
+    rows.sort(key=lambda r: (r[0]["name"].startswith("big"), r[0]["delay_ms"] == 0,
+                             r[0]["concurrency"]))
+    return rows
+
+
+def load_pgbench(d):
+    runs = []
+    for p in sorted(glob.glob(os.path.join(d, "pgbench-c*.out"))):
+        clients = int(re.search(r"pgbench-c(\d+)\.out$", p).group(1))
+        text = open(p).read()
+        tps = re.search(r"^tps = ([0-9.]+)", text, re.M)
+        lat = re.search(r"^latency average = ([0-9.]+) ms", text, re.M)
+        n = re.search(r"^number of transactions actually processed: (\d+)", text, re.M)
+        failed = re.search(r"^number of failed transactions: (\d+)", text, re.M)
+        load1 = None
+        try:
+            load1 = float(open(p[: -len(".out")] + ".load1").read())
+        except (OSError, ValueError):
+            pass
+        runs.append({
+            "clients": clients,
+            "topups_per_s": float(tps.group(1)) if tps else None,
+            "latency_ms": float(lat.group(1)) if lat else None,
+            "topups": int(n.group(1)) if n else None,
+            "failed": int(failed.group(1)) if failed else None,
+            "load1": load1,
+        })
+    return runs
+
+
+def row_of(meta, load, ceiling, d):
+    c = meta["concurrency"]
+    r = {
+        "name": meta["name"],
+        "concurrency": c,
+        "delay_ms": meta["delay_ms"],
+        "load1": meta["load1"],
+    }
+    base_g, base_w = meta["rss_base"]
+    peak_g, peak_w = meta["rss_peak"]
+    r["gateway_kib_per_session"] = max(0, peak_g - base_g) / c
+    r["workers_kib_per_session"] = max(0, peak_w - base_w) / c
+    r["gateway_rss_kib"] = [base_g, peak_g]
+    r["workers_rss_kib"] = [base_w, peak_w]
+    r["gateway_added"] = gateway_added(os.path.join(d, meta["name"] + ".metrics"))
+    if load is None:
+        r["error"] = "ota-load printed no report"
+        return r
+    w = load["window"]
+    r["topups_per_s"] = w["topups_per_s"]
+    r["ratio"] = w["topups_per_s"] / ceiling if ceiling else None
+    r["session_ms"] = [load["session_us"]["p50"] / 1000, load["session_us"]["p99"] / 1000]
+    for k in ("exchange_us", "exchange_card_us", "exchange_ledger_us"):
+        r[k] = [load[k]["p50"], load[k]["p99"]]
+    r["completed"] = load["completed"]
+    r["ok"] = load["ok"]
+    r["failures"] = load["completed"] - load["ok"]
+    r["outcomes"] = load["outcomes"]
+    r["codes_exhausted"] = load["codes_exhausted"]
+    # Little's law: with d seconds of phone per exchange and E exchanges
+    # per top-up, c sessions cannot ask for more than c / (E d) per second.
+    if meta["delay_ms"] > 0 and w["completed"] > 0:
+        per = load["exchange_us"]["count"] / w["completed"]
+        r["exchanges_per_topup"] = per
+        r["offered_bound_per_s"] = c / (per * meta["delay_ms"] / 1000.0)
+    return r
+
+
+def gateway_added(path):
+    """The gateway's own histogram of its added time per exchange
+    (ota_gateway_exchange_added_seconds): the share of exchanges within
+    100 us and 1 ms, and the bucket bounds that hold p50 and p99."""
+    buckets = []
+    try:
+        text = open(path).read()
+    except OSError:
+        return None
+    for m in re.finditer(r'^ota_gateway_exchange_added_seconds_bucket\{le="([^"]+)"\} (\d+)',
+                         text, re.M):
+        buckets.append((float(m.group(1)), int(m.group(2))))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+
+    def share(bound):
+        return max([n for le, n in buckets if le <= bound] or [0]) / total
+
+    def bucket_of(q):
+        return next(le for le, n in buckets if n >= q * total)
+
+    return {"count": total, "within_100us": share(0.0001), "within_1ms": share(0.001),
+            "p50_le_s": bucket_of(0.50), "p99_le_s": bucket_of(0.99)}
+
+
+def le_us(v):
+    return "inf" if v == float("inf") else "%g" % (v * 1e6)
+
+
+def fmt(v, spec="{:.0f}"):
+    return "-" if v is None else spec.format(v)
+
+
+def gw_note(r):
+    g = r.get("gateway_added")
+    if not g:
+        return ""
+    return ("; the gateway's own histogram: p50 <= %s us, p99 <= %s us, %.1f %% within 100 us"
+            % (le_us(g["p50_le_s"]), le_us(g["p99_le_s"]), 100 * g["within_100us"]))
+
+
+def targets(rows, ceiling):
+    out = []
+    by = {r["name"]: r for r in rows}
+    for name, label in (("c64", "with phone delay"), ("c64-nodelay", "without phone delay")):
+        r = by.get(name)
+        if r is None or r.get("ratio") is None:
+            continue
+        extra = ""
+        if r.get("offered_bound_per_s"):
+            extra = " (the phones' delay bounds 64 sessions to %.0f/s)" % r["offered_bound_per_s"]
+        out.append(("top-ups/s >= 70 %% of pgbench at 64 sessions, %s" % label,
+                    r["ratio"] >= 0.70, "%.0f/s = %.0f %% of %.0f/s%s" %
+                    (r["topups_per_s"], 100 * r["ratio"], ceiling, extra)))
+    r = by.get("c1000")
+    if r is not None and "exchange_us" in r:
+        p50, p99 = r["exchange_us"]
+        c50, c99 = r["exchange_card_us"]
+        out.append(("server per exchange <= 100 us p50, <= 1 ms p99 at 1,000 sessions",
+                    p50 <= 100 and p99 <= 1000,
+                    "all exchanges p50 %d us p99 %d us; card-crypto-only exchanges p50 %d us "
+                    "p99 %d us (as the client sees them: the server plus both loopback hops "
+                    "and ota-load's own wake-up)%s" % (p50, p99, c50, c99, gw_note(r))))
+    for r in rows:
+        if r["name"].startswith("big") and "failures" in r:
+            kib = r["gateway_kib_per_session"]
+            out.append(("%d sessions on one gateway, <= 16 KiB each, no failures" %
+                        r["concurrency"], kib <= 16 and r["failures"] == 0,
+                        "%.1f KiB per session, %d failures of %d" %
+                        (kib, r["failures"], r["completed"])))
+    return out
+
+
+def main(argv):
+    as_json = "--json" in argv
+    args = [a for a in argv if a != "--json"]
+    if len(args) != 1:
+        print("usage: report.py [--json] DIR", file=sys.stderr)
+        return 2
+    d = args[0]
+    with open(os.path.join(d, "machine.json")) as f:
+        machine = json.load(f)
+    pgb = load_pgbench(d)
+    rates = [p["topups_per_s"] for p in pgb if p["topups_per_s"]]
+    ceiling = max(rates) if rates else None
+    rows = [row_of(m, l, ceiling, d) for m, l in load_levels(d)]
+    goals = targets(rows, ceiling)
+    floor = []
+    try:
+        with open(os.path.join(d, "zmq_floor.jsonl")) as f:
+            floor = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError):
+        pass
+    pgmeta = None
+    try:
+        with open(os.path.join(d, "pgbench.meta.json")) as f:
+            pgmeta = json.load(f)
+    except (OSError, ValueError):
+        pass
+    if as_json:
+        print(json.dumps({
+            "machine": machine,
+            "levels": rows,
+            "pgbench": pgb,
+            "pgbench_codes": pgmeta,
+            "ceiling_topups_per_s": ceiling,
+            "zmq_floor": floor,
+            "targets": [{"target": t, "met": m, "measured": s} for t, m, s in goals],
+        }, indent=1))
+        return 0
+
+    print("machine: %d CPUs (%s), %.1f GiB, kernel %s, PostgreSQL %s; %s; bench took %d s" %
+          (machine["cpus"], machine["model"], machine["mem_kib"] / 1048576.0, machine["kernel"],
+           machine["postgres"], machine["date"], machine["elapsed_s"]))
+    print()
+    hdr = ("sessions", "delay", "top-ups/s", "of pgb", "session p50/p99 ms",
+           "exch p50/p99 us", "card-only p50/p99", "ledger p50/p99", "failed",
+           "gw KiB/s", "wk KiB/s", "load")
+    print("%-9s %5s %9s %6s %19s %17s %17s %15s %7s %8s %8s %5s" % hdr)
+    for r in rows:
+        label = str(r["concurrency"])
+        if "topups_per_s" not in r:
+            print("%-9s %5d  %s" % (label, r["delay_ms"], r.get("error", "?")))
+            continue
+        print("%-9s %5s %9.1f %6s %19s %17s %17s %15s %7d %8.1f %8.1f %5.2f" % (
+            label, "%dms" % r["delay_ms"], r["topups_per_s"],
+            fmt(r["ratio"] * 100 if r["ratio"] is not None else None, "{:.0f}%"),
+            "%.0f / %.0f" % tuple(r["session_ms"]),
+            "%d / %d" % tuple(r["exchange_us"]),
+            "%d / %d" % tuple(r["exchange_card_us"]),
+            "%d / %d" % tuple(r["exchange_ledger_us"]),
+            r["failures"], r["gateway_kib_per_session"], r["workers_kib_per_session"],
+            r["load1"]))
+    print()
+    print("the gateway's own measure of its added time per exchange "
+          "(ota_gateway_exchange_added_seconds, whole level):")
+    for r in rows:
+        g = r.get("gateway_added")
+        if g:
+            print("  %-14s %7d exchanges: %5.1f %% within 100 us, %5.1f %% within 1 ms; "
+                  "p50 <= %s us, p99 <= %s us" % (r["name"], g["count"], 100 * g["within_100us"],
+                                                   100 * g["within_1ms"], le_us(g["p50_le_s"]),
+                                                   le_us(g["p99_le_s"])))
+    for f in floor:
+        print("  floor: an empty ZeroMQ ipc round trip between two processes (pause %d us): "
+              "p50 %.0f / p90 %.0f / p99 %.0f us; over a Unix socketpair: p50 %.0f / p99 %.0f us"
+              % (f["pause_us"], f["zmq_ipc_us"][0], f["zmq_ipc_us"][1], f["zmq_ipc_us"][2],
+                 f["unix_socketpair_us"][0], f["unix_socketpair_us"][2]))
+    print()
+    for p in pgb:
+        print("pgbench -c %d: %s top-ups/s (5 statements, 4 commits each), latency %s ms, "
+              "%s failed, load %s" % (p["clients"], fmt(p["topups_per_s"], "{:.1f}"),
+                                      fmt(p["latency_ms"], "{:.1f}"), fmt(p["failed"]),
+                                      fmt(p["load1"], "{:.2f}")))
+    if pgmeta and pgmeta["taken"] >= pgmeta["codes"]:
+        print("pgbench ran out of pre-inserted codes: the ceiling is understated")
+    print()
+    for r in rows:
+        if r.get("failures") or r.get("codes_exhausted"):
+            print("%s: outcomes %s%s" % (r["name"], json.dumps(r["outcomes"], sort_keys=True),
+                                         ", %d top-ups ran as checks (codes ran out)" %
+                                         r["codes_exhausted"] if r["codes_exhausted"] else ""))
+    for t, m, s in goals:
+        print("target %-70s %s: %s" % (t, "met" if m else "MISSED", s))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
