@@ -668,7 +668,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 static int start_loop(struct worker *w)
 {
-    struct ledger_pg_opts po = {.conninfo = cfg_str(w->cfg, "db.conninfo"), .nconns = 4};
+    struct ledger_pg_opts po = {.conninfo = cfg_str(w->cfg, "db.conninfo"),
+                                .nconns = (unsigned)cfg_int(w->cfg, "worker.db_connections")};
     struct shell_io io = {.send = zmq_send_frame, .ledger = ledger_submit, .arg = w};
     long long cap = cfg_int(w->cfg, "worker.capacity");
     long long hb_ms = cfg_int(w->cfg, "gateway.heartbeat_ms");
