@@ -214,14 +214,14 @@ def main(argv):
     print()
     hdr = ("sessions", "delay", "top-ups/s", "of pgb", "session p50/p99 ms",
            "exch p50/p99 us", "card-only p50/p99", "ledger p50/p99", "failed",
-           "gw KiB/s", "wk KiB/s", "load")
-    print("%-9s %5s %9s %6s %19s %17s %17s %15s %7s %8s %8s %5s" % hdr)
+           "gw KiB/ses", "wk KiB/ses", "load")
+    print("%-9s %5s %9s %6s %19s %17s %17s %15s %7s %10s %10s %5s" % hdr)
     for r in rows:
         label = str(r["concurrency"])
         if "topups_per_s" not in r:
             print("%-9s %5d  %s" % (label, r["delay_ms"], r.get("error", "?")))
             continue
-        print("%-9s %5s %9.1f %6s %19s %17s %17s %15s %7d %8.1f %8.1f %5.2f" % (
+        print("%-9s %5s %9.1f %6s %19s %17s %17s %15s %7d %10.1f %10.1f %5.2f" % (
             label, "%dms" % r["delay_ms"], r["topups_per_s"],
             fmt(r["ratio"] * 100 if r["ratio"] is not None else None, "{:.0f}%"),
             "%.0f / %.0f" % tuple(r["session_ms"]),
