@@ -89,8 +89,11 @@ check "modal text is shown" grep -q '^modal: Hold the card still$' "$T/out"
 : >"$LOG"
 run --url "$BASE/ok" --card "$C" --json --request-id rq-42 topup 1234-5678-9012-3456-7
 check "topup ok --json: exit 0" [ "$rc" -eq 0 ]
-check "--json prints the result message itself" [ "$(last_json status)" = ok ] &&
-    [ "$(last_json requestId)" = rq-42 ] && [ "$(last_json balance)" = 1500 ]
+if [ "$(last_json status)" = ok ] && [ "$(last_json requestId)" = rq-42 ] && [ "$(last_json balance)" = 1500 ]; then
+    ok "--json prints the result message itself"
+else
+    fail "--json prints the result message itself"
+fi
 check "--json keeps stdout to the result (modal on stderr)" [ "$(wc -l <"$T/out")" -eq 1 ]
 check "operation: type, operation, tech, uid from the card, authCode, requestId" \
     [ "$(q /ok 'E[0]["msg"]')" = "{'type': 'operation', 'operation': 'topup', 'uid': '04a1b2c3d4e5f6', 'tech': 'IsoDep', 'authCode': '1234-5678-9012-3456-7', 'requestId': 'rq-42'}" ]
@@ -113,8 +116,11 @@ check "check sends an empty authCode" [ "$(q /ok 'repr(E[0]["msg"]["authCode"])'
 for code in bad-request unsupported-card auth-failed card-error integrity code-invalid \
     code-used limit-exceeded card-busy timeout lost-tag overloaded internal; do
     run --url "$BASE/failed/$code" --card "$C" --quiet topup 1234
-    check "failed $code: exit 1 and a sentence" [ "$rc" -eq 1 ] &&
-        grep -q "failed: $code — ." "$T/out"
+    if [ "$rc" -eq 1 ] && grep -q "failed: $code — ." "$T/out"; then
+        ok "failed $code: exit 1 and a sentence"
+    else
+        fail "failed $code: exit 1 and a sentence"
+    fi
 done
 run --url "$BASE/failed/code-used" --card "$C" --quiet topup 1234
 check "code-used reads: this code was already used" grep -q 'failed: code-used — this code was already used' "$T/out"
@@ -139,9 +145,11 @@ check "a protocol error closes with 1002" [ "$(q /bad-json 'E[-1]["code"]')" = 1
 # The first command is held (stall), so the second arrives while it is outstanding.
 run --url "$BASE/two-commands" --card "$C" --stall-after 1 --stall-ms 5000 check
 check "a command while another is outstanding: exit 4" [ "$rc" -eq 4 ]
-check "a command while another is outstanding: neither answered, closed with 1002" \
-    [ "$(q /two-commands 'len([e for e in E if e["event"]=="recv"])')" = 1 ] &&
-    [ "$(q /two-commands 'E[-1]["code"]')" = 1002 ]
+if [ "$(q /two-commands 'len([e for e in E if e["event"]=="recv"])')" = 1 ] && [ "$(q /two-commands 'E[-1]["code"]')" = 1002 ]; then
+    ok "a command while another is outstanding: neither answered, closed with 1002"
+else
+    fail "a command while another is outstanding: neither answered, closed with 1002"
+fi
 : >"$LOG"
 run --url "$BASE/big" --card "$C" check
 check "a message over the limit: exit 4" [ "$rc" -eq 4 ]
@@ -152,8 +160,11 @@ run --url "$BASE/no-close" --card "$C" check
 check "a server that never closes after the result: exit 0 all the same" [ "$rc" -eq 0 ]
 : >"$LOG"
 run --url "$BASE/ping" --card "$C" check
-check "pings are answered (the fake got its pong)" [ "$rc" -eq 0 ] &&
-    [ "$(q /ping 'sum(1 for e in E if e["event"]=="pong")')" = 1 ]
+if [ "$rc" -eq 0 ] && [ "$(q /ping 'sum(1 for e in E if e["event"]=="pong")')" = 1 ]; then
+    ok "pings are answered (the fake got its pong)"
+else
+    fail "pings are answered (the fake got its pong)"
+fi
 run --url "$BASE/nowhere" --card "$C" check
 check "an unknown path answers bad-request (exit 1)" [ "$rc" -eq 1 ]
 
@@ -161,19 +172,27 @@ check "an unknown path answers bad-request (exit 1)" [ "$rc" -eq 1 ]
 : >"$LOG"
 run --url "$BASE/ok" --card "$C" --json --drop-after 2 check
 check "--drop-after 2: exit 4, kind dropped" eval '[ "$rc" -eq 4 ] && [ "$(last_json kind)" = dropped ]'
-check "--drop-after 2: one response, then the connection ends without a close frame" \
-    [ "$(q /ok 'sum(1 for e in E if e["event"]=="recv" and e["msg"]["type"]=="response")')" = 1 ] &&
-    [ "$(q /ok 'E[-1]["code"]')" = 1006 ]
+if [ "$(q /ok 'sum(1 for e in E if e["event"]=="recv" and e["msg"]["type"]=="response")')" = 1 ] && [ "$(q /ok 'E[-1]["code"]')" = 1006 ]; then
+    ok "--drop-after 2: one response, then the connection ends without a close frame"
+else
+    fail "--drop-after 2: one response, then the connection ends without a close frame"
+fi
 : >"$LOG"
 run --url "$BASE/ok" --card "$C" --lost-tag-after 2 check
-check "--lost-tag-after 2: the fake fails the operation with lost-tag (exit 1)" [ "$rc" -eq 1 ] &&
-    grep -q 'failed: lost-tag' "$T/out"
+if [ "$rc" -eq 1 ] && grep -q 'failed: lost-tag' "$T/out"; then
+    ok "--lost-tag-after 2: the fake fails the operation with lost-tag (exit 1)"
+else
+    fail "--lost-tag-after 2: the fake fails the operation with lost-tag (exit 1)"
+fi
 check "--lost-tag-after 2: the second answer is error lost-tag" \
     [ "$(q /ok '[e["msg"] for e in E if e["event"]=="recv"][2]')" = "{'type': 'error', 'kind': 'lost-tag'}" ]
 : >"$LOG"
 run --url "$BASE/ok" --card "$C" --stall-after 2 --stall-ms 300 check
-check "--stall-after 2: answered late, all the same (exit 0, 4 responses)" [ "$rc" -eq 0 ] &&
-    [ "$(q /ok 'sum(1 for e in E if e["event"]=="recv" and e["msg"]["type"]=="response")')" = 4 ]
+if [ "$rc" -eq 0 ] && [ "$(q /ok 'sum(1 for e in E if e["event"]=="recv" and e["msg"]["type"]=="response")')" = 4 ]; then
+    ok "--stall-after 2: answered late, all the same (exit 0, 4 responses)"
+else
+    fail "--stall-after 2: answered late, all the same (exit 0, 4 responses)"
+fi
 
 # --- the card really runs the APDUs and is saved afterwards
 B=$(blank fresh 04010203040506)
@@ -224,8 +243,11 @@ FREE=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(
 run --url "ws://127.0.0.1:$FREE/v1/session" --card "$C" --json check
 check "nobody listening: exit 4, kind connection" eval '[ "$rc" -eq 4 ] && [ "$(last_json kind)" = connection ]'
 run --help
-check "--help: exit 0 and documents the fault flags" [ "$rc" -eq 0 ] &&
-    grep -q -- '--tear-after' "$T/out" && grep -q -- '--lost-tag-after' "$T/out"
+if [ "$rc" -eq 0 ] && grep -q -- '--tear-after' "$T/out" && grep -q -- '--lost-tag-after' "$T/out"; then
+    ok "--help: exit 0 and documents the fault flags"
+else
+    fail "--help: exit 0 and documents the fault flags"
+fi
 
 echo "1..$((N_OK + N_FAIL))"
 echo "# $N_OK passed, $N_FAIL failed"

@@ -103,7 +103,7 @@ ok_topups=0
 for c in "$@"; do
     out=$(run --url "$PUB_URL" --card "$pers" topup "$c") && ok_topups=$((ok_topups + 1))
 done
-check "scenario: three top-ups with codes" [ "$ok_topups" -eq 3 ] && [ "$(echo "$out" | field balance)" = 300 ]
+check "scenario: three top-ups with codes" [ "$ok_topups/$(echo "$out" | field balance)" = 3/300 ]
 out=$(run --url "$PUB_URL" --card "$pers" topup "$1")
 check "scenario: a used code answers code-used" [ "$(echo "$out" | field error)" = code-used ]
 out=$(run --url "$PUB_URL" --card "$pers" topup "$(unknown_code)")
@@ -117,8 +117,8 @@ out=$(run --url "$PUB_URL" --card "$pers" topup "$typo")
 check "scenario: a mistyped code answers code-invalid" [ "$(echo "$out" | field error)" = code-invalid ]
 lower=$(printf '%s' "$c4" | tr -d -- '-' | tr 'A-Z' 'a-z')
 out=$(run --url "$PUB_URL" --card "$pers" topup "$lower"); rc=$?
-check "scenario: the same code typed in lower case without dashes tops up" [ "$rc" -eq 0 ] &&
-    [ "$(echo "$out" | field balance)" = 350 ]
+check "scenario: the same code typed in lower case without dashes tops up" \
+    [ "$rc/$(echo "$out" | field balance)" = 0/350 ]
 
 # ------------------------------------------- 2. the PICC lock, card level
 PICC_KEY=$("$FORGE" keys "$PUID" "$MASTER_KEYS" | sed -n 5p)
@@ -136,9 +136,9 @@ out=$(run --url "$PUB_URL" --card "$fz" topup "$(codes 400 1)"); rc=$?
 check "freeze: the card has ledger history (a top-up of 400)" [ "$rc" -eq 0 ]
 forged=$("$FORGE" record "$fz" "${MASTER_KEYS%,*}"); rc=$?
 check "freeze: a record with a txn_id the ledger does not know is committed on the card" \
-    [ "$rc" -eq 0 ] && [ "$(ota-card show --card "$fz" | grep -ci "record 1 (newest) $forged")" -eq 1 ]
+    [ "$rc/$(ota-card show --card "$fz" | grep -ci "record 1 (newest) $forged")" = 0/1 ]
 check "freeze: the forged txn_id is unknown to the ledger" \
-    [ -n "$forged" ] && [ "$(sys_sql "SELECT count(*) FROM ledger WHERE txn_id = '$forged'::uuid")" = 0 ]
+    [ "${forged:-none}/$(sys_sql "SELECT count(*) FROM ledger WHERE txn_id = '$forged'::uuid")" = "$forged/0" ]
 cg=$(codes 150 1)
 out=$(run --url "$PUB_URL" --card "$fz" topup "$cg")
 check "freeze: the top-up answers card-error" [ "$(echo "$out" | field error)" = card-error ]
@@ -172,12 +172,15 @@ check "freeze: a second top-up still answers card-error" [ "$(echo "$out" | fiel
 check "freeze: the card kept its balance" \
     [ "$(ota-card show --card "$fz" | sed -n 's/^ *value \([0-9]*\)$/\1/p' | head -n 1)" = 400 ]
 ota-ctl --config "$CONF" cards unfreeze "$FUID" >>"$T/ctl.out" 2>>"$CTL_ERR"; rc=$?
-check "unfreeze without a reason is refused" [ "$rc" -ne 0 ] &&
-    [ "$(sys_sql "SELECT frozen FROM cards WHERE card_uid = '\\x$FUID'")" = t ]
+if [ "$([ "$rc" -ne 0 ] && echo refused)/$(sys_sql "SELECT frozen FROM cards WHERE card_uid = '\\x$FUID'")" = refused/t ]; then
+    ok "unfreeze without a reason is refused (exit $rc, still frozen)"
+else
+    fail "unfreeze without a reason is refused (exit $rc, still frozen)"
+fi
 ota-ctl --config "$CONF" cards unfreeze "$FUID" --reason "hardening test: forged record" \
     >>"$T/ctl.out" 2>>"$CTL_ERR"; rc=$?
-check "unfreeze with a reason" [ "$rc" -eq 0 ] &&
-    [ "$(sys_sql "SELECT frozen FROM cards WHERE card_uid = '\\x$FUID'")" = f ]
+check "unfreeze with a reason" \
+    [ "$rc/$(sys_sql "SELECT frozen FROM cards WHERE card_uid = '\\x$FUID'")" = 0/f ]
 check "unfreeze is recorded in card_events with its reason and actor" \
     [ "$(sys_sql "SELECT count(*) FROM card_events WHERE card_uid = '\\x$FUID' AND event = 'unfreeze' AND reason = 'hardening test: forged record' AND actor LIKE 'ota-ctl:%'")" = 1 ]
 fm2=$(frozen_wait -lt "$fm"); rc=$?
@@ -186,15 +189,17 @@ check "unfreeze: the ota_cards_frozen gauge went down ($fm -> $fm2)" [ "$rc" -eq
 # the card's next session finds it again and freezes the card again.
 out=$(run --url "$PUB_URL" --card "$fz" topup "$cg")
 check "unfreeze: the forged record is still there, the next top-up freezes the card again" \
-    [ "$(echo "$out" | field error)" = card-error ] &&
-    [ "$(sys_sql "SELECT count(*) FROM card_events WHERE card_uid = '\\x$FUID' AND event = 'freeze'")" = 2 ]
+    [ "$(echo "$out" | field error)/$(sys_sql "SELECT count(*) FROM card_events WHERE card_uid = '\\x$FUID' AND event = 'freeze'")" = card-error/2 ]
 
 # ------------------------------------- 3. the gateway holds no keys; worker
 GW_BIN="$OTA_BUILDDIR/gateway/ota-gateway"
 WK_BIN="$OTA_BUILDDIR/worker/ota-worker"
 gw_syms=$(nm "$GW_BIN" 2>/dev/null | grep -cE ' [A-Za-z] (dfc_|keyfile_|sim_card|sim_|code_hash|code_normalize)')
-check "the gateway binary links no key code (no dfc_/keyfile_/sim_/code_hash symbols)" \
-    [ "$gw_syms" -eq 0 ] && nm "$GW_BIN" | grep -q ' pp_parse$'
+if [ "$gw_syms" -eq 0 ] && nm "$GW_BIN" | grep -q ' pp_parse$'; then
+    ok "the gateway binary links no key code (no dfc_/keyfile_/sim_/code_hash symbols)"
+else
+    fail "the gateway binary links no key code (no dfc_/keyfile_/sim_/code_hash symbols)"
+fi
 check "control: the worker binary has them (the nm check can fail)" \
     nm "$WK_BIN" | grep -qE ' T (dfc_auth_start|keyfile_open)$'
 check "the gateway has no key file or KEK open or mapped" \
@@ -298,7 +303,7 @@ check "per address: a good code from $A on a fresh card answers limit-exceeded" 
 other=$(card 04e1e1e1e1e106)
 out=$(pc 203.0.113.9 "$other" topup "$cv1")
 check "per address: another address is unaffected (the same code tops up)" \
-    [ "$(echo "$out" | field status)" = ok ] && [ "$(echo "$out" | field balance)" = 120 ]
+    [ "$(echo "$out" | field status)/$(echo "$out" | field balance)" = ok/120 ]
 
 # Per card: 3 failures on one card, each from another address.
 PCUID=04e2e2e2e2e201
@@ -336,7 +341,7 @@ check "claimed UID: no lease, no ledger entry for the victim" \
     [ "$(sys_sql "SELECT (SELECT count(*) FROM ledger WHERE card_uid = '\\x$VUID') + (SELECT count(*) FROM card_leases WHERE card_uid = '\\x$VUID')")" = 0 ]
 out=$(pc 192.0.2.30 "$victim" topup "$(codes 140 1)")
 check "claimed UID: the victim's next top-up with a good code succeeds" \
-    [ "$(echo "$out" | field status)" = ok ] && [ "$(echo "$out" | field balance)" = 140 ]
+    [ "$(echo "$out" | field status)/$(echo "$out" | field balance)" = ok/140 ]
 
 # Typos (check character) are answered without the database: not counted.
 tcard=$(card 04e4e4e4e4e401)
@@ -352,7 +357,7 @@ for i in 1 2 3 4 5; do
 done
 out=$(pc 192.0.2.40 "$tcard" topup "$ct")
 check "typos: 5 mistyped codes answer code-invalid and use up no limit (the good code then tops up)" \
-    [ $n -eq 5 ] && [ "$(echo "$out" | field status)" = ok ]
+    [ "$n/$(echo "$out" | field status)" = 5/ok ]
 
 # ------------------------------------ 1b. freeze: 3 integrity failures
 IUID=04e5e5e5e5e501
@@ -374,7 +379,7 @@ ota-ctl --config "$CONF" cards unfreeze "$IUID" --reason "hardening test: relay 
     >>"$T/ctl.out" 2>>"$CTL_ERR"
 out=$(pc 192.0.2.50 "$icard" topup "$ci")
 check "integrity: after ota-ctl cards unfreeze the same code tops up" \
-    [ "$(echo "$out" | field status)" = ok ] && [ "$(echo "$out" | field balance)" = 170 ]
+    [ "$(echo "$out" | field status)/$(echo "$out" | field balance)" = ok/170 ]
 check "integrity: freeze and unfreeze recorded in card_events" \
     [ "$(sys_sql "SELECT string_agg(event || ':' || reason, ',' ORDER BY id) FROM card_events WHERE card_uid = '\\x$IUID'")" = "freeze:integrity,unfreeze:hardening test: relay replaced" ]
 
@@ -396,7 +401,11 @@ done
 check "synchronous_commit off: the gateway does not become ready in 8 s" [ $ready -eq 0 ]
 check "synchronous_commit off: the worker's log says why (db_not_durable, synchronous_commit is 'off')" \
     sh -c "tail -n +$((log_lines + 1)) '$T/gateway.log' | grep 'db_not_durable' | grep -q \"synchronous_commit is 'off'\""
-check "synchronous_commit off: no worker stays up" sh -c "[ -z \"\$(pgrep -P $GW_PID -x ota-worker | while read p; do [ \$(( \$(date +%s) - \$(stat -c %Y /proc/\$p) )) -ge 3 ] && echo \$p; done)\" ]"
+if sh -c "[ -z \"\$(pgrep -P $GW_PID -x ota-worker | while read p; do [ \$(( \$(date +%s) - \$(stat -c %Y /proc/\$p) )) -ge 3 ] && echo \$p; done)\" ]"; then
+    ok "synchronous_commit off: no worker stays up"
+else
+    fail "synchronous_commit off: no worker stays up"
+fi
 sys_sql "ALTER DATABASE ota RESET synchronous_commit" >/dev/null
 check "control: with synchronous_commit back on the restarted workers make the gateway ready" \
     wait_http "$ADMIN/readyz" 300

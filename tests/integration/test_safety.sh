@@ -152,8 +152,11 @@ step_check() {
     fi
     step_cases=$((step_cases + 1))
     v=$(card_value "$card"); c=$(committed_sum "$2"); d=$(in_doubt "$2")
-    check "$1: waiting for answer $3 -> card value $v (expected $4) == committed sum $c, $d in doubt" \
-        [ "$v" = "$4" ] && [ "$c" = "$4" ] && [ "$d" = 0 ]
+    if [ "$v" = "$4" ] && [ "$c" = "$4" ] && [ "$d" = 0 ]; then
+        ok "$1: waiting for answer $3 -> card value $v (expected $4) == committed sum $c, $d in doubt"
+    else
+        fail "$1: waiting for answer $3 -> card value $v (expected $4) == committed sum $c, $d in doubt"
+    fi
 }
 kill_workers() { for p in $(worker_pids); do kill -KILL "$p" && kills=$((kills + 1)); done; }
 # load_start NAME UIDBASE: a clean top-up load (no relay faults) that runs
@@ -205,8 +208,11 @@ tally "$T/relay_a.out"
 check "(a) hostile relay, $SESSIONS sessions on $CARDS cards: each card's balance change equals its committed ledger sum (CREDIT_MISSING aside), every committed txn had its record on the card and every record is committed, codes used at most once and only when committed, nothing in doubt after settling" \
     [ $rc -eq 0 ]
 kinds=$(sed -n 's/.*fault_kinds=\([0-9]*\/[0-9]*\).*/\1/p' "$T/relay_a.out")
-check "(a) the relay injected faults of every kind ($kinds kinds)" \
-    [ -n "$kinds" ] && [ "${kinds%/*}" = "${kinds#*/}" ]
+if [ -n "$kinds" ] && [ "${kinds%/*}" = "${kinds#*/}" ]; then
+    ok "(a) the relay injected faults of every kind ($kinds kinds)"
+else
+    fail "(a) the relay injected faults of every kind ($kinds kinds)"
+fi
 check "(a) the gateway survived the hostile relay" kill -0 "$GW_PID"
 check "(a)(f) ota-ctl audit finds no violation after the hostile relay" audit
 codes_file "$T/codes_m" 1000 || fail "issuing codes for the fault matrix"
@@ -217,8 +223,11 @@ rc=$?
 show "$T/relay_m.out"
 tally "$T/relay_m.out"
 cases=$(sed -n 's/^hostile_relay: sweep: \([0-9]*\) cases.*/\1/p' "$T/relay_m.out")
-check "(a) fault matrix, ${cases:-no} cases (every fault at every command 1..20 of a top-up, two variants, cards that keep or drop pending changes over select/auth; each case settled by a check, then the relay commits on its own): the cards agree with the ledger, codes once, nothing in doubt" \
-    [ $rc -eq 0 ] && [ -n "$cases" ]
+if [ $rc -eq 0 ] && [ -n "$cases" ]; then
+    ok "(a) fault matrix, ${cases:-no} cases (every fault at every command 1..20 of a top-up, two variants, cards that keep or drop pending changes over select/auth; each case settled by a check, then the relay commits on its own): the cards agree with the ledger, codes once, nothing in doubt"
+else
+    fail "(a) fault matrix, ${cases:-no} cases (every fault at every command 1..20 of a top-up, two variants, cards that keep or drop pending changes over select/auth; each case settled by a check, then the relay commits on its own): the cards agree with the ledger, codes once, nothing in doubt"
+fi
 check "(a)(f) ota-ctl audit finds no violation after the fault matrix" audit
 fi
 
@@ -241,8 +250,11 @@ done
 sleep 2
 load_stop b
 rc=$?
-check "(b) $((kills - step_kills)) worker SIGKILLs at random moments during top-ups: after settling every card's balance change equals its committed sum, codes once, nothing in doubt" \
-    [ $rc -eq 0 ] && [ $((kills - step_kills)) -ge 1 ]
+if [ $rc -eq 0 ] && [ $((kills - step_kills)) -ge 1 ]; then
+    ok "(b) $((kills - step_kills)) worker SIGKILLs at random moments during top-ups: after settling every card's balance change equals its committed sum, codes once, nothing in doubt"
+else
+    fail "(b) $((kills - step_kills)) worker SIGKILLs at random moments during top-ups: after settling every card's balance change equals its committed sum, codes once, nothing in doubt"
+fi
 check "(b) the gateway survived and has ready workers again" wait_http "$ADMIN/readyz" 300
 check "(b)(f) ota-ctl audit finds no violation after the worker kills" audit
 fi
@@ -269,8 +281,11 @@ done
 sleep 3
 load_stop c
 rc=$?
-check "(c) PostgreSQL crashed (immediate stop) and restarted $restarts times during top-ups: after settling the cards agree with the ledger, codes once, nothing in doubt" \
-    [ $rc -eq 0 ] && [ "$restarts" -eq "$PG_RESTARTS" ]
+if [ $rc -eq 0 ] && [ "$restarts" -eq "$PG_RESTARTS" ]; then
+    ok "(c) PostgreSQL crashed (immediate stop) and restarted $restarts times during top-ups: after settling the cards agree with the ledger, codes once, nothing in doubt"
+else
+    fail "(c) PostgreSQL crashed (immediate stop) and restarted $restarts times during top-ups: after settling the cards agree with the ledger, codes once, nothing in doubt"
+fi
 check "(c)(f) ota-ctl audit finds no violation after the database restarts" audit
 fi
 
@@ -294,8 +309,11 @@ check "(d) gateway SIGKILLed and restarted during top-ups: after settling (lease
 # shellcheck disable=SC2086
 check "(d) the killed gateway's workers ($(echo $OLD_WORKERS)) exited on their own within 60 s" \
     wait_gone 60 $OLD_WORKERS
-check "(d) the old gateway process is gone and the new one serves" \
-    [ -n "$GW_PID" ] && ! kill -0 "$old_gw" 2>/dev/null && wait_http "$ADMIN/readyz" 100
+if [ -n "$GW_PID" ] && ! kill -0 "$old_gw" 2>/dev/null && wait_http "$ADMIN/readyz" 100; then
+    ok "(d) the old gateway process is gone and the new one serves"
+else
+    fail "(d) the old gateway process is gone and the new one serves"
+fi
 check "(d) no card lease is left live once every card has settled (dead sessions' leases expired, finished ones released)" \
     [ "$(sys_sql "SELECT count(*) FROM card_leases WHERE expires_at > now()")" = 0 ]
 check "(d)(f) ota-ctl audit finds no violation after the gateway restart" audit
@@ -341,9 +359,11 @@ if wait_http "http://127.0.0.1:$A2/readyz" 300; then
     tally "$T/relay_g.out"
     check "(g) $TWO_GW_SESSIONS sessions over two gateways, often two at once on one card: the cards agree with the ledger, codes once, nothing in doubt" \
         [ $rc -eq 0 ]
-    check "(g) both gateways served sessions of the same cards" \
-        [ "$(grep -c 'event=session_open' "$T/gateway2.log")" -gt 0 ] &&
-        [ "$(grep -c 'uid=..000[0-7] worker' "$T/gateway2.log")" -gt 0 ]
+    if [ "$(grep -c 'event=session_open' "$T/gateway2.log")" -gt 0 ] && [ "$(grep -c 'uid=..000[0-7] worker' "$T/gateway2.log")" -gt 0 ]; then
+        ok "(g) both gateways served sessions of the same cards"
+    else
+        fail "(g) both gateways served sessions of the same cards"
+    fi
     check "(g) a card in a session on one gateway answered card-busy to a session on the other or the same (the lease is in the database)" \
         grep -q 'card-busy=' "$T/relay_g.out"
     check "(g)(f) ota-ctl audit finds no violation after two gateways" audit
