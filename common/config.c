@@ -7,12 +7,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ota_err.h"
+#include "num.h"
 
 enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL };
 
@@ -140,13 +142,7 @@ static size_t key_index_or_die(const char *name)
 
 static int parse_int(const char *s, long long *out)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end != '\0')
-        return -1;
-    *out = v;
-    return 0;
+    return num_parse_ll(s, LLONG_MIN, LLONG_MAX, out) == 0 ? 0 : -1;
 }
 
 static int parse_bool(const char *s, int *out)

@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "wmetrics.h"
+#include "num.h"
 
 struct admin {
     struct gw *g;
@@ -187,9 +188,8 @@ struct admin *admin_new(struct gw *g)
         memmove(host, host + 1, hn - 2);
         host[hn - 2] = '\0';
     }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port <= 0 || port > 65535) {
+    long long port;
+    if (num_parse_ll(colon + 1, 1, 65535, &port) != 0) {
         log_error("bad_config", "key=gateway.admin_listen value=\"%s\"", addr);
         return NULL;
     }

@@ -14,6 +14,7 @@
 #include "hex.h"
 #include "ota_err.h"
 #include "sim_card.h"
+#include "num.h"
 
 #define NEW_KEY_HEX 32
 /* AN10922 input: UID(7) || AID(3) || system id, at most 31 bytes. */
@@ -60,12 +61,8 @@ static int new_parse_keys(char *s, uint8_t keys[PROF_NUM_KEYS][16])
 
 static int new_parse_balance(const char *s, int32_t *out)
 {
-    char *end = NULL;
     long long v;
-    if (*s == '\0')
-        return -1;
-    v = strtoll(s, &end, 10);
-    if (*end != '\0' || v < PROF_VALUE_LOWER || v > PROF_VALUE_UPPER)
+    if (num_parse_ll(s, PROF_VALUE_LOWER, PROF_VALUE_UPPER, &v) != 0)
         return -1;
     *out = (int32_t)v;
     return 0;

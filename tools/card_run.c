@@ -28,6 +28,7 @@
 #include "ws_client.h"
 #ifdef HAVE_PCSC
 #include "pcsc_reader.h"
+#include "num.h"
 #endif
 
 #define RUN_UID_MAX 10
@@ -171,15 +172,10 @@ static int run_usage(const char *why)
 
 static int run_parse_count(const char *s, long min, long max, long *out)
 {
-    char *end = NULL;
-    long v;
-    if (s == NULL || *s == '\0')
+    long long v;
+    if (num_parse_ll(s, min, max, &v) != 0)
         return -1;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
+    *out = (long)v;
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "ota_err.h"
 #include "vicc.h"
+#include "num.h"
 
 #define VICC_HOST_MAX 256
 
@@ -52,9 +53,8 @@ static int vicc_split(const char *s, char *host, size_t hcap, char *port, size_t
     size_t pl = strlen(ps);
     if (hl == 0 || hl >= hcap || pl == 0 || pl >= pcap)
         return -1;
-    char *end = NULL;
-    long pv = strtol(ps, &end, 10);
-    if (*end != '\0' || pv < 1 || pv > 65535)
+    long long pv;
+    if (num_parse_ll(ps, 1, 65535, &pv) != 0)
         return -1;
     memcpy(host, hs, hl);
     host[hl] = '\0';

@@ -15,6 +15,7 @@
 #include "dbconn.h"
 #include "hex.h"
 #include "ota_err.h"
+#include "num.h"
 
 static int too_many(const char *what, const char *arg)
 {
@@ -91,10 +92,8 @@ int ctl_flag(const struct ctl_opt *opts, size_t nopts, const char *name)
 
 int ctl_parse_ll(const char *what, const char *s, long long min, long long max, long long *out)
 {
-    char *end;
-    errno = 0;
-    long long v = s != NULL && *s != '\0' ? strtoll(s, &end, 10) : 0;
-    if (s == NULL || *s == '\0' || errno != 0 || *end != '\0' || v < min || v > max) {
+    long long v;
+    if (num_parse_ll(s, min, max, &v) != 0) {
         fprintf(stderr, "ota-ctl: %s must be an integer from %lld to %lld (got '%s')\n", what, min,
                 max, s != NULL ? s : "");
         return -1;

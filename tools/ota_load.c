@@ -29,6 +29,7 @@
 #include "load_sess.h"
 #include "ota_err.h"
 #include "sim_card.h"
+#include "num.h"
 
 #define LOAD_SWEEP_US 100000ULL
 #define LOAD_RETRY_US 100000ULL
@@ -157,15 +158,10 @@ static int load_usage(const char *why)
 
 static int load_num(const char *s, long min, long max, long *out)
 {
-    char *end = NULL;
-    long v;
-    if (s == NULL || *s == '\0')
+    long long v;
+    if (num_parse_ll(s, min, max, &v) != 0)
         return -1;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
+    *out = (long)v;
     return 0;
 }
 

@@ -27,6 +27,7 @@
 #include "ledger_pg.h"
 #include "log.h"
 #include "ota_err.h"
+#include "num.h"
 
 #define NPARAMS 6
 #define PARAM_LEN 80 /* "\\x" + 64 hex digits of a code hash, with room */
@@ -145,10 +146,8 @@ static int get_uuid(const char *s, uint8_t out[16])
 
 static int get_i64(const char *s, int64_t *out)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end)
+    long long v;
+    if (num_parse_ll(s, INT64_MIN, INT64_MAX, &v) != 0)
         return OTA_ERR_PARSE;
     *out = v;
     return 0;

@@ -35,6 +35,7 @@
 #include "ota_err.h"
 #include "shell.h"
 #include "wire.h"
+#include "num.h"
 
 #define PROG "ota-worker"
 /* After the sessions are gone (or abandoned), how long database writes in
@@ -159,10 +160,8 @@ static int parse_args(struct worker *w, int argc, char **argv)
         usage();
         return -1;
     }
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(id, &end, 10);
-    if (errno || *end || end == id || v > 65535) {
+    long long v;
+    if (num_parse_ll(id, 0, 65535, &v) != 0) {
         fprintf(stderr, PROG ": bad --worker-id '%s'\n", id);
         return -1;
     }

@@ -6,6 +6,7 @@
 
 #include "buf.h"
 #include "hex.h"
+#include "num.h"
 #include "ota_err.h"
 #include "wire.h"
 
@@ -287,6 +288,25 @@ START_TEST(buf_bounds)
 }
 END_TEST
 
+START_TEST(num_strict)
+{
+    long long v = 7;
+    ck_assert_int_eq(num_parse_ll("42", 0, 100, &v), 0);
+    ck_assert_int_eq(v, 42);
+    ck_assert_int_eq(num_parse_ll("-5", -10, 10, &v), 0);
+    ck_assert_int_eq(v, -5);
+    ck_assert_int_eq(num_parse_ll("100", 0, 100, &v), 0);
+    ck_assert_int_eq(v, 100);
+    v = 7;
+    static const char *const bad[] = {"", "x", "12x", "1 ", "101", "-1", "0x10",
+                                      "99999999999999999999999", "1.5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(num_parse_ll(bad[i], 0, 100, &v) == OTA_ERR_PARSE, "accepted '%s'", bad[i]);
+    ck_assert_int_eq(num_parse_ll(NULL, 0, 100, &v), OTA_ERR_PARSE);
+    ck_assert_int_eq(v, 7); /* untouched on failure */
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("wire");
@@ -300,6 +320,7 @@ int main(void)
     tcase_add_test(tc, stats_round_trip_and_checks);
     tcase_add_test(tc, hex_strict);
     tcase_add_test(tc, buf_bounds);
+    tcase_add_test(tc, num_strict);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
