@@ -298,8 +298,8 @@ START_TEST(num_strict)
     ck_assert_int_eq(num_parse_ll("100", 0, 100, &v), 0);
     ck_assert_int_eq(v, 100);
     v = 7;
-    static const char *const bad[] = {"", "x", "12x", "1 ", "101", "-1", "0x10",
-                                      "99999999999999999999999", "1.5"};
+    static const char *const bad[] = {
+        "", "x", "12x", "1 ", "101", "-1", "0x10", "99999999999999999999999", "1.5"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ck_assert_msg(num_parse_ll(bad[i], 0, 100, &v) == OTA_ERR_PARSE, "accepted '%s'", bad[i]);
     ck_assert_int_eq(num_parse_ll(NULL, 0, 100, &v), OTA_ERR_PARSE);
