@@ -68,6 +68,11 @@ struct worker {
     struct event *ev_zmq, *ev_hb, *ev_drain, *ev_term, *ev_int, *ev_hup, *ev_stats, *ev_gone;
     uint64_t last_gateway_ms;
     uint64_t gateway_dead_ms;
+    /* A remote worker (tcp://) announces itself again after this much
+     * silence (a restarted gateway does not know it); ready_sent_ms is its
+     * last READY. */
+    int remote;
+    uint64_t reannounce_ms, ready_sent_ms;
     enum drain_phase phase;
     uint64_t phase_deadline_ms;
     int exit_code;
@@ -341,6 +346,7 @@ static void send_ready(struct worker *w)
     int n = wire_encode_ready(frame, sizeof frame, &r);
     if (n < 0 || zmq_send_frame(w, frame, (size_t)n) != 0)
         log_error("send_failed", "worker=%u frame=ready", w->id);
+    w->ready_sent_ms = shell_now_ms();
 }
 
 /* One received message: a single part (one frame), or an empty delimiter
@@ -632,7 +638,23 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
     int n = wire_encode_heartbeat(frame, sizeof frame, &hb);
     if (n < 0 || zmq_send_frame(w, frame, (size_t)n) != 0)
         log_warn("send_failed", "worker=%u frame=heartbeat", w->id);
-    uint64_t silent = shell_now_ms() - w->last_gateway_ms;
+    uint64_t now = shell_now_ms(), silent = now - w->last_gateway_ms;
+    if (w->remote) {
+        /* A remote worker outlives its gateway.  A gateway that knows us
+         * heartbeats; silence means it restarted (it does not know us) or
+         * the connection came back under a new routing id: announce
+         * ourselves again, and keep doing so until a gateway answers.  Our
+         * sessions' clients are gone with the old connection; their
+         * deadlines settle them.  A READY to a gateway that still knows us
+         * ends those sessions there, which the silence already did. */
+        if (silent > w->reannounce_ms && now - w->ready_sent_ms > w->reannounce_ms &&
+            w->phase == RUNNING) {
+            log_warn("gateway_silent", "worker=%u silent_ms=%" PRIu64 " action=announce", w->id,
+                     silent);
+            send_ready(w);
+        }
+        return;
+    }
     if (silent > w->gateway_dead_ms && w->phase < DRAIN_DB) {
         log_error("gateway_silent", "worker=%u silent_ms=%" PRIu64, w->id, silent);
         w->exit_code = 1;
@@ -712,8 +734,11 @@ static int start_loop(struct worker *w)
         return -1;
     }
     /* The gateway heartbeats every gateway.heartbeat_ms; ten missed in a
-     * row means it is gone (it restarts us when it comes back). */
+     * row means it is gone (it restarts a local worker when it comes
+     * back); a remote worker announces itself again after three. */
     w->gateway_dead_ms = (uint64_t)hb_ms * 10;
+    w->remote = strncmp(w->endpoint, "tcp://", 6) == 0;
+    w->reannounce_ms = (uint64_t)hb_ms * 3;
     w->last_gateway_ms = shell_now_ms();
     send_ready(w);
     log_info("worker_started", "worker=%u pid=%ld capacity=%lld endpoint=\"%s\"", w->id,

@@ -7,7 +7,8 @@
 # key becomes a live remote worker in /status and runs sessions (topups
 # through ota-card, some of them pinned to it); a worker with an unknown key
 # is refused (counted in /status and /metrics, never listed); an ota-worker
-# pointed at tcp:// without keys refuses to start; and a remote worker that
+# pointed at tcp:// without keys refuses to start; a gateway restart finds
+# the same remote worker process back by itself; and a remote worker that
 # goes away is marked not live.
 . "$OTA_SRCDIR/tests/integration/lib.sh"
 
@@ -34,6 +35,7 @@ gateway.heartbeat_ms = 200
 gateway.worker_dead_ms = 2000"
 sys_start
 mv "$K" "$T/curve"
+sed -i "s|$K|$T/curve|g" "$CONF" # for the gateway restart below
 K="$T/curve"
 RW_PIDS=
 cleanup_remote() {
@@ -124,6 +126,36 @@ remote_sessions=$(grep -c "event=session_open .* worker=$RID\$" "$T/gateway.log"
 check "sessions were pinned to the remote worker ($remote_sessions of 6)" \
     test "$remote_sessions" -ge 1
 check "the remote worker ran them (its own log)" grep -q 'topup\|session' "$T/remote1.log"
+
+# --- the gateway restarts: the same remote worker process joins the new
+# gateway by itself (it announces itself again after 3 silent heartbeats)
+kill -TERM "$GW_PID"
+i=0
+while kill -0 "$GW_PID" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+kill -KILL "$GW_PID" 2>/dev/null
+wait "$GW_PID" 2>/dev/null
+sys_gateway_start
+if wait_for 15 live1; then
+    ok "after a gateway restart the same remote worker process is live again (pid $(remote_field "$W1_PUB" pid))"
+else
+    fail "the remote worker did not rejoin the restarted gateway within 15 s"
+    tail -n 5 "$T/remote1.log" | sed 's/^/# /'
+fi
+check "the remote worker process never exited" kill -0 "$RW1"
+check "... it said why it announced itself again" grep -q 'event=gateway_silent .*action=announce' "$T/remote1.log"
+RID=$(remote_field "$W1_PUB" id)
+before=$(grep -c "event=session_open .* worker=$RID\$" "$T/gateway.log")
+codes=$(sys_codes 250 4) || fail "codes issue"
+okn=0
+for code in $codes; do
+    i=$((i + 1))
+    uid=$(printf '04a1b2c3d4e6%02x' $i)
+    card=$(sys_card "$uid") || { fail "ota-card new $uid"; continue; }
+    ota-card run --url "$PUB_URL" --card "$card" topup "$code" >"$T/rerun$i.out" 2>&1 && okn=$((okn + 1))
+done
+after=$(grep -c "event=session_open .* worker=$RID\$" "$T/gateway.log")
+check "4 topups after the restart all succeed ($okn), $((after - before)) of them on the remote worker" \
+    test "$okn" -eq 4 -a "$after" -gt "$before"
 
 # --- a worker with a key that is not allowed
 "$OTA_BUILDDIR/tests/integration/fake_worker" --connect "tcp://127.0.0.1:$WPORT" \
