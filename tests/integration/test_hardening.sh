@@ -13,7 +13,8 @@
 #   4. code-failure limits per client address (PROXY protocol v1 through
 #      proxy_client.py) and per authenticated card, never per claimed UID;
 #   5. the worker refuses a database with synchronous_commit off;
-#   6. last: no log of the whole run holds a code, a token or a key.
+#   6. last: no log of the whole run holds a code, a token or a key, and
+#      the gateway's and workers' logs hold no full card UID.
 . "$OTA_SRCDIR/tests/integration/lib.sh"
 FORGE="$OTA_BUILDDIR/tests/integration/card_forge"
 PICC_LOCK="$OTA_BUILDDIR/tests/unit/test_picc_lock"
@@ -50,7 +51,10 @@ unknown_code() {
     secret_code "$u"
     printf '%s\n' "$u"
 }
+UIDS="$C/uids" # every card UID of the run: logs may show only their last bytes
+: >"$UIDS"
 card() {
+    printf '%s\n' "$1" >>"$UIDS"
     f=$(sys_card "$@") || return 1
     secret $("$FORGE" keys "$1" "$MASTER_KEYS")
     printf '%s\n' "$f"
@@ -92,6 +96,7 @@ check "the sealed key file holds the 5 test master keys and a code HMAC key" \
 PUID=04a1b2c3d4e5f6
 pers="$T/$PUID.card"
 ota-card new --card "$pers" --uid "$PUID" --blank >/dev/null
+printf '%s\n' "$PUID" >>"$UIDS"
 secret $("$FORGE" keys "$PUID" "$MASTER_KEYS")
 out=$(run --url "$OP_URL" --card "$pers" personalize "$TOKEN"); rc=$?
 check "scenario: personalize with the operator token" [ "$rc" -eq 0 ]
@@ -434,5 +439,13 @@ check "control: the log check finds a planted secret" [ "$(leaks "$C/planted.log
 n=$(leaks $LOGS)
 check "no log of the run holds a code, an operator token or a key ($(echo $LOGS | wc -w) files, $(cat $LOGS 2>/dev/null | wc -l) lines)" [ "$n" -eq 0 ]
 [ "$n" -eq 0 ] || cat "$C/leaks"
+# Full card UIDs: none in the gateway's and workers' logs (PostgreSQL's
+# statement log of this test shows them as parameters; ota-ctl prints them
+# to the operator on purpose).
+nuid=$(wc -l <"$UIDS")
+uid_hits=$(cat "$T/gateway.log" "$T/gateway.out" | grep -ciFf "$UIDS")
+check "control: the gateway's log names cards by their last bytes ($(grep -c 'uid=\.\.' "$T/gateway.log") lines)" \
+    [ "$(grep -c 'uid=\.\.' "$T/gateway.log")" -gt 0 ]
+check "no full card UID ($nuid cards) in the gateway's and workers' logs ($uid_hits lines)" [ "$uid_hits" -eq 0 ]
 
 sys_finish
