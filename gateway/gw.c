@@ -17,7 +17,7 @@
 
 #define DRAIN_TICK_MS 100
 #define CLOSE_GRACE_MS 2500 /* after the last 1001, for close frames to leave */
-/* (edit by helper "scale") The session phase of a drain lasts at least
+/* The session phase of a drain lasts at least
  * this long, so that a client whose upgrade completed just before SIGTERM
  * and whose operation message is on its way still gets its session. */
 #define DRAIN_MIN_MS 1000
@@ -130,7 +130,7 @@ void gw_start_drain(struct gw *g)
              g->nconns, g->set.drain_timeout_ms);
     drain_min_us = now + (uint64_t)DRAIN_MIN_MS * 1000;
     /* No new connection (the ports close), but the WebSockets already open
-     * are not cut here (edit by helper "scale"): one that has not sent its
+     * are not cut here: one that has not sent its
      * operation yet may still run one session (a connection runs at most
      * one); idle ones are closed with 1001 when the sessions are done. */
     listener_disable(g->pub);

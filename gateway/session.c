@@ -137,7 +137,7 @@ static void on_operation(struct conn *c, struct cm_msg *m)
     }
     /* While draining, only connections opened before the drain exist (the
      * listeners are closed), and each runs at most one session: it may
-     * start (edit by helper "scale"; the drain waits for it). */
+     * start, and the drain waits for it. */
     struct worker *w = pool_pick(g->pool);
     if (!w) {
         log_warn("no_worker", "peer=%s op=%s", c->peer, wire_op_name(m->op));
