@@ -17,9 +17,9 @@
 
 #define DRAIN_TICK_MS 100
 #define CLOSE_GRACE_MS 2500 /* after the last 1001, for close frames to leave */
-/* The session phase of a drain lasts at least
- * this long, so that a client whose upgrade completed just before SIGTERM
- * and whose operation message is on its way still gets its session. */
+/* The session phase of a drain lasts at least this long, so that a client
+ * whose upgrade completed just before SIGTERM and whose operation message
+ * is on its way still gets its session. */
 #define DRAIN_MIN_MS 1000
 
 uint64_t gw_now_us(void)
@@ -130,9 +130,9 @@ void gw_start_drain(struct gw *g)
              g->nconns, g->set.drain_timeout_ms);
     drain_min_us = now + (uint64_t)DRAIN_MIN_MS * 1000;
     /* No new connection (the ports close), but the WebSockets already open
-     * are not cut here: one that has not sent its
-     * operation yet may still run one session (a connection runs at most
-     * one); idle ones are closed with 1001 when the sessions are done. */
+     * are not cut here: one that has not sent its operation yet may still
+     * run one session (a connection runs at most one); idle ones are
+     * closed with 1001 when the sessions are done. */
     listener_disable(g->pub);
     listener_disable(g->op);
     g->ev_drain = evtimer_new(g->base, drain_tick, g);
