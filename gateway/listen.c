@@ -198,10 +198,10 @@ struct listener *listener_new(struct gw *g, uint8_t kind)
 
 /* Closes the listening socket rather than only stop accepting: with the
  * socket open, the kernel would still complete new connections into the
- * backlog, and a load
- * balancer that has not yet seen /readyz fail would send sessions there
- * that hang until the drain ends; a closed port refuses them at once, and
- * HAProxy retries them on another gateway (retries + redispatch). */
+ * backlog, and a load balancer that has not yet seen /readyz fail would
+ * send sessions there that hang until the drain ends; a closed port
+ * refuses them at once, and HAProxy retries them on another gateway
+ * (retries + redispatch). */
 void listener_disable(struct listener *l)
 {
     if (l && l->l) {
