@@ -149,6 +149,8 @@ struct ledger_req {
             uint8_t txn_id[LEDGER_TXN_ID_LEN];
             enum ledger_outcome outcome;
             uint32_t flags; /* LEDGER_FLAG_* (committed only) */
+            uint8_t retry;  /* a repeat of this session's settle (statistics
+                             * count each booking once) */
         } settle;
         struct {
             uint8_t code_hash[CODE_HASH_LEN];

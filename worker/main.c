@@ -491,7 +491,8 @@ static void count_request(struct worker *w, const struct ledger_req *req)
             w->st.signs[WIRE_SIGN_INTEGRITY_AT_RISK]++;
     } else if (req->type == LEDGER_FREEZE) {
         w->st.freezes++;
-    } else if (req->type == LEDGER_SETTLE && req->u.settle.outcome == LEDGER_COMMITTED) {
+    } else if (req->type == LEDGER_SETTLE && req->u.settle.outcome == LEDGER_COMMITTED &&
+               !req->u.settle.retry) {
         uint32_t f = req->u.settle.flags;
         if (f & LEDGER_FLAG_SETTLED_LATER)
             w->st.signs[WIRE_SIGN_SETTLED_LATER]++;

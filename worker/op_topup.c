@@ -226,6 +226,7 @@ static void step_book(struct eng_session *s)
     memcpy(req.u.settle.txn_id, s->txn_id, sizeof(s->txn_id));
     req.u.settle.outcome = LEDGER_COMMITTED;
     req.u.settle.flags = s->txn_flags;
+    req.u.settle.retry = s->settle_retries > 0;
     eng_ledger_send(s, &req, after_book);
 }
 
