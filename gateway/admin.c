@@ -59,6 +59,8 @@ static void status_json(struct admin *a, struct evhttp_request *req)
                                "reported_sessions", (json_int_t)wi.reported_sessions, "capacity",
                                (json_int_t)wi.capacity, "restarts", (json_int_t)wi.restarts,
                                "last_heartbeat_age_s", age, "remote", wi.remote);
+        if (wo)
+            json_object_set_new(wo, "crash_loop", json_boolean(wi.crash_loop));
         if (wo && wi.remote) {
             json_object_set_new(wo, "key", json_string(wi.key));
             json_object_set_new(wo, "address", json_string(wi.addr));
@@ -118,6 +120,13 @@ static void metrics(struct admin *a, struct evhttp_request *req)
     for (size_t i = 0; i < n; i++) {
         pool_info(g->pool, i, &wi);
         met_printf(&t, "ota_gateway_worker_restarts_total{worker=\"%u\"} %u\n", wi.id, wi.restarts);
+    }
+    met_header(&t, "ota_gateway_worker_crash_loop", "gauge",
+               "1 while the worker keeps dying: its last restart waited the longest back-off "
+               "(gateway.restart_backoff_max_ms) and it has not stayed up that long since.");
+    for (size_t i = 0; i < n; i++) {
+        pool_info(g->pool, i, &wi);
+        met_printf(&t, "ota_gateway_worker_crash_loop{worker=\"%u\"} %d\n", wi.id, wi.crash_loop);
     }
     met_header(&t, "ota_gateway_worker_heartbeat_age_seconds", "gauge",
                "Seconds since the worker was last heard from (live workers only).");

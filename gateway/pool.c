@@ -62,6 +62,7 @@ struct worker {
     int db_ok;
     uint64_t started_us, live_us, last_seen_us, stop_deadline_us;
     uint64_t backoff_ms;
+    int crash_loop; /* the last restart waited the longest back-off */
     struct event *restart_ev;
     struct sess_list sessions;
     uint32_t nsessions;
@@ -497,6 +498,9 @@ static void start_one(struct worker *w)
     w->state = WK_STARTING;
     w->pid = 0;
     w->started_us = gw_now_us();
+    /* Set again at READY: a worker that dies before it is a crash loop,
+     * whatever an earlier incarnation did. */
+    w->live_us = 0;
     if (spawn_worker(p->spawn, w->id) != 0)
         spawned(p, w->id, -1, errno);
 }
@@ -521,7 +525,8 @@ static void schedule_restart(struct worker *w)
     uint64_t delay = w->backoff_ms;
     w->backoff_ms = w->backoff_ms * 2 > set->restart_backoff_max_ms ? set->restart_backoff_max_ms
                                                                     : w->backoff_ms * 2;
-    if (delay >= set->restart_backoff_max_ms)
+    w->crash_loop = delay >= set->restart_backoff_max_ms;
+    if (w->crash_loop)
         log_error("worker_crash_loop", "worker=%u restarts=%" PRIu32 " delay_ms=%" PRIu64, w->id,
                   w->restarts, delay);
     w->state = WK_STOPPED;
@@ -1010,6 +1015,9 @@ void pool_info(const struct pool *p, size_t i, struct pool_worker_info *out)
     out->reported_sessions = w->reported;
     out->capacity = w->capacity;
     out->restarts = w->restarts;
+    uint64_t now = gw_now_us(), max_ms = p->gw->set.restart_backoff_max_ms;
+    out->crash_loop = w->crash_loop &&
+                      !(w->state == WK_LIVE && w->live_us && (now - w->live_us) / 1000 >= max_ms);
     out->remote = w->remote;
     if (w->remote) {
         out->pid = (pid_t)w->remote_pid;
@@ -1017,7 +1025,7 @@ void pool_info(const struct pool *p, size_t i, struct pool_worker_info *out)
         snprintf(out->addr, sizeof out->addr, "%s", w->addr);
     }
     out->last_heartbeat_age_s =
-        w->last_seen_us && w->state == WK_LIVE ? (double)(gw_now_us() - w->last_seen_us) / 1e6 : -1;
+        w->last_seen_us && w->state == WK_LIVE ? (double)(now - w->last_seen_us) / 1e6 : -1;
 }
 
 const struct wire_stats *pool_worker_stats(const struct pool *p, size_t i, double *age_s)

@@ -46,6 +46,8 @@ struct pool_worker_info {
     pid_t pid;
     int live, db_ok;
     uint32_t sessions, reported_sessions, capacity, restarts;
+    int crash_loop;              /* restarted at the longest back-off and not yet up
+                                  * for that long since */
     double last_heartbeat_age_s; /* -1 if never */
     int remote;                  /* over tcp:// with CurveZMQ (pid is the remote one) */
     char key[41];                /* remote: its public key (Z85) */

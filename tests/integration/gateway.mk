@@ -6,7 +6,7 @@
 # npm package into $(builddir)/node on first use.
 GATEWAY_TESTS = tests/integration/gw_smoke.sh tests/integration/test_gw_badinput.sh \
 	tests/integration/test_gw_tls.sh tests/integration/test_gw_ws_node.sh \
-	tests/integration/test_remote_worker.sh
+	tests/integration/test_remote_worker.sh tests/integration/test_supervision.sh
 TESTS += $(GATEWAY_TESTS)
 EXTRA_DIST += $(GATEWAY_TESTS) tests/integration/gw_badinput.py tests/integration/gw_tls.py \
 	tests/integration/gw_ws_node.js tests/fuzz/fuzz_gw_upgrade.c tests/fuzz/fuzz_gw_climsg.c \
