@@ -99,12 +99,15 @@ ota-worker --config "$CONF" --connect "tcp://127.0.0.1:$WPORT" --worker-id 7 \
 RW1=$!
 RW_PIDS="$RW1"
 live1() { [ "$(remote_field "$W1_PUB" live)" = true ]; }
+# Sessions go to a worker once its heartbeat says its database is usable.
+db1() { [ "$(remote_field "$W1_PUB" db_ok)" = true ]; }
 if wait_for 30 live1; then
     ok "a remote ota-worker with an allowed key is live in /status (pid $(remote_field "$W1_PUB" pid))"
 else
     fail "the remote worker did not become live within 30 s"
     tail -n 5 "$T/remote1.log" | sed 's/^/# /'
 fi
+check "its heartbeat says its database is usable" wait_for 10 db1
 check "/status gives the remote worker's pid and address" \
     test "$(remote_field "$W1_PUB" pid)" = "$RW1" -a "$(remote_field "$W1_PUB" address)" != none
 RID=$(remote_field "$W1_PUB" id)
@@ -142,6 +145,7 @@ else
     tail -n 5 "$T/remote1.log" | sed 's/^/# /'
 fi
 check "the remote worker process never exited" kill -0 "$RW1"
+check "... and its first heartbeat to the new gateway says its database is usable" wait_for 10 db1
 check "... it said why it announced itself again" grep -q 'event=gateway_silent .*action=announce' "$T/remote1.log"
 RID=$(remote_field "$W1_PUB" id)
 before=$(grep -c "event=session_open .* worker=$RID\$" "$T/gateway.log")
