@@ -76,6 +76,20 @@ sys_finish() {
     exit 0
 }
 
+# wait_for SECONDS COMMAND...: runs COMMAND every 0.1 s until it succeeds;
+# fails after SECONDS.
+wait_for() {
+    _n=$(($1 * 10))
+    shift
+    _i=0
+    until "$@"; do
+        _i=$((_i + 1))
+        [ $_i -gt $_n ] && return 1
+        sleep 0.1
+    done
+    return 0
+}
+
 # Waits up to $2 tenths of a second for URL $1 to answer 200.
 wait_http() {
     i=0

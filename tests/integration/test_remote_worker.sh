@@ -71,16 +71,6 @@ s = json.load(sys.stdin)
 w = [w for w in s["workers"] if w.get("remote") and w.get("key") == sys.argv[1]]
 print(json.dumps(w[0][sys.argv[2]]) if w else "none")' "$1" "$2"
 }
-wait_for() { # SECONDS COMMAND...: until COMMAND succeeds
-    n=$(($1 * 10))
-    shift
-    i=0
-    until "$@"; do
-        i=$((i + 1))
-        [ $i -gt $n ] && return 1
-        sleep 0.1
-    done
-}
 
 # --- an ota-worker over tcp:// without keys refuses to start
 if timeout 30 ota-worker --config "$CONF" --connect "tcp://127.0.0.1:$WPORT" --worker-id 9 \

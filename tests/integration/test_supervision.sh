@@ -24,17 +24,6 @@ status_field() {
     curl -fsS "$ADMIN/status" 2>/dev/null |
         /usr/bin/python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["workers"][0][sys.argv[1]]))' "$1"
 }
-# wait_until SECONDS COMMAND...: polls every 50 ms.
-wait_until() {
-    n=$(($1 * 20))
-    shift
-    i=0
-    until "$@"; do
-        i=$((i + 1))
-        [ $i -gt $n ] && return 1
-        sleep 0.05
-    done
-}
 ready() { curl -fsS -o /dev/null "$ADMIN/readyz" 2>/dev/null; }
 
 # ------------------------------------------------ 1. a silent worker
@@ -43,7 +32,7 @@ check "a worker is running (pid $w0)" [ -n "$w0" ]
 r0=$(metric ota_gateway_worker_restarts_total)
 kill -STOP "$w0"
 new_worker() { w=$(worker_pid); [ -n "$w" ] && [ "$w" != "$w0" ]; }
-if wait_until 10 new_worker; then
+if wait_for 10 new_worker; then
     ok "a stopped (silent) worker is replaced within 10 s"
 else
     fail "the stopped worker was not replaced within 10 s"
@@ -52,7 +41,7 @@ fi
 check "the gateway killed it for being silent (log)" \
     grep -q "event=worker_killed worker=0 pid=$w0 why=silent" "$T/gateway.log"
 check "the silent worker is gone" sh -c "! kill -0 $w0 2>/dev/null"
-check "the gateway is ready again with the new worker" wait_until 10 ready
+check "the gateway is ready again with the new worker" wait_for 10 ready
 r1=$(metric ota_gateway_worker_restarts_total)
 check "/metrics counts the restart ($r0 -> $r1)" [ "$r1" -gt "$r0" ]
 check "/status counts it too" [ "$(status_field restarts)" = "$r1" ]
@@ -109,10 +98,10 @@ check "crash loop: /status showed crash_loop true" [ "$status_loop" = true ]
 check "crash loop: the gateway kept answering /healthz" curl -fsS -o /dev/null "$ADMIN/healthz"
 
 # ------------------------------------------------ 3. recovery
-check "recovery: the worker comes back and the gateway is ready" wait_until 15 ready
+check "recovery: the worker comes back and the gateway is ready" wait_for 15 ready
 # Up for longer than the longest back-off: no longer a loop.
 loop_over() { [ "$(metric ota_gateway_worker_crash_loop)" = 0 ]; }
-check "recovery: the crash-loop gauge returns to 0 once the worker stayed up" wait_until 5 loop_over
+check "recovery: the crash-loop gauge returns to 0 once the worker stayed up" wait_for 5 loop_over
 card=$(sys_card 04c0ffee000001)
 out=$(ota-card run --json --url "$PUB_URL" --card "$card" topup "$(sys_codes 300 1)" 2>/dev/null | tail -n 1)
 check "recovery: a top-up works" [ "$(echo "$out" | /usr/bin/python3 -c 'import json,sys; print(json.loads(sys.stdin.read()).get("balance"))')" = 300 ]
