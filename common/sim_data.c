@@ -26,6 +26,35 @@ static int is_record_file(const struct sim_file *f)
     return f->type == SIM_FT_LINEAR || f->type == SIM_FT_CYCLIC;
 }
 
+static int is_value_file(const struct sim_file *f)
+{
+    return f->type == SIM_FT_VALUE;
+}
+
+/* The file the command names (its byte 1), if it is of the kind the
+ * command works on; else NULL with the status to answer in *st. */
+static struct sim_file *file_of_kind(struct sim_card *c, int (*is_kind)(const struct sim_file *),
+                                     int *st)
+{
+    struct sim_file *f;
+
+    if (c->cmd_len < 2) {
+        *st = SIM_LENGTH;
+        return NULL;
+    }
+    f = sim_find_file(c, c->cmd[1]);
+    if (f == NULL) {
+        *st = SIM_FILE_NOT_FOUND;
+        return NULL;
+    }
+    if (!is_kind(f)) {
+        *st = SIM_PARAMETER;
+        return NULL;
+    }
+    *st = 0;
+    return f;
+}
+
 /* Records a file can hold: a cyclic file keeps one slot for the
  * transaction mechanism (a real EV1 created with 10 reports at most 9). */
 static uint32_t record_capacity(const struct sim_file *f)
@@ -165,11 +194,9 @@ int sim_cmd_read_data(struct sim_card *c)
 
     if (c->cmd_len != 8)
         return SIM_LENGTH;
-    f = sim_find_file(c, c->cmd[1]);
+    f = file_of_kind(c, is_data_file, &st);
     if (f == NULL)
-        return SIM_FILE_NOT_FOUND;
-    if (!is_data_file(f))
-        return SIM_PARAMETER;
+        return st;
     st = sim_file_access(c, f, SIM_NEED_R | SIM_NEED_RW, &comm);
     if (st != 0)
         return st;
@@ -197,11 +224,9 @@ int sim_cmd_write_data(struct sim_card *c)
 
     if (c->cmd_len < 8)
         return SIM_LENGTH;
-    f = sim_find_file(c, c->cmd[1]);
+    f = file_of_kind(c, is_data_file, &st);
     if (f == NULL)
-        return SIM_FILE_NOT_FOUND;
-    if (!is_data_file(f))
-        return SIM_PARAMETER;
+        return st;
     st = sim_file_access(c, f, SIM_NEED_W | SIM_NEED_RW, &comm);
     if (st != 0)
         return st;
@@ -230,27 +255,6 @@ int sim_cmd_write_data(struct sim_card *c)
 
 /* --- value files --- */
 
-static struct sim_file *value_file(struct sim_card *c, int *st)
-{
-    struct sim_file *f;
-
-    if (c->cmd_len < 2) {
-        *st = SIM_LENGTH;
-        return NULL;
-    }
-    f = sim_find_file(c, c->cmd[1]);
-    if (f == NULL) {
-        *st = SIM_FILE_NOT_FOUND;
-        return NULL;
-    }
-    if (f->type != SIM_FT_VALUE) {
-        *st = SIM_PARAMETER;
-        return NULL;
-    }
-    *st = 0;
-    return f;
-}
-
 int sim_cmd_get_value(struct sim_card *c)
 {
     struct sim_file *f;
@@ -260,7 +264,7 @@ int sim_cmd_get_value(struct sim_card *c)
 
     if (c->cmd_len != 2)
         return SIM_LENGTH;
-    f = value_file(c, &st);
+    f = file_of_kind(c, is_value_file, &st);
     if (f == NULL)
         return st;
     st = sim_file_access(c, f, SIM_NEED_R | SIM_NEED_W | SIM_NEED_RW, &comm);
@@ -289,7 +293,7 @@ int sim_cmd_value_op(struct sim_card *c)
     int64_t amount, next;
     int st;
 
-    f = value_file(c, &st);
+    f = file_of_kind(c, is_value_file, &st);
     if (f == NULL)
         return st;
     if (ins == INS_CREDIT)
@@ -335,22 +339,6 @@ int sim_cmd_value_op(struct sim_card *c)
 
 /* --- record files --- */
 
-static struct sim_file *record_file(struct sim_card *c, int *st)
-{
-    struct sim_file *f = sim_find_file(c, c->cmd[1]);
-
-    if (f == NULL) {
-        *st = SIM_FILE_NOT_FOUND;
-        return NULL;
-    }
-    if (!is_record_file(f)) {
-        *st = SIM_PARAMETER;
-        return NULL;
-    }
-    *st = 0;
-    return f;
-}
-
 int sim_cmd_write_record(struct sim_card *c)
 {
     uint8_t buf[SIM_BUF_MAX];
@@ -361,7 +349,7 @@ int sim_cmd_write_record(struct sim_card *c)
 
     if (c->cmd_len < 8)
         return SIM_LENGTH;
-    f = record_file(c, &st);
+    f = file_of_kind(c, is_record_file, &st);
     if (f == NULL)
         return st;
     st = sim_file_access(c, f, SIM_NEED_W | SIM_NEED_RW, &comm);
@@ -405,7 +393,7 @@ int sim_cmd_read_records(struct sim_card *c)
 
     if (c->cmd_len != 8)
         return SIM_LENGTH;
-    f = record_file(c, &st);
+    f = file_of_kind(c, is_record_file, &st);
     if (f == NULL)
         return st;
     st = sim_file_access(c, f, SIM_NEED_R | SIM_NEED_RW, &comm);
@@ -436,7 +424,7 @@ int sim_cmd_clear_records(struct sim_card *c)
 
     if (c->cmd_len != 2)
         return SIM_LENGTH;
-    f = record_file(c, &st);
+    f = file_of_kind(c, is_record_file, &st);
     if (f == NULL)
         return st;
     st = sim_file_access(c, f, SIM_NEED_RW, &comm);
