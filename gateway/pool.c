@@ -473,19 +473,28 @@ static void recv_one(struct pool *p)
         zmq_msg_close(&parts[i]);
 }
 
+/* ZMQ_FD is edge-triggered: handles messages on sock until ZMQ_EVENTS says
+ * there are none; after ZMQ_BATCH of them, goes on from the loop (ev
+ * activated) so one busy socket cannot starve the others. */
+static void drain_socket(struct pool *p, void *sock, struct event *ev, void (*one)(struct pool *p))
+{
+    for (int i = 0; i < ZMQ_BATCH; i++) {
+        int events = 0;
+        size_t sz = sizeof events;
+        if (zmq_getsockopt(sock, ZMQ_EVENTS, &events, &sz) != 0 || !(events & ZMQ_POLLIN))
+            return;
+        one(p);
+    }
+    if (ev)
+        event_active(ev, EV_READ, 0);
+}
+
 static void on_zmq(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct pool *p = arg;
-    for (int i = 0; i < ZMQ_BATCH; i++) {
-        int ev = 0;
-        size_t sz = sizeof ev;
-        if (zmq_getsockopt(p->zsock, ZMQ_EVENTS, &ev, &sz) != 0 || !(ev & ZMQ_POLLIN))
-            return;
-        recv_one(p);
-    }
-    zmq_poke(p);
+    drain_socket(p, p->zsock, p->ev_zmq, recv_one);
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */
@@ -773,14 +782,7 @@ static void on_zap(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct pool *p = arg;
-    for (int i = 0; i < ZMQ_BATCH; i++) {
-        int ev = 0;
-        size_t sz = sizeof ev;
-        if (zmq_getsockopt(p->zap, ZMQ_EVENTS, &ev, &sz) != 0 || !(ev & ZMQ_POLLIN))
-            return;
-        zap_one(p);
-    }
-    event_active(p->ev_zap, EV_READ, 0);
+    drain_socket(p, p->zap, p->ev_zap, zap_one);
 }
 
 int pool_load_curve(struct pool *p)
