@@ -82,6 +82,25 @@ static void status_json(struct admin *a, struct evhttp_request *req)
     free(s);
 }
 
+enum worker_measure { WM_UP, WM_DB_OK, WM_SESSIONS, WM_RESTARTS, WM_CRASH_LOOP };
+
+/* One integer metric with a sample per worker slot. */
+static void worker_metric(struct met_text *t, const struct pool *p, const char *name,
+                          const char *type, const char *help, enum worker_measure m)
+{
+    met_header(t, name, type, help);
+    for (size_t i = 0; i < pool_count(p); i++) {
+        struct pool_worker_info wi;
+        pool_info(p, i, &wi);
+        long long v = m == WM_UP         ? wi.live
+                      : m == WM_DB_OK    ? wi.live && wi.db_ok
+                      : m == WM_SESSIONS ? (long long)wi.sessions
+                      : m == WM_RESTARTS ? (long long)wi.restarts
+                                         : wi.crash_loop;
+        met_printf(t, "%s{worker=\"%u\"} %lld\n", name, wi.id, v);
+    }
+}
+
 static void metrics(struct admin *a, struct evhttp_request *req)
 {
     struct gw *g = a->g;
@@ -97,37 +116,19 @@ static void metrics(struct admin *a, struct evhttp_request *req)
     met_printf(&t, "ota_gateway_draining %d\n", g->draining);
     met_render(&g->met, &t);
 
+    worker_metric(&t, g->pool, "ota_gateway_worker_up", "gauge", "1 if the worker is live.", WM_UP);
+    worker_metric(&t, g->pool, "ota_gateway_worker_db_ok", "gauge",
+                  "1 if the worker reports a usable database connection.", WM_DB_OK);
+    worker_metric(&t, g->pool, "ota_gateway_worker_sessions", "gauge",
+                  "Sessions pinned to the worker.", WM_SESSIONS);
+    worker_metric(&t, g->pool, "ota_gateway_worker_restarts_total", "counter",
+                  "Times the worker was restarted after it exited or was killed.", WM_RESTARTS);
+    worker_metric(&t, g->pool, "ota_gateway_worker_crash_loop", "gauge",
+                  "1 while the worker keeps dying: its last restart waited the longest back-off "
+                  "(gateway.restart_backoff_max_ms) and it has not stayed up that long since.",
+                  WM_CRASH_LOOP);
     size_t n = pool_count(g->pool);
     struct pool_worker_info wi;
-    met_header(&t, "ota_gateway_worker_up", "gauge", "1 if the worker is live.");
-    for (size_t i = 0; i < n; i++) {
-        pool_info(g->pool, i, &wi);
-        met_printf(&t, "ota_gateway_worker_up{worker=\"%u\"} %d\n", wi.id, wi.live);
-    }
-    met_header(&t, "ota_gateway_worker_db_ok", "gauge",
-               "1 if the worker reports a usable database connection.");
-    for (size_t i = 0; i < n; i++) {
-        pool_info(g->pool, i, &wi);
-        met_printf(&t, "ota_gateway_worker_db_ok{worker=\"%u\"} %d\n", wi.id, wi.live && wi.db_ok);
-    }
-    met_header(&t, "ota_gateway_worker_sessions", "gauge", "Sessions pinned to the worker.");
-    for (size_t i = 0; i < n; i++) {
-        pool_info(g->pool, i, &wi);
-        met_printf(&t, "ota_gateway_worker_sessions{worker=\"%u\"} %u\n", wi.id, wi.sessions);
-    }
-    met_header(&t, "ota_gateway_worker_restarts_total", "counter",
-               "Times the worker was restarted after it exited or was killed.");
-    for (size_t i = 0; i < n; i++) {
-        pool_info(g->pool, i, &wi);
-        met_printf(&t, "ota_gateway_worker_restarts_total{worker=\"%u\"} %u\n", wi.id, wi.restarts);
-    }
-    met_header(&t, "ota_gateway_worker_crash_loop", "gauge",
-               "1 while the worker keeps dying: its last restart waited the longest back-off "
-               "(gateway.restart_backoff_max_ms) and it has not stayed up that long since.");
-    for (size_t i = 0; i < n; i++) {
-        pool_info(g->pool, i, &wi);
-        met_printf(&t, "ota_gateway_worker_crash_loop{worker=\"%u\"} %d\n", wi.id, wi.crash_loop);
-    }
     met_header(&t, "ota_gateway_worker_heartbeat_age_seconds", "gauge",
                "Seconds since the worker was last heard from (live workers only).");
     for (size_t i = 0; i < n; i++) {

@@ -22,6 +22,19 @@ static const char *const sign_names[WIRE_SIGN_COUNT] = {
     [WIRE_SIGN_SETTLE_CONFLICT] = "settle_conflict",
 };
 
+/* Worker slot i's last WIRE_STATS (NULL: none yet) and its label. */
+static const struct wire_stats *stats_of(const struct pool *p, size_t i, unsigned *id)
+{
+    double age;
+    const struct wire_stats *s = pool_worker_stats(p, i, &age);
+    if (s) {
+        struct pool_worker_info wi;
+        pool_info(p, i, &wi);
+        *id = wi.id;
+    }
+    return s;
+}
+
 static void latency(const struct pool *p, struct met_text *t)
 {
     const char *name = "ota_worker_db_latency_seconds";
@@ -29,23 +42,21 @@ static void latency(const struct pool *p, struct met_text *t)
                "Ledger request latency in the worker, from submit to the database's reply "
                "(queueing included).");
     for (size_t i = 0; i < pool_count(p); i++) {
-        struct pool_worker_info wi;
-        double age;
-        const struct wire_stats *s = pool_worker_stats(p, i, &age);
+        unsigned id;
+        const struct wire_stats *s = stats_of(p, i, &id);
         if (!s)
             continue;
-        pool_info(p, i, &wi);
         uint64_t cum = 0;
         for (size_t b = 0; b < WIRE_STATS_DB_BUCKETS; b++) {
             cum += s->db_buckets[b];
             met_printf(t, "ota_worker_db_latency_seconds_bucket{worker=\"%u\",le=\"%g\"} %llu\n",
-                       wi.id, wire_stats_db_bounds_us[b] / 1e6, (unsigned long long)cum);
+                       id, wire_stats_db_bounds_us[b] / 1e6, (unsigned long long)cum);
         }
-        met_printf(t, "ota_worker_db_latency_seconds_bucket{worker=\"%u\",le=\"+Inf\"} %llu\n",
-                   wi.id, (unsigned long long)s->db_count);
-        met_printf(t, "ota_worker_db_latency_seconds_sum{worker=\"%u\"} %.6f\n", wi.id,
+        met_printf(t, "ota_worker_db_latency_seconds_bucket{worker=\"%u\",le=\"+Inf\"} %llu\n", id,
+                   (unsigned long long)s->db_count);
+        met_printf(t, "ota_worker_db_latency_seconds_sum{worker=\"%u\"} %.6f\n", id,
                    (double)s->db_sum_us / 1e6);
-        met_printf(t, "ota_worker_db_latency_seconds_count{worker=\"%u\"} %llu\n", wi.id,
+        met_printf(t, "ota_worker_db_latency_seconds_count{worker=\"%u\"} %llu\n", id,
                    (unsigned long long)s->db_count);
     }
 }
@@ -57,16 +68,14 @@ static void counter(const struct pool *p, struct met_text *t, const char *name, 
 {
     met_header(t, name, "counter", help);
     for (size_t i = 0; i < pool_count(p); i++) {
-        struct pool_worker_info wi;
-        double age;
-        const struct wire_stats *s = pool_worker_stats(p, i, &age);
+        unsigned id;
+        const struct wire_stats *s = stats_of(p, i, &id);
         if (!s)
             continue;
-        pool_info(p, i, &wi);
         uint64_t v = which == C_DB_ERRORS   ? s->db_errors
                      : which == C_INTEGRITY ? s->integrity_failures
                                             : s->freezes;
-        met_printf(t, "%s{worker=\"%u\"} %llu\n", name, wi.id, (unsigned long long)v);
+        met_printf(t, "%s{worker=\"%u\"} %llu\n", name, id, (unsigned long long)v);
     }
 }
 
@@ -77,15 +86,13 @@ static void signs(const struct pool *p, struct met_text *t)
                "while a top-up was at risk, commit proven only in a later session, read-back "
                "failed, credit missing, card records contradicting the ledger.");
     for (size_t i = 0; i < pool_count(p); i++) {
-        struct pool_worker_info wi;
-        double age;
-        const struct wire_stats *s = pool_worker_stats(p, i, &age);
+        unsigned id;
+        const struct wire_stats *s = stats_of(p, i, &id);
         if (!s)
             continue;
-        pool_info(p, i, &wi);
         for (int k = 0; k < WIRE_SIGN_COUNT; k++)
             met_printf(t, "ota_worker_relay_commit_signs_total{worker=\"%u\",sign=\"%s\"} %llu\n",
-                       wi.id, sign_names[k], (unsigned long long)s->signs[k]);
+                       id, sign_names[k], (unsigned long long)s->signs[k]);
     }
 }
 
