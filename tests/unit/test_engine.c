@@ -315,34 +315,41 @@ START_TEST(foreign_balance_unsupported)
 }
 END_TEST
 
+/* Reserves code on the harness card and settles it with outcome, in the
+ * ledger alone: the card never sees this transaction. */
+static void book_in_ledger_only(struct hx *h, int code, enum ledger_outcome outcome)
+{
+    struct ledger_req req;
+    struct ledger_reply rep;
+    memset(&req, 0, sizeof(req));
+    req.id = 1;
+    req.type = LEDGER_RESERVE;
+    req.card = h->lcard;
+    memcpy(req.u.reserve.code_hash, h->codes[code].hash, CODE_HASH_LEN);
+    req.u.reserve.max_card_failures = 5;
+    req.u.reserve.max_peer_failures = 5;
+    req.u.reserve.window_s = 60;
+    ledger_mem_handle(h->lm, &req, h->now, &rep);
+    ck_assert_int_eq(rep.status, LEDGER_ST_OK);
+    uint8_t txn[LEDGER_TXN_ID_LEN];
+    memcpy(txn, rep.u.reserve.txn_id, sizeof txn);
+    memset(&req, 0, sizeof(req));
+    req.id = 2;
+    req.type = LEDGER_SETTLE;
+    req.card = h->lcard;
+    memcpy(req.u.settle.txn_id, txn, sizeof txn);
+    req.u.settle.outcome = outcome;
+    ledger_mem_handle(h->lm, &req, h->now, &rep);
+    ck_assert_int_eq(rep.status, LEDGER_ST_OK);
+}
+
 START_TEST(freeze_missing_record)
 {
     /* The ledger holds a committed top-up whose record is not on the card. */
     struct hx h;
     hx_init(&h, 0);
     int c = hx_add_code(&h, 100);
-    struct ledger_req req;
-    struct ledger_reply rep;
-    memset(&req, 0, sizeof(req));
-    req.id = 1;
-    req.type = LEDGER_RESERVE;
-    req.card = h.lcard;
-    memcpy(req.u.reserve.code_hash, h.codes[c].hash, CODE_HASH_LEN);
-    req.u.reserve.max_card_failures = 5;
-    req.u.reserve.max_peer_failures = 5;
-    req.u.reserve.window_s = 60;
-    ledger_mem_handle(h.lm, &req, h.now, &rep);
-    ck_assert_int_eq(rep.status, LEDGER_ST_OK);
-    uint8_t txn[16];
-    memcpy(txn, rep.u.reserve.txn_id, 16);
-    memset(&req, 0, sizeof(req));
-    req.id = 2;
-    req.type = LEDGER_SETTLE;
-    req.card = h.lcard;
-    memcpy(req.u.settle.txn_id, txn, 16);
-    req.u.settle.outcome = LEDGER_COMMITTED;
-    ledger_mem_handle(h.lm, &req, h.now, &rep);
-    ck_assert_int_eq(rep.status, LEDGER_ST_OK);
+    book_in_ledger_only(&h, c, LEDGER_COMMITTED);
 
     int c2 = hx_add_code(&h, 100);
     struct hx_run r;
@@ -371,23 +378,7 @@ START_TEST(freeze_unknown_record)
     h.lm = ledger_mem_new();
     h.ncodes = 0;
     int v = hx_add_code(&h, 5);
-    struct ledger_req req;
-    struct ledger_reply rep;
-    memset(&req, 0, sizeof(req));
-    req.id = 1;
-    req.type = LEDGER_RESERVE;
-    req.card = h.lcard;
-    memcpy(req.u.reserve.code_hash, h.codes[v].hash, CODE_HASH_LEN);
-    req.u.reserve.max_card_failures = 5;
-    req.u.reserve.max_peer_failures = 5;
-    req.u.reserve.window_s = 60;
-    ledger_mem_handle(h.lm, &req, h.now, &rep);
-    ck_assert_int_eq(rep.status, LEDGER_ST_OK);
-    req.type = LEDGER_SETTLE;
-    memcpy(req.u.settle.txn_id, rep.u.reserve.txn_id, 16);
-    req.u.settle.outcome = LEDGER_VOIDED;
-    ledger_mem_handle(h.lm, &req, h.now, &rep);
-    ck_assert_int_eq(rep.status, LEDGER_ST_OK);
+    book_in_ledger_only(&h, v, LEDGER_VOIDED);
     hx_check(&h, &r);
     assert_result(&r, WIRE_ST_FAILED, WIRE_E_CARD_ERROR);
     ck_assert(ledger_mem_frozen(h.lm, &h.lcard));
