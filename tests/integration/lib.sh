@@ -54,14 +54,24 @@ free_port() {
     /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-sys_cleanup() {
-    if [ -n "$GW_PID" ] && kill -0 "$GW_PID" 2>/dev/null; then
+# sys_gateway_stop [TENTHS]: SIGTERM to the gateway (it drains), SIGKILL
+# if it is still there after TENTHS tenths of a second (default 150).
+sys_gateway_stop() {
+    if [ -n "$GW_PID" ]; then
         kill -TERM "$GW_PID" 2>/dev/null
-        i=0
-        while kill -0 "$GW_PID" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+        _i=0
+        while kill -0 "$GW_PID" 2>/dev/null && [ $_i -lt "${1:-150}" ]; do
+            sleep 0.1
+            _i=$((_i + 1))
+        done
         kill -KILL "$GW_PID" 2>/dev/null
+        wait "$GW_PID" 2>/dev/null
     fi
     GW_PID=
+}
+
+sys_cleanup() {
+    sys_gateway_stop
     pg_stop
     if [ -n "$T" ] && [ "${KEEP_TMP:-0}" != 1 ]; then rm -rf "$T"; fi
 }

@@ -37,9 +37,7 @@ print(d.get(sys.argv[1], ""))' "$1"; }
 card_value() { ota-card show --card "$1" | awk '/file 1: value/ {getline; print $2; exit}'; }
 
 # --- the gateway and its workers again, with a relative socket directory
-kill -TERM "$GW_PID"
-i=0
-while kill -0 "$GW_PID" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+sys_gateway_stop
 rel_pg=$($PY -c 'import os,sys; print(os.path.relpath(sys.argv[1]))' "$PG_DIR")
 case "$rel_pg" in /*) fail "no relative path to $PG_DIR" ;; */*) ;; *) rel_pg="./$rel_pg" ;; esac
 sed -i "s|^db.conninfo = .*|db.conninfo = host=$rel_pg dbname=ota user=ota|" "$CONF"

@@ -68,15 +68,6 @@ pc() {
     /usr/bin/python3 "$PROXY_CLIENT" "127.0.0.1:$PUB_PORT" "$a" "$@" 2>>"$C/client.err"
 }
 metrics() { curl -fsS "$ADMIN/metrics" 2>/dev/null; }
-gw_stop() {
-    [ -n "$GW_PID" ] || return 0
-    kill -TERM "$GW_PID" 2>/dev/null
-    i=0
-    while kill -0 "$GW_PID" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
-    kill -KILL "$GW_PID" 2>/dev/null
-    wait "$GW_PID" 2>/dev/null
-    GW_PID=
-}
 worker_pids() { pgrep -P "$GW_PID" -x ota-worker; }
 
 # The secrets every log is checked against.
@@ -268,7 +259,7 @@ else
 fi
 
 # ------------------------------- 4. rate limits behind a PROXY-protocol LB
-gw_stop
+sys_gateway_stop
 cat >>"$CONF" <<CONF
 gateway.proxy_protocol_from = 127.0.0.1
 worker.code_failures_per_card = 3
@@ -389,7 +380,7 @@ check "integrity: freeze and unfreeze recorded in card_events" \
     [ "$(sys_sql "SELECT string_agg(event || ':' || reason, ',' ORDER BY id) FROM card_events WHERE card_uid = '\\x$IUID'")" = "freeze:integrity,unfreeze:hardening test: relay replaced" ]
 
 # ------------------------------------------- 5. synchronous_commit off
-gw_stop
+sys_gateway_stop
 sys_sql "ALTER DATABASE ota SET synchronous_commit = off" >/dev/null
 check "control: a new session of database ota now has synchronous_commit off" \
     [ "$(sys_sql "SHOW synchronous_commit")" = off ]
@@ -414,7 +405,7 @@ fi
 sys_sql "ALTER DATABASE ota RESET synchronous_commit" >/dev/null
 check "control: with synchronous_commit back on the restarted workers make the gateway ready" \
     wait_http "$ADMIN/readyz" 300
-gw_stop
+sys_gateway_stop
 
 # ------------------------------------------------------ 6. the logs
 # Every log of the run: the gateway's and workers' log file and stderr,

@@ -122,11 +122,7 @@ check "the remote worker ran them (its own log)" grep -q 'topup\|session' "$T/re
 
 # --- the gateway restarts: the same remote worker process joins the new
 # gateway by itself (it announces itself again after 3 silent heartbeats)
-kill -TERM "$GW_PID"
-i=0
-while kill -0 "$GW_PID" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
-kill -KILL "$GW_PID" 2>/dev/null
-wait "$GW_PID" 2>/dev/null
+sys_gateway_stop
 sys_gateway_start
 if wait_for 15 live1; then
     ok "after a gateway restart the same remote worker process is live again (pid $(remote_field "$W1_PUB" pid))"
