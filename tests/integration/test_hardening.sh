@@ -149,38 +149,28 @@ check "freeze: the refused code was not reserved" \
 # The workers read the database-wide counts every 5 s and report them on
 # their next statistics tick, so the gauge may lag by up to ~10 s.
 frozen_now() { metrics | sed -n 's/^ota_cards_frozen \([0-9]*\)$/\1/p'; }
-# frozen_wait OP N: waits up to 20 s for the gauge to be OP N (-ge, -lt).
-frozen_wait() {
-    i=0
-    while [ $i -lt 200 ]; do
-        v=$(frozen_now)
-        [ -n "$v" ] && [ "$v" "$1" "$2" ] && { echo "$v"; return 0; }
-        sleep 0.1
-        i=$((i + 1))
-    done
-    echo "${v:-absent}"
-    return 1
-}
-fm=$(frozen_wait -ge 1); rc=$?
-check "freeze: ops see it (/metrics ota_cards_frozen = $fm)" [ "$rc" -eq 0 ]
+# frozen_is OP N: the gauge is there and OP N (-ge, -lt).
+frozen_is() { v=$(frozen_now); [ -n "$v" ] && [ "$v" "$1" "$2" ]; }
+wait_for 20 frozen_is -ge 1
+rc=$?
+fm=$(frozen_now)
+check "freeze: ops see it (/metrics ota_cards_frozen = ${fm:-absent})" [ "$rc" -eq 0 ]
 out=$(run --url "$PUB_URL" --card "$fz" topup "$cg")
 check "freeze: a second top-up still answers card-error" [ "$(echo "$out" | field error)" = card-error ]
 check "freeze: the card kept its balance" \
     [ "$(ota-card show --card "$fz" | sed -n 's/^ *value \([0-9]*\)$/\1/p' | head -n 1)" = 400 ]
 ota-ctl --config "$CONF" cards unfreeze "$FUID" >>"$T/ctl.out" 2>>"$CTL_ERR"; rc=$?
-if [ "$([ "$rc" -ne 0 ] && echo refused)/$(sys_sql "SELECT frozen FROM cards WHERE card_uid = '\\x$FUID'")" = refused/t ]; then
-    ok "unfreeze without a reason is refused (exit $rc, still frozen)"
-else
-    fail "unfreeze without a reason is refused (exit $rc, still frozen)"
-fi
+check "unfreeze without a reason is refused (exit $rc, still frozen)" \
+    [ "$([ "$rc" -ne 0 ] && echo refused)/$(sys_sql "SELECT frozen FROM cards WHERE card_uid = '\\x$FUID'")" = refused/t ]
 ota-ctl --config "$CONF" cards unfreeze "$FUID" --reason "hardening test: forged record" \
     >>"$T/ctl.out" 2>>"$CTL_ERR"; rc=$?
 check "unfreeze with a reason" \
     [ "$rc/$(sys_sql "SELECT frozen FROM cards WHERE card_uid = '\\x$FUID'")" = 0/f ]
 check "unfreeze is recorded in card_events with its reason and actor" \
     [ "$(sys_sql "SELECT count(*) FROM card_events WHERE card_uid = '\\x$FUID' AND event = 'unfreeze' AND reason = 'hardening test: forged record' AND actor LIKE 'ota-ctl:%'")" = 1 ]
-fm2=$(frozen_wait -lt "$fm"); rc=$?
-check "unfreeze: the ota_cards_frozen gauge went down ($fm -> $fm2)" [ "$rc" -eq 0 ]
+wait_for 20 frozen_is -lt "$fm"
+rc=$?
+check "unfreeze: the ota_cards_frozen gauge went down ($fm -> $(frozen_now))" [ "$rc" -eq 0 ]
 # The foreign record cannot leave the card (no ClearRecordFile right), so
 # the card's next session finds it again and freezes the card again.
 out=$(run --url "$PUB_URL" --card "$fz" topup "$cg")
@@ -397,11 +387,8 @@ done
 check "synchronous_commit off: the gateway does not become ready in 8 s" [ $ready -eq 0 ]
 check "synchronous_commit off: the worker's log says why (db_not_durable, synchronous_commit is 'off')" \
     sh -c "tail -n +$((log_lines + 1)) '$T/gateway.log' | grep 'db_not_durable' | grep -q \"synchronous_commit is 'off'\""
-if sh -c "[ -z \"\$(pgrep -P $GW_PID -x ota-worker | while read p; do [ \$(( \$(date +%s) - \$(stat -c %Y /proc/\$p) )) -ge 3 ] && echo \$p; done)\" ]"; then
-    ok "synchronous_commit off: no worker stays up"
-else
-    fail "synchronous_commit off: no worker stays up"
-fi
+check "synchronous_commit off: no worker stays up" \
+    sh -c "[ -z \"\$(pgrep -P $GW_PID -x ota-worker | while read p; do [ \$(( \$(date +%s) - \$(stat -c %Y /proc/\$p) )) -ge 3 ] && echo \$p; done)\" ]"
 sys_sql "ALTER DATABASE ota RESET synchronous_commit" >/dev/null
 check "control: with synchronous_commit back on the restarted workers make the gateway ready" \
     wait_http "$ADMIN/readyz" 300
