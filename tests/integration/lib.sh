@@ -27,27 +27,10 @@ export PATH
 # Test master keys (public: tests only).
 MASTER_KEYS=00112233445566778899aabbccddeeff,102132435465768798a9bacbdcedfe0f,2b7e151628aed2a6abf7158809cf4f3c,603deb1015ca71be2b73aef0857d7781,f0e1d2c3b4a5968778695a4b3c2d1e0f
 
+. "$OTA_SRCDIR/tests/integration/tap.sh"
+
 T=
 GW_PID=
-TESTS_OK=0
-TESTS_FAILED=0
-
-ok() {
-    TESTS_OK=$((TESTS_OK + 1))
-    echo "ok $((TESTS_OK + TESTS_FAILED)) - $*"
-}
-
-fail() {
-    TESTS_FAILED=$((TESTS_FAILED + 1))
-    echo "not ok $((TESTS_OK + TESTS_FAILED)) - $*"
-}
-
-# check DESCRIPTION COMMAND...: ok if the command succeeds.
-check() {
-    d=$1
-    shift
-    if "$@"; then ok "$d"; else fail "$d"; fi
-}
 
 # Prints a free loopback TCP port.
 free_port() {
@@ -77,8 +60,7 @@ sys_cleanup() {
 }
 
 sys_finish() {
-    echo "# $TESTS_OK passed, $TESTS_FAILED failed"
-    if [ "$TESTS_FAILED" -ne 0 ]; then
+    if ! tap_summary; then
         echo "# gateway log (last 60 lines):"
         tail -n 60 "$T/gateway.log" 2>/dev/null | sed 's/^/# /'
         exit 1

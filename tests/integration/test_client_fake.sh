@@ -25,15 +25,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-N_OK=0
-N_FAIL=0
-ok() { N_OK=$((N_OK + 1)); echo "ok $((N_OK + N_FAIL)) - $*"; }
-fail() { N_FAIL=$((N_FAIL + 1)); echo "not ok $((N_OK + N_FAIL)) - $*"; }
-check() {
-    d=$1
-    shift
-    if "$@"; then ok "$d"; else fail "$d"; fi
-}
+. "$OTA_SRCDIR/tests/integration/tap.sh"
 
 # --- start the fake gateway; wait (bounded) for the port it chose
 LOG="$T/fake.log"
@@ -249,6 +241,4 @@ else
     fail "--help: exit 0 and documents the fault flags"
 fi
 
-echo "1..$((N_OK + N_FAIL))"
-echo "# $N_OK passed, $N_FAIL failed"
-[ "$N_FAIL" -eq 0 ]
+tap_summary

@@ -21,10 +21,7 @@ tmp=$(mktemp -d /tmp/ota-ctl.XXXXXX) || exit 99
 trap 'pg_stop; rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
 
-fails=0
-checks=0
-ok() { checks=$((checks + 1)); echo "ok $checks - $*"; }
-bad() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL $checks - $*"; }
+. "$OTA_SRCDIR/tests/integration/tap.sh"
 # expect CODE DESCRIPTION COMMAND...: the command exits with CODE.
 expect() {
     want=$1 what=$2
@@ -32,7 +29,7 @@ expect() {
     "$@" >"$tmp/out" 2>"$tmp/err"
     got=$?
     if [ "$got" -eq "$want" ]; then ok "$what"; else
-        bad "$what (exit $got, wanted $want)"
+        fail "$what (exit $got, wanted $want)"
         sed 's/^/    | /' "$tmp/out" "$tmp/err" | head -20
     fi
 }
@@ -40,7 +37,7 @@ expect() {
 sql_fails() {
     if pg_as_owner "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR" -U "${3:-ota}" -d ota \
         -c "$2" >"$tmp/out" 2>"$tmp/err"; then
-        bad "$1 (the database accepted: $2)"
+        fail "$1 (the database accepted: $2)"
     else
         ok "$1 ($(head -n 1 "$tmp/err" | cut -c1-90))"
     fi
@@ -49,7 +46,7 @@ sql_fails() {
 sql_value() {
     pg_as_owner "$PG_BIN/psql" -X -q -tA -v ON_ERROR_STOP=1 -h "$PG_DIR" -U "${2:-ota}" -d ota -c "$1"
 }
-eq() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (got '$2', wanted '$3')"; fi; }
+eq() { if [ "$2" = "$3" ]; then ok "$1"; else fail "$1 (got '$2', wanted '$3')"; fi; }
 
 pg_start "$tmp" || exit 99
 conf="$tmp/ota.conf"
@@ -71,11 +68,11 @@ expect 0 "db migrate again (OTA_SCHEMA_DIR)" env OTA_SCHEMA_DIR="$OTA_SRCDIR/sch
 eq "the second migrate applies nothing" "$(grep -c '^applied' "$tmp/out")" 0
 eq "schema_migrations records each file once" "$(sql_value 'SELECT count(*) FROM schema_migrations')" "$nfiles"
 expect 0 "db status after migrating" ctl db status --schema-dir "$OTA_SRCDIR/schema"
-grep -q '^0 pending' "$tmp/out" && ok "nothing pending" || bad "db status still shows pending migrations"
+grep -q '^0 pending' "$tmp/out" && ok "nothing pending" || fail "db status still shows pending migrations"
 mkdir "$tmp/schema-bad" && printf 'CREATE TABLE broken (;\n' >"$tmp/schema-bad/500_broken.sql"
 cp "$OTA_SRCDIR"/schema/*.sql "$tmp/schema-bad/"
 expect 1 "a failing migration fails db migrate" ctl db migrate --schema-dir "$tmp/schema-bad"
-grep -q '500_broken' "$tmp/err" && ok "the error names the file" || bad "the error does not name the file"
+grep -q '500_broken' "$tmp/err" && ok "the error names the file" || fail "the error does not name the file"
 eq "a failed migration is not recorded" "$(sql_value "SELECT count(*) FROM schema_migrations WHERE version = '500_broken'")" 0
 
 # --- keys
@@ -92,7 +89,7 @@ expect 0 "keys show" ctl keys show
 eq "keys show gives the fingerprints of init" "$(grep -E ' [0-9a-f]{16}$' "$tmp/out")" "$(grep -E ' [0-9a-f]{16}$' "$tmp/init.out")"
 "$ctl_bin" keys gen-kek "$tmp/kek2" 2>/dev/null
 expect 1 "keys show with another KEK fails" ctl keys show --kek-file "$tmp/kek2"
-grep -q 'wrong passphrase or KEK' "$tmp/err" && ok "the error says why" || bad "unclear error: $(cat "$tmp/err")"
+grep -q 'wrong passphrase or KEK' "$tmp/err" && ok "the error says why" || fail "unclear error: $(cat "$tmp/err")"
 expect 0 "keys init with a passphrase" env OTA_KEK_PASSPHRASE=test-pass-phrase "$ctl_bin" --config "$conf" \
     --worker.keyfile="$tmp/pass.sealed" --worker.kek_file= keys init
 expect 0 "keys show with the passphrase" env OTA_KEK_PASSPHRASE=test-pass-phrase "$ctl_bin" --config "$conf" \
@@ -103,21 +100,21 @@ k0=00112233445566778899aabbccddeeff
 expect 1 "keys import refuses to overwrite" ctl keys import --master-keys "$k0,$k0,$k0,$k0"
 code_fp=$(grep 'code HMAC' "$tmp/init.out")
 echo "$k0,$k0,$k0,$k0" | ctl keys import --master-keys - --force >"$tmp/out" 2>"$tmp/err" &&
-    ok "keys import from stdin" || bad "keys import failed: $(cat "$tmp/err")"
+    ok "keys import from stdin" || fail "keys import failed: $(cat "$tmp/err")"
 eq "keys import keeps the code HMAC key" "$(grep 'code HMAC' "$tmp/out")" "$code_fp"
 eq "keys import keeps the PICC key" "$(grep 'PICC' "$tmp/out")" "$(grep 'PICC' "$tmp/init.out")"
 expect 2 "keys import rejects a short key" ctl keys import --master-keys "00,$k0,$k0,$k0" --force
 
 # --- codes
 ctl codes issue --amount 500 --count 3 --expires 30 --batch test >"$tmp/codes" 2>"$tmp/err" &&
-    ok "codes issue" || bad "codes issue failed: $(cat "$tmp/err")"
+    ok "codes issue" || fail "codes issue failed: $(cat "$tmp/err")"
 eq "codes issue prints exactly the codes on stdout" "$(grep -cE '^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){3}-[0-9A-HJKMNP-TV-Z]$' "$tmp/codes")" 3
 eq "and nothing else" "$(wc -l <"$tmp/codes" | tr -d ' ')" 3
 eq "three codes stored as 32-byte hashes" "$(sql_value "SELECT count(*) FROM codes WHERE octet_length(code_hash) = 32 AND amount = 500 AND currency = 'EUR' AND state = 'issued' AND batch = 'test' AND expires_at > now() + interval '29 days'")" 3
 code1=$(head -n 1 "$tmp/codes")
 norm1=$(echo "$code1" | tr -d '-')
 pg_as_owner "$PG_BIN/pg_dump" -h "$PG_DIR" -U ota ota >"$tmp/dump.sql"
-if grep -q -e "$norm1" -e "$code1" "$tmp/dump.sql"; then bad "a code appears in the database dump"; else ok "no code appears in the database dump"; fi
+if grep -q -e "$norm1" -e "$code1" "$tmp/dump.sql"; then fail "a code appears in the database dump"; else ok "no code appears in the database dump"; fi
 expect 2 "codes issue refuses an amount over topup.max_amount" ctl codes issue --amount 100001 --count 1
 expect 2 "codes issue needs --count" ctl codes issue --amount 5
 expect 1 "codes issue without the key file fails" ctl --worker.keyfile="$tmp/none" codes issue --amount 5 --count 1
@@ -127,9 +124,9 @@ eq "a failed issue prints no code" "$(wc -c <"$tmp/out" | tr -d ' ')" 0
 h1='\x'$(printf '%064d' 1)
 h2='\x'$(printf '%064d' 2)
 uid='\x04a1b2c3d4e5f6'
-pg_psql -c "INSERT INTO codes (code_hash, amount) VALUES ('$h1', 700), ('$h2', 300)" || bad "inserting test codes"
+pg_psql -c "INSERT INTO codes (code_hash, amount) VALUES ('$h1', 700), ('$h2', 300)" || fail "inserting test codes"
 txn=$(sql_value "SELECT txn_id FROM ota_worker_reserve('$uid', '$h1', 'peer1', 5, 20, 3600)")
-case "$txn" in ????????-????-????-????-????????????) ok "reserve gives a txn ($txn)" ;; *) bad "reserve gave '$txn'" ;; esac
+case "$txn" in ????????-????-????-????-????????????) ok "reserve gives a txn ($txn)" ;; *) fail "reserve gave '$txn'" ;; esac
 eq "the code is reserved" "$(sql_value "SELECT state FROM codes WHERE code_hash = '$h1'")" reserved
 eq "settle committed" "$(sql_value "SELECT ota_worker_settle('$uid', '$txn', 'committed', 0)")" ok
 eq "settle committed again (idempotent)" "$(sql_value "SELECT ota_worker_settle('$uid', '$txn', 'committed', 0)")" ok
@@ -149,19 +146,19 @@ eq "a second txn stays in doubt" "$(sql_value "SELECT count(*) FROM finance_in_d
 eq "void releases the code" "$(sql_value "SELECT ota_worker_settle('$uid', '$txn2', 'voided', 0); SELECT state FROM codes WHERE code_hash = '$h2'" | tail -n 1)" issued
 t4=$(sql_value "SELECT txn_id FROM ota_worker_reserve('$uid', '$h2', '', 5, 20, 3600)")
 sql_fails "a final entry repeats its reservation's amount" "INSERT INTO ledger (txn_id, kind, card_uid, amount, code_hash) SELECT txn_id, 'committed', card_uid, amount + 1, code_hash FROM ledger WHERE code_hash = '$h2' AND kind = 'reserved' ORDER BY id DESC LIMIT 1"
-grep -q 'differs from its reservation' "$tmp/err" && ok "for the reason it says" || bad "refused for another reason: $(cat "$tmp/err")"
+grep -q 'differs from its reservation' "$tmp/err" && ok "for the reason it says" || fail "refused for another reason: $(cat "$tmp/err")"
 eq "a reserved code cannot be reserved twice" "$(sql_value "SELECT status FROM ota_worker_reserve('$uid', '$h2', '', 5, 20, 3600)")" code-used
 eq "void it" "$(sql_value "SELECT ota_worker_settle('$uid', '$t4', 'voided', 0)")" ok
 
 # --- roles
-pg_psql -c "CREATE ROLE fin LOGIN IN ROLE ota_finance; CREATE ROLE wrk LOGIN IN ROLE ota_worker; CREATE ROLE adm LOGIN IN ROLE ota_admin" || bad "creating login roles"
+pg_psql -c "CREATE ROLE fin LOGIN IN ROLE ota_finance; CREATE ROLE wrk LOGIN IN ROLE ota_worker; CREATE ROLE adm LOGIN IN ROLE ota_admin" || fail "creating login roles"
 eq "finance reads the transactions view" "$(sql_value 'SELECT count(*) FROM finance_transactions' fin)" 3
 eq "finance reads the codes view" "$(sql_value 'SELECT count(*) FROM finance_codes' fin)" 5
 sql_fails "finance cannot read code hashes" "SELECT code_hash FROM codes" fin
 sql_fails "finance cannot read the raw ledger" "SELECT * FROM ledger" fin
 sql_fails "finance cannot write" "INSERT INTO codes (code_hash, amount) VALUES ('\\x$(printf '%064d' 3)', 1)" fin
 if sql_value "SELECT * FROM finance_transactions; SELECT * FROM finance_codes; SELECT * FROM finance_reconciliation; SELECT * FROM finance_in_doubt" fin | grep -q "$(printf '%064d' 1)"; then
-    bad "a finance view shows a code hash"
+    fail "a finance view shows a code hash"
 else ok "no finance view shows a code hash"; fi
 eq "finance has no column named like a hash" "$(sql_value "SELECT count(*) FROM information_schema.columns WHERE table_name LIKE 'finance%' AND column_name LIKE '%hash%'")" 0
 sql_fails "the worker cannot issue codes" "INSERT INTO codes (code_hash, amount) VALUES ('\\x$(printf '%064d' 4)', 1)" wrk
@@ -183,9 +180,9 @@ eq "the worker can settle" "$(sql_value "SELECT ota_worker_settle('$uid2', '$t3'
 
 # --- cards
 expect 0 "cards frozen" ctl cards frozen
-grep -q 04000000000002 "$tmp/out" && ok "the frozen card is listed" || bad "the frozen card is not listed"
+grep -q 04000000000002 "$tmp/out" && ok "the frozen card is listed" || fail "the frozen card is not listed"
 expect 0 "cards show" ctl cards show 04000000000002
-grep -q freeze "$tmp/out" && ok "cards show lists the freeze" || bad "cards show has no freeze event"
+grep -q freeze "$tmp/out" && ok "cards show lists the freeze" || fail "cards show has no freeze event"
 expect 2 "cards unfreeze needs a reason" ctl cards unfreeze 04000000000002
 expect 0 "cards unfreeze" ctl cards unfreeze 04000000000002 --reason "card checked by ops"
 eq "the card is no longer frozen" "$(sql_value "SELECT frozen FROM cards WHERE card_uid = '$uid2'")" f
@@ -232,13 +229,13 @@ eq "codes by state add up to every code" "$(awk -F, 'NR>1{n+=$3; a+=$4} END{prin
 eq "codes summary counts the expired code" "$(grep -c '^expired,EUR,1,400$' "$tmp/out")" 1
 expect 0 "codes find a typed code" ctl codes find "$(echo "$code1" | tr 'A-Z' 'a-z')" --format csv
 eq "codes find gives the code's row (revoked above)" "$(tail -n 1 "$tmp/out" | cut -d, -f2,3,5)" "revoked,500,test"
-grep -q "$norm1" "$tmp/out" "$tmp/err" && bad "codes find echoed the code" || ok "codes find does not echo the code"
-echo "$code1" | ctl codes find - --format json >"$tmp/out" 2>"$tmp/err" && ok "codes find reads the code from stdin" || bad "codes find -: $(cat "$tmp/err")"
+grep -q "$norm1" "$tmp/out" "$tmp/err" && fail "codes find echoed the code" || ok "codes find does not echo the code"
+echo "$code1" | ctl codes find - --format json >"$tmp/out" 2>"$tmp/err" && ok "codes find reads the code from stdin" || fail "codes find -: $(cat "$tmp/err")"
 eq "codes find - gives one row" "$(/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(len(r), r[0]["batch"])' "$tmp/out")" "1 test"
 last=$(printf '%s' "$code1" | tail -c 1)
 typo=$(printf '%s' "$code1" | sed 's/.$//')$( [ "$last" = 2 ] && echo 3 || echo 2)
 expect 1 "codes find refuses a typo" ctl codes find "$typo"
-grep -q 'check character' "$tmp/err" && ok "and says why" || bad "codes find typo: $(cat "$tmp/err")"
+grep -q 'check character' "$tmp/err" && ok "and says why" || fail "codes find typo: $(cat "$tmp/err")"
 expect 0 "codes generate" ctl codes generate --count 3
 eq "codes generate prints well-formed codes" "$(grep -cE '^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){3}-[0-9A-HJKMNP-TV-Z]$' "$tmp/out")" 3
 nbefore=$(sql_value "SELECT count(*) FROM codes")
@@ -248,36 +245,35 @@ eq "generate stores nothing" "$(sql_value "SELECT count(*) FROM codes")" "$nbefo
 # --- the relative socket directory of db.conninfo (common/dbconn.c)
 (cd "$tmp" && "$ctl_bin" --config "$conf" "--db.conninfo=host=./pg dbname=ota user=ota" ledger daily) \
     >"$tmp/out" 2>"$tmp/err" && ok "host=./pg is taken relative to the working directory" ||
-    bad "relative host=./pg: $(cat "$tmp/err")"
+    fail "relative host=./pg: $(cat "$tmp/err")"
 rel=$(/usr/bin/python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], "/"))' "$PG_DIR")
 (cd / && "$ctl_bin" --config "$conf" "--db.conninfo=host=$rel dbname=ota user=ota" ledger daily) \
     >"$tmp/out" 2>"$tmp/err" && ok "host=$rel from / is a socket directory" ||
-    bad "relative host=$rel: $(cat "$tmp/err")"
+    fail "relative host=$rel: $(cat "$tmp/err")"
 (cd "$tmp" && "$ctl_bin" --config "$conf" "--db.conninfo=host=./nonexistent dbname=ota user=ota password=pw-in-conninfo" ledger daily) \
     >"$tmp/out" 2>"$tmp/err"
-grep -q "host=$tmp/nonexistent" "$tmp/err" && ok "a connect error names the resolved directory" || bad "connect error: $(cat "$tmp/err")"
-grep -q 'pw-in-conninfo' "$tmp/err" && bad "a connect error shows the password" || ok "a connect error hides the password"
+grep -q "host=$tmp/nonexistent" "$tmp/err" && ok "a connect error names the resolved directory" || fail "connect error: $(cat "$tmp/err")"
+grep -q 'pw-in-conninfo' "$tmp/err" && fail "a connect error shows the password" || ok "a connect error hides the password"
 
 # --- operator token
 echo "operator-token-for-tests-0123456789" | ctl operator token-hash >"$tmp/out" 2>"$tmp/err" &&
-    ok "operator token-hash" || bad "operator token-hash failed: $(cat "$tmp/err")"
-grep -q '^\$argon2id\$' "$tmp/out" && ok "the hash is an Argon2id string" || bad "not an argon2id hash: $(cat "$tmp/out")"
-grep -q operator-token "$tmp/out" "$tmp/err" && bad "the token was printed" || ok "the token is not printed"
-echo short | ctl operator token-hash >/dev/null 2>&1 && bad "a short token was accepted" || ok "a short token is refused"
+    ok "operator token-hash" || fail "operator token-hash failed: $(cat "$tmp/err")"
+grep -q '^\$argon2id\$' "$tmp/out" && ok "the hash is an Argon2id string" || fail "not an argon2id hash: $(cat "$tmp/out")"
+grep -q operator-token "$tmp/out" "$tmp/err" && fail "the token was printed" || ok "the token is not printed"
+echo short | ctl operator token-hash >/dev/null 2>&1 && fail "a short token was accepted" || ok "a short token is refused"
 
 # --- audit
 expect 0 "audit passes on a consistent database" ctl audit
-grep -q 'audit: ok' "$tmp/out" && ok "audit says ok" || bad "audit output: $(cat "$tmp/out")"
-grep -q 'review flagged' "$tmp/out" && ok "the flagged entry is listed for review" || bad "no review line"
+grep -q 'audit: ok' "$tmp/out" && ok "audit says ok" || fail "audit output: $(cat "$tmp/out")"
+grep -q 'review flagged' "$tmp/out" && ok "the flagged entry is listed for review" || fail "no review line"
 pg_psql -c "ALTER TABLE ledger DISABLE TRIGGER ledger_no_update" >/dev/null
 expect 1 "audit fails when the append-only trigger is disabled" ctl audit
-grep -q 'guard-missing.*ledger_no_update' "$tmp/out" && ok "and names it" || bad "audit output: $(cat "$tmp/out")"
+grep -q 'guard-missing.*ledger_no_update' "$tmp/out" && ok "and names it" || fail "audit output: $(cat "$tmp/out")"
 pg_psql -c "ALTER TABLE ledger ENABLE TRIGGER ledger_no_update" >/dev/null
 # Break an invariant behind the triggers' back (as a superuser could).
 pg_psql -c "SET session_replication_role = replica; UPDATE codes SET state = 'issued', txn_id = NULL, card_uid = NULL, reserved_at = NULL, used_at = NULL WHERE code_hash = '$h1'" >/dev/null
 expect 1 "audit fails when a committed txn's code is not used" ctl audit
-grep -q 'VIOLATION committed-code-not-used' "$tmp/out" && ok "and names the rule" || bad "audit output: $(cat "$tmp/out")"
+grep -q 'VIOLATION committed-code-not-used' "$tmp/out" && ok "and names the rule" || fail "audit output: $(cat "$tmp/out")"
 eq "finance sees the same finding" "$(sql_value "SELECT count(*) FROM finance_reconciliation WHERE severity = 'violation'" fin)" 1
 
-echo "test_ctl.sh: $checks checks, $fails failed"
-[ "$fails" -eq 0 ]
+tap_summary

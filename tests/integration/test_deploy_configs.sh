@@ -37,17 +37,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-N=0
-FAILED=0
-ok() {
-    N=$((N + 1))
-    echo "ok $N - $*"
-}
-fail() {
-    N=$((N + 1))
-    FAILED=$((FAILED + 1))
-    echo "not ok $N - $*"
-}
+. "$SRC/tests/integration/tap.sh"
 # run DESCRIPTION COMMAND...: ok if it exits 0; its output is shown on failure.
 run() {
     d=$1
@@ -233,14 +223,14 @@ if command -v systemd-analyze >/dev/null 2>&1; then
             sed 's/^/#   /' "$T/sd.out"
         fi
     done
-    before=$FAILED
+    before=$TESTS_FAILED
     for k in NoNewPrivileges=yes ProtectSystem=strict PrivateTmp=yes LimitCORE=0 \
         MemoryDenyWriteExecute=yes KillSignal=SIGTERM; do
         for u in ota-gateway.service ota-worker@.service; do
             grep -qx "$k" "$SRC/deploy/systemd/$u" || fail "$u lacks $k"
         done
     done
-    [ "$FAILED" -ne "$before" ] || ok "both units set NoNewPrivileges, ProtectSystem=strict, PrivateTmp, LimitCORE=0, MemoryDenyWriteExecute, KillSignal=SIGTERM"
+    [ "$TESTS_FAILED" -ne "$before" ] || ok "both units set NoNewPrivileges, ProtectSystem=strict, PrivateTmp, LimitCORE=0, MemoryDenyWriteExecute, KillSignal=SIGTERM"
     # The stop timeout must exceed the drain: gateway 30 s drain + 2.5 s
     # closing + 10 s worker stop; remote worker 60 s operation + 5 s + 5 s.
     gw_stop=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)s$/\1/p' "$SRC/deploy/systemd/ota-gateway.service")
@@ -320,6 +310,5 @@ else
 fi
 [ -z "$assumed" ] || echo "# note: assumed ledger metrics, not exported yet:$assumed"
 
-echo "# $((N - FAILED)) passed, $FAILED failed"
-[ "$FAILED" -eq 0 ] || exit 1
+tap_summary || exit 1
 exit 0

@@ -22,9 +22,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 GW="$OTA_BUILDDIR/gateway/ota-gateway"
-rc=0
-ok() { echo "ok - $1"; }
-nok() { echo "not ok - $1"; rc=1; }
+. "$OTA_SRCDIR/tests/integration/tap.sh"
 
 # --- certificates (the gateway drops to gateway.user: keep them readable)
 cd "$T" || exit 1
@@ -78,7 +76,7 @@ refused_start() { # NAME LOGWORD ARGS...
     if [ $st -ne 0 ] && [ $st -ne 124 ] && grep -q "$word" "$T/start.log"; then
         ok "refused at start: $name"
     else
-        nok "refused at start: $name (exit $st)"
+        fail "refused at start: $name (exit $st)"
         tail -n 5 "$T/start.log" "$T/start.out" | sed 's/^/# /'
     fi
 }
@@ -105,7 +103,7 @@ done
 if kill -0 $GW_PID 2>/dev/null && grep -q 'listener=public addr="0.0.0.0' "$T/proxy.log"; then
     ok "plain ws on 0.0.0.0 starts with gateway.behind_tls_proxy = true"
 else
-    nok "plain ws on 0.0.0.0 with gateway.behind_tls_proxy did not start"
+    fail "plain ws on 0.0.0.0 with gateway.behind_tls_proxy did not start"
     tail -n 5 "$T/proxy.log" | sed 's/^/# /'
 fi
 kill -TERM $GW_PID 2>/dev/null
@@ -135,16 +133,20 @@ until curl -fsS -o /dev/null "http://127.0.0.1:$P3/readyz" 2>/dev/null; do
     sleep 0.1
 done
 /usr/bin/python3 "$OTA_SRCDIR/tests/integration/gw_tls.py" "$P1" "$P2" "$T/ca.crt" \
-    "$T/client.crt" "$T/client.key" "$T/other.crt" "$T/other.key" "$T/peers.txt" || rc=1
+    "$T/client.crt" "$T/client.key" "$T/other.crt" "$T/other.key" "$T/peers.txt" ||
+    fail "the TLS clients' checks (gw_tls.py, above)"
 if curl -fsS "http://127.0.0.1:$P3/metrics" | grep -q '^ota_gateway_connections_rejected_total{reason="tls"} [1-9]'; then
     ok "/metrics counts the failed TLS handshakes"
 else
-    nok "/metrics does not count the failed TLS handshakes"
+    fail "/metrics does not count the failed TLS handshakes"
 fi
 kill -TERM $GW_PID
 i=0
 while kill -0 $GW_PID 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-if kill -0 $GW_PID 2>/dev/null; then nok "the TLS gateway did not stop on SIGTERM"; fi
+if kill -0 $GW_PID 2>/dev/null; then fail "the TLS gateway did not stop on SIGTERM"; fi
 GW_PID=
-[ $rc -eq 0 ] || { echo "# gateway log:"; tail -n 30 "$T/gateway.log" | sed 's/^/# /'; }
-exit $rc
+tap_summary || {
+    echo "# gateway log:"
+    tail -n 30 "$T/gateway.log" | sed 's/^/# /'
+    exit 1
+}
