@@ -3,8 +3,8 @@
 bin_PROGRAMS += tools/ota-card
 tools_ota_card_SOURCES = tools/ota_card.c tools/card_cmd.h tools/card_new.c \
 	tools/card_show.c tools/card_vicc.c tools/card_relay.c tools/vicc.c tools/vicc.h $(CARDRUN_SRC)
-tools_ota_card_CFLAGS = $(AM_CFLAGS) $(SODIUM_CFLAGS) $(CRYPTO_CFLAGS) $(CARDRUN_CFLAGS)
-tools_ota_card_LDADD = $(CARDRUN_LINK) $(CARD_LIBS)
+tools_ota_card_CFLAGS = $(AM_CFLAGS) $(SIM_CFLAGS) $(SODIUM_CFLAGS) $(CRYPTO_CFLAGS) $(CARDRUN_CFLAGS)
+tools_ota_card_LDADD = $(CARDRUN_LINK) $(SIM_LIBS)
 
 # Unit test of the virtual ICC (control codes, GET DATA, saving, framing).
 UNIT_TESTS += tests/unit/test_vicc

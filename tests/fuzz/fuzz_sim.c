@@ -1,4 +1,4 @@
-// FUZZ-SOURCES: common/sim_*.c common/desfire_*.c common/ota_err.c
+// FUZZ-SOURCES: sim/sim_*.c common/desfire_*.c common/ota_err.c
 // FUZZ-LIBS: -lcrypto -lsodium
 /* fuzz_sim: libFuzzer target for the card simulator.  Byte 0 picks the
  * card (personalized profile card, factory DES card, factory AES card) and
@@ -8,8 +8,8 @@
  * (length 0: power cycle).  Every answer must be 2..61 bytes with a
  * plausible SW1, and the card must describe itself at the end.
  *
- * Build: clang -g -fsanitize=fuzzer,address,undefined -I common \
- *   tests/fuzz/fuzz_sim.c common/sim_*.c common/desfire_*.c common/ota_err.c \
+ * Build: clang -g -fsanitize=fuzzer,address,undefined -I common -I sim \
+ *   tests/fuzz/fuzz_sim.c sim/sim_*.c common/desfire_*.c common/ota_err.c \
  *   -lcrypto -lsodium -o fuzz_sim
  * Run:   ./fuzz_sim -max_total_time=60 */
 #include <stddef.h>

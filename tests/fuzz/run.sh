@@ -73,7 +73,7 @@ trap 'exit 130' INT TERM
 # seen, but the fuzz run is about crashes.
 CFLAGS_FUZZ="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 -fno-omit-frame-pointer -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra \
--I $top -I $top/common -I $top/gateway -I $top/worker"
+-I $top -I $top/common -I $top/sim -I $top/gateway -I $top/worker"
 
 # header_value FILE KEY: the value of "KEY:" from the first 40 lines of FILE
 # (several lines with the same key are joined).

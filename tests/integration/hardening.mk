@@ -8,8 +8,8 @@ EXTRA_DIST += tests/integration/test_hardening.sh tests/integration/proxy_client
 # Test-only helpers run by test_hardening.sh (never installed).
 check_PROGRAMS += tests/integration/card_forge tests/unit/test_picc_lock
 tests_integration_card_forge_SOURCES = tests/integration/card_forge.c
-tests_integration_card_forge_CFLAGS = $(AM_CFLAGS) $(SODIUM_CFLAGS) $(CRYPTO_CFLAGS)
-tests_integration_card_forge_LDADD = $(CARD_LIBS)
+tests_integration_card_forge_CFLAGS = $(AM_CFLAGS) $(SIM_CFLAGS) $(SODIUM_CFLAGS) $(CRYPTO_CFLAGS)
+tests_integration_card_forge_LDADD = $(SIM_LIBS)
 tests_unit_test_picc_lock_SOURCES = tests/unit/test_picc_lock.c $(SIM_TEST_SOURCES)
 tests_unit_test_picc_lock_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_picc_lock_LDADD = $(TEST_LIBS)

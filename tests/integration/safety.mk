@@ -8,9 +8,9 @@ tests_integration_hostile_relay_SOURCES = tests/integration/hostile_relay.c \
 	tests/integration/hostile_relay.h tests/integration/hostile_check.c \
 	tools/ws_client.c tools/ws_client.h tools/ws_proto.c tools/ws_proto.h \
 	tools/ws_url.c tools/ws_url.h
-tests_integration_hostile_relay_CFLAGS = $(AM_CFLAGS) -pthread -I$(top_srcdir)/tools \
+tests_integration_hostile_relay_CFLAGS = $(AM_CFLAGS) $(SIM_CFLAGS) -pthread -I$(top_srcdir)/tools \
 	$(SSL_CFLAGS) $(JANSSON_CFLAGS) $(PQ_CFLAGS) $(SODIUM_CFLAGS) $(CRYPTO_CFLAGS)
-tests_integration_hostile_relay_LDADD = $(CARD_LIBS) $(SSL_LIBS) $(CRYPTO_LIBS) \
+tests_integration_hostile_relay_LDADD = $(SIM_LIBS) $(SSL_LIBS) $(CRYPTO_LIBS) \
 	$(JANSSON_LIBS) $(PQ_LIBS) -lpthread
 
 SAFETY_TESTS = tests/integration/test_safety.sh
