@@ -4,7 +4,12 @@
  * -> WS -> CLOSING, or -> REJECTING with an HTTP error.  Input is bounded
  * in every state: the read high-watermark holds at most one upgrade head,
  * wslay refuses messages over gateway.max_message, and output waiting for
- * a slow client is capped.  A connection is freed only from the tail of a
+ * a client is bounded: while a connection's output (frames wslay has
+ * queued plus bytes libevent has not written) is over
+ * gateway.max_output_bytes, nothing more is read from it (a client that
+ * never reads would otherwise make us queue one pong per ping, without
+ * end), and a connection that stays over it for gateway.output_stall_ms
+ * is dropped.  A connection is freed only from the tail of a
  * libevent callback (conn_free), never from inside wslay or session code,
  * so nothing touches a freed connection. */
 #include "conn.h"
@@ -30,8 +35,10 @@
 #include "upgrade.h"
 #include "utf8.h"
 
-#define PROXY_MAX 1100       /* largest PROXY header we read (v2: 16 + 1024) */
-#define OUT_MAX (64 * 1024)  /* output waiting for a slow client, at most */
+#define PROXY_MAX 1100 /* largest PROXY header we read (v2: 16 + 1024) */
+/* What wslay allocates for one queued frame besides its payload (its
+ * message struct, the payload copy's header and a queue cell). */
+#define QUEUED_FRAME_COST 128
 #define CLOSE_LINGER_MS 2000 /* after our close frame, wait this long for the peer's */
 #define READ_CHUNK 4096
 
@@ -41,6 +48,7 @@ static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static void count_ip(struct conn *c);
+static void on_ws_input(struct conn *c);
 
 static void arm_ms(struct conn *c, uint64_t ms)
 {
@@ -131,10 +139,33 @@ static void count_ip(struct conn *c)
 
 /* ---- wslay callbacks (never free the connection from here) ------------ */
 
+/* Bytes waiting to go to the client: libevent's output buffer and what
+ * wslay has queued (every frame counted with its bookkeeping). */
+static size_t out_pending(const struct conn *c)
+{
+    size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+    if (c->ws)
+        n += wslay_event_get_queued_msg_length(c->ws) +
+             wslay_event_get_queued_msg_count(c->ws) * QUEUED_FRAME_COST;
+    return n;
+}
+
+static int out_full(const struct conn *c)
+{
+    return out_pending(c) >= c->gw->set.max_output;
+}
+
 static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *arg)
 {
     (void)flags;
     struct conn *c = arg;
+    /* Over the output cap, parse nothing more: each ping would queue a
+     * pong, each message an answer.  The bytes wait in the input buffer
+     * (one read at most: reading stops too, see output_check). */
+    if (out_full(c)) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
     int n = evbuffer_remove(bufferevent_get_input(c->bev), buf, len);
     if (n <= 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
@@ -148,7 +179,7 @@ static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 {
     (void)flags;
     struct conn *c = arg;
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) >= OUT_MAX) {
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) >= c->gw->set.max_output) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
@@ -224,14 +255,78 @@ static void ws_flush(struct conn *c)
         ws_pump_out(c);
 }
 
+/* Milliseconds from since_us to now, and what is left of limit_ms. */
+static uint64_t ms_since(uint64_t since_us, uint64_t now)
+{
+    return now > since_us ? (now - since_us) / 1000 : 0;
+}
+
+static uint64_t ms_left(uint64_t since_us, uint64_t now, uint64_t limit_ms)
+{
+    uint64_t el = ms_since(since_us, now);
+    return el >= limit_ms ? 0 : limit_ms - el;
+}
+
+/* The earliest of an open WebSocket's deadlines: the next ping, the idle
+ * close, the first operation message, the output stall. */
+static void arm_ws(struct conn *c, uint64_t now)
+{
+    const struct gw_settings *set = &c->gw->set;
+    uint64_t next = ms_left(c->last_rx_us, now, set->idle_timeout_ms);
+    uint64_t t;
+    if (!c->ping_out && !c->stalled_us &&
+        (t = ms_left(c->last_rx_us, now, set->ping_interval_ms)) < next)
+        next = t;
+    if (sess_idle(&c->s) && (t = ms_left(c->opened_us, now, set->first_message_ms)) < next)
+        next = t;
+    if (c->stalled_us && (t = ms_left(c->stalled_us, now, set->output_stall_ms)) < next)
+        next = t;
+    arm_ms(c, next ? next : 1);
+}
+
+/* Stops reading while the output is over the cap, resumes (with the input
+ * already buffered) once half of it has drained.  Returns 1 if the
+ * connection was freed. */
+static int output_check(struct conn *c)
+{
+    if (!c->stalled_us) {
+        if (!out_full(c))
+            return 0;
+        c->stalled_us = gw_now_us();
+        bufferevent_disable(c->bev, EV_READ);
+        if (c->state == CONN_WS)
+            arm_ws(c, c->stalled_us);
+        return 0;
+    }
+    if (out_pending(c) > c->gw->set.max_output / 2)
+        return 0;
+    c->stalled_us = 0;
+    bufferevent_enable(c->bev, EV_READ);
+    if (c->state == CONN_WS)
+        arm_ws(c, gw_now_us());
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+        return 0;
+    on_ws_input(c);
+    return 1; /* on_ws_input may have freed it: the caller stops here */
+}
+
 int conn_send_text(struct conn *c, const char *text, size_t len)
 {
     if (c->state != CONN_WS || !c->ws)
         return OTA_ERR_STATE;
+    /* A client over the output cap is not reading: what it would get is
+     * not queued (its connection goes when the stall lasts). */
+    if (out_full(c)) {
+        if (!c->stalled_us && !c->in_recv)
+            output_check(c);
+        return OTA_ERR_LIMIT;
+    }
     struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
     if (wslay_event_queue_msg(c->ws, &m) != 0)
         return OTA_ERR_IO;
     ws_flush(c);
+    if (!c->in_recv && !c->stalled_us && out_full(c))
+        output_check(c);
     return 0;
 }
 
@@ -284,10 +379,9 @@ static void admit(struct conn *c, const struct upg_result *r)
     g->nws++;
     c->ws_counted = 1;
     c->state = CONN_WS;
-    c->last_rx_us = gw_now_us();
+    c->last_rx_us = c->opened_us = gw_now_us();
     bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
-    arm_ms(c, g->set.ping_interval_ms < g->set.idle_timeout_ms ? g->set.ping_interval_ms
-                                                               : g->set.idle_timeout_ms);
+    arm_ws(c, c->opened_us);
 }
 
 static void on_proxy(struct conn *c)
@@ -414,6 +508,8 @@ static void on_ws_input(struct conn *c)
         conn_free(c);
         return;
     }
+    if (output_check(c))
+        return;
     maybe_finish(c);
 }
 
@@ -457,6 +553,8 @@ static void write_cb(struct bufferevent *bev, void *arg)
             conn_free(c);
             return;
         }
+        if (output_check(c))
+            return;
     }
     maybe_finish(c);
 }
@@ -477,37 +575,58 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         conn_free(c);
 }
 
+/* A client that has not read its output for gateway.output_stall_ms: a
+ * close frame would not reach it either. */
+static void drop_stalled(struct conn *c)
+{
+    c->gw->met.output_stalled_total++;
+    log_info("output_stalled", "session=%" PRIu64 " peer=%s queued=%zu", c->s.id, c->peer,
+             out_pending(c));
+    conn_free(c);
+}
+
+static void ws_timer(struct conn *c)
+{
+    const struct gw_settings *set = &c->gw->set;
+    uint64_t now = gw_now_us(), idle = ms_since(c->last_rx_us, now);
+    if (c->stalled_us && ms_since(c->stalled_us, now) >= set->output_stall_ms) {
+        drop_stalled(c);
+        return;
+    }
+    /* Pings keep last_rx_us fresh, never opened_us. */
+    if (sess_idle(&c->s) && ms_since(c->opened_us, now) >= set->first_message_ms) {
+        sess_no_operation(c);
+        maybe_finish(c);
+        return;
+    }
+    if (idle >= set->idle_timeout_ms) {
+        conn_close(c, WSLAY_CODE_GOING_AWAY, "idle");
+        maybe_finish(c);
+        return;
+    }
+    if (idle >= set->ping_interval_ms && !c->ping_out && !c->stalled_us) {
+        struct wslay_event_msg m = {WSLAY_PING, NULL, 0};
+        wslay_event_queue_msg(c->ws, &m);
+        c->ping_out = 1; /* queued, or never will be: either way no second one */
+        ws_flush(c);
+    }
+    arm_ws(c, now);
+}
+
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct conn *c = arg;
-    struct gw *g = c->gw;
     switch (c->state) {
     case CONN_PROXY:
     case CONN_UPGRADE:
         reject(c, 408, "upgrade request not complete in time", MET_REJ_UPGRADE_TIMEOUT);
         maybe_finish(c);
         return;
-    case CONN_WS: {
-        uint64_t now = gw_now_us(), idle = (now - c->last_rx_us) / 1000;
-        if (idle >= g->set.idle_timeout_ms) {
-            conn_close(c, WSLAY_CODE_GOING_AWAY, "idle");
-            maybe_finish(c);
-            return;
-        }
-        if (idle >= g->set.ping_interval_ms && !c->ping_out) {
-            struct wslay_event_msg m = {WSLAY_PING, NULL, 0};
-            if (wslay_event_queue_msg(c->ws, &m) == 0)
-                c->ping_out = 1;
-            ws_flush(c);
-        }
-        uint64_t next = g->set.idle_timeout_ms - idle;
-        if (!c->ping_out && g->set.ping_interval_ms > idle && g->set.ping_interval_ms - idle < next)
-            next = g->set.ping_interval_ms - idle;
-        arm_ms(c, next ? next : 1);
+    case CONN_WS:
+        ws_timer(c);
         return;
-    }
     case CONN_CLOSING:
     case CONN_REJECTING:
         conn_free(c);

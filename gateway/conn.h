@@ -38,6 +38,8 @@ struct conn {
     uint16_t close_code;      /* our close, queued after the pending messages */
     const char *close_reason; /* static text */
     uint64_t last_rx_us;
+    uint64_t opened_us;           /* upgraded: the first operation is due first_message_ms later */
+    uint64_t stalled_us;          /* output over the cap since (reading stopped); 0: not */
     char peer[WIRE_MAX_PEER + 1]; /* the client's address (PROXY header or TCP) */
     struct session s;
 };

@@ -27,6 +27,8 @@ struct gw_settings {
     size_t max_connections, max_connections_per_ip, max_message, max_header_bytes;
     unsigned max_headers;
     uint64_t upgrade_timeout_ms, ping_interval_ms, idle_timeout_ms, drain_timeout_ms;
+    uint64_t first_message_ms, output_stall_ms;
+    size_t max_output;
     uint64_t heartbeat_ms, worker_dead_ms, restart_backoff_ms, restart_backoff_max_ms;
     unsigned workers;
 };

@@ -93,6 +93,9 @@ static void read_settings(struct gw *g)
     s->ping_interval_ms = (uint64_t)cfg_int(c, "gateway.ping_interval_ms");
     s->idle_timeout_ms = (uint64_t)cfg_int(c, "gateway.idle_timeout_ms");
     s->drain_timeout_ms = (uint64_t)cfg_int(c, "gateway.drain_timeout_ms");
+    s->first_message_ms = (uint64_t)cfg_int(c, "gateway.first_message_timeout_ms");
+    s->max_output = (size_t)cfg_int(c, "gateway.max_output_bytes");
+    s->output_stall_ms = (uint64_t)cfg_int(c, "gateway.output_stall_ms");
     s->heartbeat_ms = (uint64_t)cfg_int(c, "gateway.heartbeat_ms");
     s->worker_dead_ms = (uint64_t)cfg_int(c, "gateway.worker_dead_ms");
     s->restart_backoff_ms = (uint64_t)cfg_int(c, "gateway.restart_backoff_ms");

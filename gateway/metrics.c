@@ -130,6 +130,11 @@ void met_render(const struct met *m, struct met_text *t)
     for (int i = 0; i < MET_CLOSE_N; i++)
         met_printf(t, "ota_gateway_ws_closes_total{code=\"%d\"} %llu\n", close_codes[i],
                    (unsigned long long)m->close_codes_total[i]);
+    met_header(t, "ota_gateway_connections_output_stalled_total", "counter",
+               "Connections dropped because their client read nothing while its output stayed "
+               "over gateway.max_output_bytes for gateway.output_stall_ms.");
+    met_printf(t, "ota_gateway_connections_output_stalled_total %llu\n",
+               (unsigned long long)m->output_stalled_total);
     met_render_hist(&m->exchange_added, "ota_gateway_exchange_added_seconds",
                     "Server-added time per exchange: client response received to next command "
                     "sent.",

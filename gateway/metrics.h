@@ -41,6 +41,7 @@ struct met {
     uint64_t session_errors_total[WIRE_E_COUNT];
     uint64_t rejected_total[MET_REJ_N];
     uint64_t close_codes_total[MET_CLOSE_N]; /* by met_close_index() */
+    uint64_t output_stalled_total;           /* dropped: output over the cap too long */
     struct met_hist exchange_added;          /* client response in -> next command out */
     struct met_hist apdu_roundtrip;          /* command out -> client response in */
     struct met_hist session_duration;

@@ -330,6 +330,12 @@ void sess_end(struct conn *c)
     }
 }
 
+void sess_no_operation(struct conn *c)
+{
+    log_info("no_operation", "peer=%s", c->peer);
+    fail(c, WIRE_E_TIMEOUT);
+}
+
 int sess_idle(const struct session *s)
 {
     return s->state == SESS_IDLE;

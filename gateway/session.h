@@ -41,6 +41,9 @@ void sess_on_worker_lost(struct session *s);
 /* The connection is going away: tells the worker, frees the session's
  * resources.  Safe to call in any state, more than once. */
 void sess_end(struct conn *c);
+/* No operation message within gateway.first_message_timeout_ms: result
+ * failed/timeout and close. */
+void sess_no_operation(struct conn *c);
 /* Drain started: a session that has not begun an operation is closed. */
 int sess_idle(const struct session *s);
 

@@ -2,7 +2,9 @@
 """Bad input at the gateway, over raw sockets (what no WebSocket library
 sends): malformed HTTP upgrades, malformed WebSocket frames, malformed and
 out-of-order JSON messages, bad hex, PROXY protocol headers from allowed
-and other peers, slow clients and connection floods.  Each case checks the
+and other peers, slow clients, clients that never send their operation,
+clients that never read (a ping flood, a stream of operations) and
+connection floods.  Each case checks the
 documented answer (HTTP status, close code or `result` error), and between
 the groups a normal client must still complete a session.  The gateway's
 RSS (from /proc/PID/status) is printed before and after and must stay
@@ -11,6 +13,7 @@ bounded.
 Usage: gw_badinput.py --port P --admin URL --pid PID --peers FILE
        [--proxy-ip 127.0.0.5] [--max-conn 20] [--per-ip 8]
        [--upgrade-timeout-ms 1500] [--idle-timeout-ms 3000]
+       [--first-message-ms 2000] [--output-stall-ms 2000]
 The gateway runs with tests/integration/fake_worker (FAKE_WORKER_PEERS=FILE).
 Prints TAP lines; exits 1 if any check failed."""
 import argparse
@@ -33,6 +36,8 @@ ap.add_argument("--max-conn", type=int, default=20)
 ap.add_argument("--per-ip", type=int, default=8)
 ap.add_argument("--upgrade-timeout-ms", type=int, default=1500)
 ap.add_argument("--idle-timeout-ms", type=int, default=3000)
+ap.add_argument("--first-message-ms", type=int, default=2000)
+ap.add_argument("--output-stall-ms", type=int, default=2000)
 A = ap.parse_args()
 
 HOST = "127.0.0.1"
@@ -548,9 +553,10 @@ def slowloris():
     check("slowloris: 12 upgrades trickled byte by byte all get 408 (in %.1f s, timeout %.1f s)" %
           (elapsed, up), all(x == 408 for x in st) and elapsed < up * 4, st)
 
-    # After the upgrade: half a frame header, then silence.
+    # After the operation: half a frame header, then silence.
     idle = A.idle_timeout_ms / 1000.0
     w = WS(timeout=idle * 3 + 5)
+    session_prefix(w)
     w.send(b"\x81")
     t0 = time.time()
     texts, code = w.until_close(answer_pings=False)
@@ -558,8 +564,9 @@ def slowloris():
     w.close()
     check("slow frame: half a header then silence -> close 1001 after about %.1f s (%.1f s)" %
           (idle, el), code == 1001 and idle * 0.8 <= el <= idle * 3, (code, el))
-    # A client that never answers pings.
+    # A client that never answers pings (its session waits for a response).
     w = WS(timeout=idle * 3 + 5)
+    session_prefix(w)
     t0 = time.time()
     pings, code = 0, None
     try:
@@ -576,6 +583,155 @@ def slowloris():
     w.close()
     check("idle client that ignores pings: pinged, then close 1001 (%d pings, %.1f s)" %
           (pings, el), pings >= 1 and code == 1001, (pings, code, el))
+
+
+# ---- the first operation is due -----------------------------------------------
+
+def first_message_cases():
+    first = A.first_message_ms / 1000.0
+    idle = A.idle_timeout_ms / 1000.0
+    for name, ping_every in (("a silent client", None), ("a client that pings every 0.2 s", 0.2)):
+        w = WS(timeout=0.2)
+        t0 = time.time()
+        texts, code, last_ping = [], None, 0.0
+        # Bounded: far past both the deadline and the idle timeout.
+        while time.time() - t0 < first + idle + 5 and code is None:
+            if ping_every and time.time() - last_ping >= ping_every:
+                try:
+                    w.send(frame(9, b"keep-me"))
+                except OSError:
+                    break
+                last_ping = time.time()
+            try:
+                o, p = w.frame()
+            except socket.timeout:
+                continue
+            except (EOFError, OSError, ValueError):
+                break
+            if o == 1:
+                texts.append(json.loads(p))
+            elif o == 8:
+                code = struct.unpack("!H", p[:2])[0] if len(p) >= 2 else 1005
+        el = time.time() - t0
+        w.close()
+        r = texts[-1] if texts else {}
+        check("no operation message: %s gets result failed timeout and close 1000 after about "
+              "%.1f s (%.1f s)" % (name, first, el),
+              r.get("type") == "result" and r.get("status") == "failed" and
+              r.get("error") == "timeout" and code == 1000 and first * 0.8 <= el < first + idle,
+              (texts, code, el))
+
+
+# ---- clients that never read ---------------------------------------------------
+
+def stalled_total():
+    for line in metrics().splitlines():
+        if line.startswith("ota_gateway_connections_output_stalled_total "):
+            return float(line.split()[-1])
+    return -1
+
+
+def never_reader(src, first, chunk, total, limit_kb, out):
+    """Sends first, then chunk again and again (up to total bytes), and
+    never reads.  Stops early when the gateway stops reading (a send
+    blocks for 3 s), drops the connection, or its RSS grows past limit_kb
+    (the old gateway's way: no point eating the machine's memory to prove
+    it)."""
+    out.update(sent=0, blocked=False, dropped=False, rss_stop=False)
+    w = WS(src=src, timeout=3)
+    if w.status != 101:
+        out["error"] = "upgrade %s" % w.status
+        return
+    out["w"] = w
+    base = rss_kb()
+    view, off = memoryview(chunk), 0
+    try:
+        w.send(first)
+    except OSError:
+        out["dropped"] = True
+        return
+    while out["sent"] < total:
+        try:
+            n = w.s.send(view[off:])
+        except socket.timeout:
+            out["blocked"] = True
+            break
+        except OSError:
+            out["dropped"] = True
+            break
+        out["sent"] += n
+        off = (off + n) % len(chunk)
+        if out["sent"] // (1 << 20) != (out["sent"] - n) // (1 << 20) and rss_kb() - base > limit_kb:
+            out["rss_stop"] = True
+            break
+
+
+def closed_within(w, seconds):
+    """Reads what the gateway had sent until it closes the connection."""
+    w.s.settimeout(seconds)
+    t0 = time.time()
+    try:
+        while time.time() - t0 < seconds:
+            if not w.s.recv(1 << 20):
+                return True
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+    return False
+
+
+def asan_build():
+    with open("/proc/%d/maps" % A.pid) as f:
+        return "libasan" in f.read()
+
+
+def never_read_cases():
+    stall = A.output_stall_ms / 1000.0
+    # Under AddressSanitizer freed memory sits in its quarantine (up to 256 MB).
+    total, limit_kb = 40 << 20, (320 << 10) if asan_build() else (16 << 10)
+    clients = (
+        # The issue's flood: empty masked pings, no operation, nothing read.
+        ("sends empty pings", b"", frame(9, b"") * 10000),
+        # A session waiting for its card while the client pings and reads nothing.
+        ("starts an operation, then sends 125-byte pings",
+         text(op(requestId="p")), frame(9, b"p" * 125) * 500),
+        # Operation messages, again and again (the second one ends the session).
+        ("sends operations", b"", text(op(requestId="x" * 100)) * 500),
+    )
+    before, stalled0 = rss_kb(), stalled_total()
+    outs = [{} for _ in clients]
+    ths = [threading.Thread(target=never_reader,
+                            args=("127.0.0.%d" % (60 + i), c[1], c[2], total, limit_kb, outs[i]))
+           for i, c in enumerate(clients)]
+    for t in ths:
+        t.start()
+    time.sleep(0.5)
+    normal_session("during a ping flood and operation streams that never read")
+    for t in ths:
+        t.join()
+    peak = rss_kb()
+    print("# never-reading clients: sent %s bytes (blocked %s); gateway RSS %d kB -> %d kB" %
+          ([o["sent"] for o in outs], [o["blocked"] for o in outs], before, peak), flush=True)
+    check("RSS stays bounded while clients that never read send (grew %d kB, limit %d kB)" %
+          (peak - before, limit_kb), not any(o.get("rss_stop") for o in outs) and
+          peak - before < limit_kb, (before, peak))
+    for i in (0, 1):
+        o = outs[i]
+        check("a client that %s and never reads: the gateway stops reading it or drops it (after %d kB)" %
+              (clients[i][0], o["sent"] >> 10), o["blocked"] or o["dropped"], o)
+    t0 = time.time()
+    while time.time() - t0 < stall + 10 and stalled_total() < stalled0 + 1:
+        time.sleep(0.2)
+    check("the stalled client with a session is dropped after output_stall_ms (%.1f s after it "
+          "blocked)" % (time.time() - t0), stalled_total() >= stalled0 + 1, stalled_total())
+    for i, c in enumerate(clients):
+        w = outs[i].get("w")
+        check("a client that %s and never reads: its connection is closed" % c[0],
+              w is not None and closed_within(w, 15), outs[i])
+        if w:
+            w.close()
+    normal_session("after the clients that never read")
 
 
 # ---- floods ------------------------------------------------------------------
@@ -662,6 +818,8 @@ def main():
     proxy_cases()
     slowloris()
     normal_session("after the slow clients")
+    first_message_cases()
+    never_read_cases()
     floods()
     # A second round of everything cheap, to see whether memory grows.
     mid = rss_kb()
@@ -675,8 +833,7 @@ def main():
           % (before, mid, after), flush=True)
     # Under AddressSanitizer freed memory sits in its quarantine (up to
     # 256 MB), so RSS grows without a leak; LeakSanitizer covers leaks there.
-    with open("/proc/%d/maps" % A.pid) as f:
-        asan = "libasan" in f.read()
+    asan = asan_build()
     total, extra = (262144, 65536) if asan else (32768, 4096)
     if asan:
         print("# ASan build: RSS limits relaxed for its quarantine", flush=True)
@@ -697,4 +854,8 @@ def main():
 
 
 if __name__ == "__main__":
+    if os.environ.get("GW_BADINPUT_ONLY"):
+        for name in os.environ["GW_BADINPUT_ONLY"].split(","):
+            globals()[name]()
+        sys.exit(0 if all(results) else 1)
     sys.exit(main())

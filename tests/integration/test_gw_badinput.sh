@@ -1,7 +1,8 @@
 #!/bin/sh
 # Bad input at the gateway (issue "money safety", section "Bad input at the
 # gateway"): runs tests/integration/gw_badinput.py (malformed upgrades,
-# frames, JSON, hex, message order, PROXY headers, slow clients, floods)
+# frames, JSON, hex, message order, PROXY headers, slow clients, clients
+# that never send their operation or never read, floods)
 # against ota-gateway with the scripted fake worker (no database, no keys),
 # then checks that SIGHUP reopens the log file and that SIGTERM still drains
 # cleanly.  Run from a build directory (make check sets OTA_SRCDIR and
@@ -27,7 +28,7 @@ trap 'exit 130' INT TERM
 
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 P1=$(port); P2=$(port); P3=$(port)
-MAXC=20; PERIP=8; UPG=1500; IDLE=3000
+MAXC=20; PERIP=8; UPG=1500; IDLE=3000; FIRST=2000; STALL=2000
 cat >"$T/ota.conf" <<CONF
 log.file = $T/log/gateway.log
 gateway.listen = 127.0.0.1:$P1
@@ -45,6 +46,8 @@ gateway.max_connections_per_ip = $PERIP
 gateway.upgrade_timeout_ms = $UPG
 gateway.idle_timeout_ms = $IDLE
 gateway.ping_interval_ms = 1000
+gateway.first_message_timeout_ms = $FIRST
+gateway.output_stall_ms = $STALL
 gateway.proxy_protocol_from = 127.0.0.5
 CONF
 FAKE_WORKER_PEERS="$T/peers.txt" "$OTA_BUILDDIR/gateway/ota-gateway" --config "$T/ota.conf" \
@@ -64,7 +67,7 @@ rc=0
 /usr/bin/python3 "$OTA_SRCDIR/tests/integration/gw_badinput.py" --port "$P1" \
     --admin "http://127.0.0.1:$P3" --pid "$GW_PID" --peers "$T/peers.txt" \
     --proxy-ip 127.0.0.5 --max-conn $MAXC --per-ip $PERIP --upgrade-timeout-ms $UPG \
-    --idle-timeout-ms $IDLE || rc=1
+    --idle-timeout-ms $IDLE --first-message-ms $FIRST --output-stall-ms $STALL || rc=1
 
 # SIGHUP reopens the log: rename the file, signal, a new file appears.
 mv "$T/log/gateway.log" "$T/log/gateway.log.1"
