@@ -68,6 +68,7 @@ int wire_encode_heartbeat(uint8_t *out, size_t cap, const struct wire_heartbeat 
     wbuf_u32(&w, m->sessions);
     wbuf_u8(&w, m->db_ok ? 1 : 0);
     wbuf_u8(&w, m->draining ? 1 : 0);
+    wbuf_u64(&w, m->gateway);
     return finish(&w);
 }
 
@@ -221,6 +222,7 @@ int wire_decode_heartbeat(const uint8_t *frame, size_t len, struct wire_heartbea
     m->sessions = rbuf_u32(&r);
     m->db_ok = rbuf_u8(&r);
     m->draining = rbuf_u8(&r);
+    m->gateway = rbuf_u64(&r);
     if (m->db_ok > 1 || m->draining > 1)
         return OTA_ERR_PARSE;
     return done(&r);

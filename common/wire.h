@@ -83,6 +83,11 @@ struct wire_heartbeat {
     uint32_t sessions; /* worker: sessions open; gateway: 0 */
     uint8_t db_ok;     /* worker: its database connection is usable */
     uint8_t draining;  /* gateway: no new sessions will come */
+    /* gateway: its incarnation, random and new at every start (a worker
+     * drops the sessions of any other: their gateway is gone); worker: 0.
+     * The gateway's first frame to a worker that said READY is a
+     * heartbeat, so the worker knows it before the first OPEN. */
+    uint64_t gateway;
 };
 
 /* WIRE_STATS: what the worker measures for the gateway's /metrics.

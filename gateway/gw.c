@@ -34,17 +34,17 @@ int gw_session_register(struct gw *g, struct session *s)
     if (g->nfree == 0)
         return OTA_ERR_LIMIT;
     uint32_t slot = g->free_slots[--g->nfree];
-    g->gen++;
-    if (g->gen == 0)
-        g->gen = 1;
+    do {
+        g->gen++;
+        s->id = ((uint64_t)g->gen << 32 | slot) ^ g->incarnation;
+    } while (g->gen == 0 || s->id == 0); /* 0 means no session on the wire */
     g->slots[slot] = s;
-    s->id = (uint64_t)g->gen << 32 | slot;
     return 0;
 }
 
 void gw_session_unregister(struct gw *g, struct session *s)
 {
-    uint32_t slot = (uint32_t)s->id;
+    uint32_t slot = (uint32_t)(s->id ^ g->incarnation);
     if (slot < g->nslots && g->slots[slot] == s) {
         g->slots[slot] = NULL;
         g->free_slots[g->nfree++] = slot;
@@ -53,7 +53,7 @@ void gw_session_unregister(struct gw *g, struct session *s)
 
 struct session *gw_session_find(struct gw *g, uint64_t id)
 {
-    uint32_t slot = (uint32_t)id;
+    uint32_t slot = (uint32_t)(id ^ g->incarnation);
     if (slot >= g->nslots || !g->slots[slot] || g->slots[slot]->id != id)
         return NULL;
     return g->slots[slot];

@@ -50,10 +50,15 @@ struct gw {
     size_t nws;             /* upgraded (counted against the limits) */
     size_t nsessions;       /* with an operation running */
 
-    /* Session ids: slot index in the low 32 bits, a generation above, so a
-     * late frame for an ended session never reaches a new one. */
+    /* Session ids: (generation << 32 | slot index) XOR incarnation.  The
+     * generation means a late frame for an ended session never reaches a
+     * new one in the same slot; the incarnation (random, new at every
+     * start, told to the workers in every heartbeat) means a session of an
+     * earlier gateway process, still open in a remote worker, never has
+     * the id of one of ours. */
     struct session **slots;
     uint32_t nslots, *free_slots, nfree, gen;
+    uint64_t incarnation;
 
     char **proxy_from; /* canonical addresses allowed to send PROXY headers */
     size_t nproxy_from;

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 
 #include <event2/event.h>
 #include <openssl/ssl.h>
+#include <sodium.h>
 
 #include "admin.h"
 #include "config.h"
@@ -149,6 +151,10 @@ static int make_tables(struct gw *g)
     for (uint32_t i = 0; i < g->nslots; i++)
         g->free_slots[i] = g->nslots - 1 - i;
     g->nfree = g->nslots;
+    /* New at every start: see gw.h (session ids) and wire.h (heartbeat). */
+    do
+        randombytes_buf(&g->incarnation, sizeof g->incarnation);
+    while (g->incarnation == 0);
     g->ips = ipcount_new(g->set.max_connections / 4 + 64);
     return g->ips ? 0 : -1;
 }
@@ -248,6 +254,10 @@ int main(int argc, char **argv)
     int rc = 1;
 
     signal(SIGPIPE, SIG_IGN);
+    if (sodium_init() < 0) {
+        fprintf(stderr, PROG ": libsodium failed to initialize\n");
+        return 1;
+    }
     TAILQ_INIT(&g.conns);
     if (parse_args(&g, argc, argv) != 0) {
         cfg_free(g.cfg);
@@ -285,8 +295,8 @@ int main(int argc, char **argv)
     if (!evs[0] || !evs[1] || !evs[2] || event_add(evs[0], NULL) || event_add(evs[1], NULL) ||
         event_add(evs[2], NULL))
         goto out;
-    log_info("gateway_started", "pid=%ld workers=%u max_connections=%zu", (long)getpid(),
-             g.set.workers, g.set.max_connections);
+    log_info("gateway_started", "pid=%ld workers=%u max_connections=%zu incarnation=%016" PRIx64,
+             (long)getpid(), g.set.workers, g.set.max_connections, g.incarnation);
     if (event_base_dispatch(g.base) == 0)
         rc = 0;
 out:

@@ -303,6 +303,19 @@ static struct worker *by_ident(struct pool *p, const uint8_t *id, size_t n)
     return NULL;
 }
 
+/* Heartbeats carry our incarnation; a worker that just said READY gets
+ * one at once, before any OPEN (a remote worker drops the sessions of the
+ * gateway it knew before us). */
+static void send_heartbeat(struct pool *p, struct worker *w)
+{
+    uint8_t frame[WIRE_MAX_FRAME];
+    struct wire_heartbeat hb = {.draining = (uint8_t)p->gw->draining,
+                                .gateway = p->gw->incarnation};
+    int n = wire_encode_heartbeat(frame, sizeof frame, &hb);
+    if (n > 0 && w->ident_len)
+        send_to(p, w->ident, w->ident_len, frame, (size_t)n);
+}
+
 static void sessions_lost(struct worker *w)
 {
     struct session *s;
@@ -316,8 +329,8 @@ static void sessions_lost(struct worker *w)
 
 /* A READY over CurveZMQ: the worker with this key and pid again (it
  * reconnected) keeps its slot, else the first free slot. */
-static void on_ready_remote(struct pool *p, const uint8_t *id, size_t idn,
-                            const struct wire_ready *r, const char *key, const char *addr)
+static struct worker *on_ready_remote(struct pool *p, const uint8_t *id, size_t idn,
+                                      const struct wire_ready *r, const char *key, const char *addr)
 {
     struct worker *w = NULL, *free_slot = NULL;
     for (unsigned i = p->n; i < p->n + p->nremote_max; i++) {
@@ -335,7 +348,7 @@ static void on_ready_remote(struct pool *p, const uint8_t *id, size_t idn,
     } else if (!(w = free_slot)) {
         p->remote_refused++;
         log_error("remote_worker_refused", "addr=%s key=\"%s\" why=no_free_slot", addr, key);
-        return;
+        return NULL;
     }
     if (w->id >= p->n + p->nremote)
         p->nremote = w->id - p->n + 1;
@@ -352,6 +365,7 @@ static void on_ready_remote(struct pool *p, const uint8_t *id, size_t idn,
     log_info("remote_worker_ready",
              "worker=%u addr=%s key=\"%s\" pid=%" PRIu32 " capacity=%" PRIu32, w->id, addr, key,
              r->pid, r->capacity);
+    return w;
 }
 
 static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const uint8_t *f, size_t n,
@@ -363,7 +377,9 @@ static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const uint8_
         return;
     }
     if (key) {
-        on_ready_remote(p, id, idn, &r, key, addr);
+        struct worker *w = on_ready_remote(p, id, idn, &r, key, addr);
+        if (w)
+            send_heartbeat(p, w);
         return;
     }
     for (unsigned i = 0; i < p->n; i++) {
@@ -381,6 +397,7 @@ static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const uint8_
         w->stats_us = 0;
         log_info("worker_ready", "worker=%u pid=%ld capacity=%" PRIu32, w->id, (long)w->pid,
                  r.capacity);
+        send_heartbeat(p, w);
         return;
     }
     log_warn("unknown_worker_refused", "pid=%" PRIu32, r.pid);
@@ -648,17 +665,13 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
     struct pool *p = arg;
     struct gw *g = p->gw;
     uint64_t now = gw_now_us();
-    uint8_t frame[WIRE_MAX_FRAME];
-    struct wire_heartbeat hb = {.sessions = 0, .db_ok = 0, .draining = (uint8_t)g->draining};
-    int n = wire_encode_heartbeat(frame, sizeof frame, &hb);
     uint64_t grace =
         STARTUP_GRACE_MS > g->set.worker_dead_ms ? STARTUP_GRACE_MS : g->set.worker_dead_ms;
     for (unsigned i = 0; i < p->n + p->nremote; i++) {
         struct worker *w = &p->w[i];
         switch (w->state) {
         case WK_LIVE:
-            if (n > 0)
-                send_to(p, w->ident, w->ident_len, frame, (size_t)n);
+            send_heartbeat(p, w);
             if ((now - w->last_seen_us) / 1000 <= g->set.worker_dead_ms)
                 break;
             if (!w->remote) {
@@ -678,8 +691,7 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
                 kill_worker(w, SIGKILL, "no_ready");
             break;
         case WK_STOPPING:
-            if (w->ident_len && n > 0)
-                send_to(p, w->ident, w->ident_len, frame, (size_t)n);
+            send_heartbeat(p, w);
             if (now > w->stop_deadline_us)
                 kill_worker(w, SIGKILL, "stop_deadline");
             break;

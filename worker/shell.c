@@ -4,9 +4,13 @@
  * returns becomes a frame, a ledger request or a timer, executed in the
  * order given.  A session lives in a hash table keyed by the gateway's
  * session id from eng_open() until the engine says ENG_A_DONE; that is its
- * one free path.  Nothing here blocks or does I/O of its own.  Never log the
- * authcode of an OPEN frame (a top-up code or an operator token), keys, or
- * more than the tail of a UID. */
+ * one free path.  A session belongs to the gateway incarnation that opened
+ * it (wire.h, heartbeat): when another incarnation speaks, that gateway
+ * and its clients are gone, so the session is ended as if its client had
+ * left and sends nothing more (a new gateway must never receive an old
+ * session's frames: they are not its clients').  Nothing here blocks or does I/O of its own.  Never
+ * log the authcode of an OPEN frame (a top-up code or an operator token), keys, or more than the
+ * tail of a UID. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -30,6 +34,8 @@ struct shs {
     uint64_t id;
     enum shs_state state;
     uint8_t op;
+    uint8_t muted;    /* its gateway is gone: nothing more is sent for it */
+    uint64_t gateway; /* the incarnation that opened it */
     struct eng_session *eng;
     struct event *timer;
     struct shell *sh;
@@ -43,7 +49,8 @@ struct shell {
     uint32_t capacity;
     uint32_t count;
     int draining;
-    size_t nbuckets; /* a power of two */
+    uint64_t gateway; /* the incarnation of the gateway we talk to (0: none yet) */
+    size_t nbuckets;  /* a power of two */
     struct shs **buckets;
 };
 
@@ -135,6 +142,11 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
 
     for (size_t i = 0; i < n; i++) {
         const struct eng_action *a = &out->a[i];
+        if (s->muted && a->type != ENG_A_LEDGER && a->type != ENG_A_DONE) {
+            if (a->type == ENG_A_RESULT)
+                s->state = SHS_FINISHED;
+            continue;
+        }
         switch (a->type) {
         case ENG_A_APDU:
             send_frame(sh, s->id, frame,
@@ -181,7 +193,7 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
     }
 
     if (done) {
-        if (s->state == SHS_RUNNING) {
+        if (s->state == SHS_RUNNING && !s->muted) {
             /* The engine promised a result before DONE; the client must
              * not be left without one. */
             struct wire_result r = {
@@ -271,6 +283,7 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
         return;
     }
     s->id = h->session;
+    s->gateway = sh->gateway;
     s->op = op;
     s->state = SHS_RUNNING;
     s->timer = timer;
@@ -280,6 +293,31 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
     sh->buckets[b] = s;
     sh->count++;
     run_actions(sh, s, &out);
+}
+
+/* A gateway incarnation spoke: the sessions of any other one are ended
+ * (their client went with their gateway) and muted. */
+static void gateway_seen(struct shell *sh, uint64_t gateway)
+{
+    if (gateway == 0 || gateway == sh->gateway)
+        return;
+    uint32_t n = 0;
+    for (size_t b = 0; b < sh->nbuckets; b++) {
+        struct shs *s = sh->buckets[b], *next;
+        for (; s; s = next) {
+            next = s->next;
+            if (s->gateway == gateway || s->muted)
+                continue;
+            struct eng_actions out;
+            s->muted = 1;
+            n++;
+            eng_on_client_gone(s->eng, shell_now_ms(), &out);
+            run_actions(sh, s, &out);
+        }
+    }
+    if (sh->gateway || n)
+        log_warn("gateway_changed", "sessions_dropped=%" PRIu32, n);
+    sh->gateway = gateway;
 }
 
 static struct shs *session_for(struct shell *sh, const struct wire_hdr *h, const char *what)
@@ -314,6 +352,7 @@ int shell_on_frame(struct shell *sh, const uint8_t *frame, size_t len)
             log_warn("bad_frame", "type=heartbeat");
             return 0;
         }
+        gateway_seen(sh, hb.gateway);
         return WIRE_HEARTBEAT;
     }
     case WIRE_OPEN:

@@ -8,8 +8,10 @@
 # through ota-card, some of them pinned to it); a worker with an unknown key
 # is refused (counted in /status and /metrics, never listed); an ota-worker
 # pointed at tcp:// without keys refuses to start; a gateway restart finds
-# the same remote worker process back by itself; and a remote worker that
-# goes away is marked not live.
+# the same remote worker process back by itself; a session of the gateway
+# process before a restart (still open in the remote worker) never answers
+# a client of the new one; and a remote worker that goes away is marked not
+# live.
 . "$OTA_SRCDIR/tests/integration/lib.sh"
 
 # Keys first (the configuration names them); moved into $T once it exists.
@@ -32,7 +34,8 @@ SYS_EXTRA_CONF="gateway.worker_listen = tcp://127.0.0.1:$WPORT
 gateway.curve_secret_file = $K/gateway.key
 gateway.curve_allowed_keys = $K/allowed
 gateway.heartbeat_ms = 200
-gateway.worker_dead_ms = 2000"
+gateway.worker_dead_ms = 2000
+worker.response_timeout_ms = 30000"
 sys_start
 mv "$K" "$T/curve"
 sed -i "s|$K|$T/curve|g" "$CONF" # for the gateway restart below
@@ -146,6 +149,64 @@ done
 after=$(grep -c "event=session_open .* worker=$RID\$" "$T/gateway.log")
 check "4 topups after the restart all succeed ($okn), $((after - before)) of them on the remote worker" \
     test "$okn" -eq 4 -a "$after" -gt "$before"
+
+# --- a session of an old gateway incarnation never answers a new client.
+# Only the remote worker runs sessions from here on (no local worker), so
+# each gateway process's first session goes to it.  A client starts a
+# check and never answers the card's first command; the gateway dies
+# (SIGKILL: it cannot tell the worker that its client is gone) and a new
+# one starts; the remote worker, its old session still waiting for the
+# card (worker.response_timeout_ms = 30 s), joins the new gateway.  A new
+# client's check must be answered by its own session: ids restarting at
+# the same value would hand it the old session's outcome instead.
+sed -i 's/^gateway.workers = .*/gateway.workers = 0/' "$CONF"
+sys_gateway_stop
+sys_gateway_start
+wait_for 15 live1 && wait_for 10 db1 || fail "the remote worker did not join the gateway without local workers"
+/usr/bin/python3 - "${PUB_URL#ws://}" >"$T/hold.out" 2>&1 <<'PY' &
+import base64, json, os, socket, struct, sys, time
+hostport, path = sys.argv[1].split("/", 1)
+host, port = hostport.rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET /%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, hostport, key)).encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    buf += s.recv(4096)
+buf = buf.split(b"\r\n\r\n", 1)[1]
+msg = json.dumps({"type": "operation", "operation": "check", "uid": "04c0ffee000001",
+                  "tech": "IsoDep", "requestId": "old-client"}).encode()
+mask = os.urandom(4)
+hdr = struct.pack("!BB", 0x81, 0x80 | len(msg)) if len(msg) < 126 else \
+    struct.pack("!BBH", 0x81, 0xFE, len(msg))
+s.sendall(hdr + mask +
+          bytes(b ^ mask[i % 4] for i, b in enumerate(msg)))
+while b'"command"' not in buf:
+    d = s.recv(4096)
+    if not d:
+        sys.exit(1)
+    buf += d
+print("command", flush=True)
+time.sleep(120)  # never answers; killed by the test
+PY
+HOLD=$!
+RW_PIDS="$RW_PIDS $HOLD"
+held() { grep -q command "$T/hold.out"; }
+check "an old-gateway client's check is waiting for its card on the remote worker" wait_for 15 held
+kill -KILL "$GW_PID"
+wait "$GW_PID" 2>/dev/null
+GW_PID=
+sys_gateway_start
+wait_for 15 live1 && wait_for 10 db1 || fail "the remote worker did not join the restarted gateway"
+cardY=$(sys_card 04c0ffee000002) || fail "ota-card new 04c0ffee000002"
+out=$(ota-card run --json --timeout-ms 60000 --url "$PUB_URL" --card "$cardY" check 2>"$T/new-client.err")
+field() { /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1]))' "$1" 2>/dev/null; }
+check "a new gateway's first client gets its own card's result (check ok, balance 0: $out)" \
+    test "$(echo "$out" | field status)" = ok -a "$(echo "$out" | field balance)" = 0
+check "the remote worker dropped the old gateway's session when the new one spoke" \
+    grep -q 'event=gateway_changed sessions_dropped=1' "$T/remote1.log"
+kill -KILL "$HOLD" 2>/dev/null
 
 # --- a worker with a key that is not allowed
 "$OTA_BUILDDIR/tests/integration/fake_worker" --connect "tcp://127.0.0.1:$WPORT" \

@@ -80,11 +80,12 @@ END_TEST
 
 START_TEST(header_checks)
 {
-    struct wire_heartbeat hb = {.sessions = 3, .db_ok = 1}, d;
+    struct wire_heartbeat hb = {.sessions = 3, .db_ok = 1, .gateway = 0x8877665544332211ull}, d;
     int n = wire_encode_heartbeat(frame, sizeof frame, &hb);
     ck_assert_int_eq(wire_decode_heartbeat(frame, (size_t)n, &d), 0);
     ck_assert_uint_eq(d.sessions, 3);
     ck_assert_uint_eq(d.db_ok, 1);
+    ck_assert(d.gateway == 0x8877665544332211ull);
     struct wire_hdr h;
     frame[0] = 2; /* version */
     ck_assert_int_eq(wire_decode_hdr(frame, (size_t)n, &h), OTA_ERR_PARSE);
