@@ -4,6 +4,7 @@
  * keep or log an authCode, and never accept a message it cannot bound. */
 #include "climsg.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,8 +148,27 @@ static int parse_error(json_t *o, struct cm_msg *m, const char **why)
     return 0;
 }
 
+static void (*json_release)(void *) = free;
+
+/* jansson allocates with malloc (set below), so the block's usable size
+ * is known here without a header of our own, and what json_dumps returns
+ * may still be freed with free(). */
+static void wiping_free(void *p)
+{
+    if (!p)
+        return;
+    sodium_memzero(p, malloc_usable_size(p));
+    json_release(p);
+}
+
+void cm_json_wipe_on_free(void (*release)(void *))
+{
+    json_release = release ? release : free;
+    json_set_alloc_funcs(malloc, wiping_free);
+}
+
 /* jansson keeps the authCode in its own string; wipe it before the
- * object is freed. */
+ * object is freed (also when cm_json_wipe_on_free was not called). */
 static void wipe_authcode(json_t *o)
 {
     json_t *v = json_object_get(o, "authCode");
@@ -165,6 +185,7 @@ int cm_parse(const uint8_t *text, size_t len, struct cm_msg *m, const char **why
         return fail(why, "message nested too deeply", OTA_ERR_PARSE);
     json_error_t e;
     json_t *o = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, &e);
+    sodium_memzero(&e, sizeof e); /* its text may quote the input */
     if (!o)
         return fail(why, "not valid JSON (or a duplicate key)", OTA_ERR_PARSE);
     int rc;

@@ -43,6 +43,11 @@ struct cm_msg {
 int cm_parse(const uint8_t *text, size_t len, struct cm_msg *m, const char **why);
 /* Wipes the authCode and drops the requestId. */
 void cm_msg_clear(struct cm_msg *m);
+/* Makes jansson wipe every block it frees (the parser's copy of the
+ * message, each string and key: an authCode must not stay in freed
+ * memory), then hand it to release (free; a test passes its own).
+ * Process-wide; call once before any JSON is parsed. */
+void cm_json_wipe_on_free(void (*release)(void *));
 
 /* Builders: return a malloc'd NUL-terminated JSON text (free()), or NULL
  * when out of memory or the text is not valid UTF-8 (modal). */

@@ -26,6 +26,7 @@
 #include <event2/util.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sodium.h>
 
 #include "ipcount.h"
 #include "log.h"
@@ -139,6 +140,28 @@ static void count_ip(struct conn *c)
 
 /* ---- wslay callbacks (never free the connection from here) ------------ */
 
+/* Drains n bytes of input after wiping them: a client's message (its
+ * authCode) is masked with a key sent right next to it, so the masked
+ * copy is as good as the text. */
+static void wipe_input(struct evbuffer *in, size_t n)
+{
+    struct evbuffer_iovec v[8];
+    size_t left = n;
+    while (left) {
+        int nv = evbuffer_peek(in, (ev_ssize_t)left, NULL, v, 8);
+        size_t done = 0;
+        for (int i = 0; i < nv && i < 8 && done < left; i++) {
+            size_t k = v[i].iov_len < left - done ? v[i].iov_len : left - done;
+            sodium_memzero(v[i].iov_base, k);
+            done += k;
+        }
+        evbuffer_drain(in, done);
+        if (done == 0)
+            break;
+        left -= done;
+    }
+}
+
 /* Bytes waiting to go to the client: libevent's output buffer and what
  * wslay has queued (every frame counted with its bookkeeping). */
 static size_t out_pending(const struct conn *c)
@@ -166,11 +189,20 @@ static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    int n = evbuffer_remove(bufferevent_get_input(c->bev), buf, len);
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    ev_ssize_t n = evbuffer_copyout(in, buf, len);
     if (n <= 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
+    /* wslay reads into its frame buffer, the same one every time: the
+     * first read, with nothing buffered yet, shows all of it.  Remembered
+     * so that conn_free can wipe it (it holds unmasked payloads). */
+    if (!c->ws_ibuf) {
+        c->ws_ibuf = buf;
+        c->ws_ibuf_len = len;
+    }
+    wipe_input(in, (size_t)n);
     return n;
 }
 
@@ -190,6 +222,52 @@ static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     return (ssize_t)len;
 }
 
+static void msg_free(struct conn *c)
+{
+    if (c->msg) {
+        sodium_memzero(c->msg, c->msg_len);
+        free(c->msg);
+    }
+    c->msg = NULL;
+    c->msg_len = 0;
+}
+
+/* Data frames (text, binary, continuation) are collected here, up to
+ * gateway.max_message in all; control frames stay with wslay. */
+static void ws_frame_start(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_start_arg *a, void *arg)
+{
+    (void)ctx;
+    struct conn *c = arg;
+    c->msg_frame = !(a->opcode & 0x8);
+    if (a->opcode == WSLAY_TEXT_FRAME || a->opcode == WSLAY_BINARY_FRAME)
+        msg_free(c);
+}
+
+static void ws_frame_chunk(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_chunk_arg *a, void *arg)
+{
+    struct conn *c = arg;
+    size_t max = c->gw->set.max_message;
+    if (!c->msg_frame || !wslay_event_get_read_enabled(ctx))
+        return;
+    if (a->data_length > max - c->msg_len) {
+        /* What wslay does for one frame over the limit, for the sum of
+         * the fragments. */
+        msg_free(c);
+        wslay_event_queue_close(ctx, WSLAY_CODE_MESSAGE_TOO_BIG, NULL, 0);
+        wslay_event_shutdown_read(ctx);
+        return;
+    }
+    if (!c->msg && !(c->msg = malloc(max))) {
+        wslay_event_queue_close(ctx, WSLAY_CODE_INTERNAL_SERVER_ERROR, NULL, 0);
+        wslay_event_shutdown_read(ctx);
+        return;
+    }
+    memcpy(c->msg + c->msg_len, a->data, a->data_length);
+    c->msg_len += a->data_length;
+}
+
 static void ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m,
                    void *arg)
 {
@@ -197,17 +275,26 @@ static void ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     struct conn *c = arg;
     c->last_rx_us = gw_now_us();
     c->ping_out = 0;
-    if (c->state != CONN_WS)
+    if (c->state != CONN_WS) {
+        msg_free(c);
         return;
+    }
     switch (m->opcode) {
     case WSLAY_TEXT_FRAME:
-        if (!utf8_valid(m->msg, m->msg_length)) {
+        if (!wslay_event_get_read_enabled(ctx)) { /* over max_message: closing */
+            msg_free(c);
+            return;
+        }
+        if (!utf8_valid(c->msg, c->msg_len)) {
+            msg_free(c);
             conn_close(c, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8");
             return;
         }
-        sess_on_text(c, m->msg, m->msg_length);
+        sess_on_text(c, c->msg ? c->msg : (const uint8_t *)"", c->msg_len);
+        msg_free(c);
         return;
     case WSLAY_BINARY_FRAME:
+        msg_free(c);
         conn_close(c, WSLAY_CODE_UNSUPPORTED_DATA, "binary frames are not accepted");
         return;
     case WSLAY_CONNECTION_CLOSE:
@@ -224,6 +311,8 @@ static void ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 static const struct wslay_event_callbacks ws_callbacks = {
     .recv_callback = ws_recv,
     .send_callback = ws_send,
+    .on_frame_recv_start_callback = ws_frame_start,
+    .on_frame_recv_chunk_callback = ws_frame_chunk,
     .on_msg_recv_callback = ws_msg,
 };
 
@@ -350,6 +439,7 @@ static int start_ws(struct conn *c)
     if (wslay_event_context_server_init(&c->ws, &ws_callbacks, c) != 0)
         return OTA_ERR_NOMEM;
     wslay_event_config_set_max_recv_msg_length(c->ws, c->gw->set.max_message);
+    wslay_event_config_set_no_buffering(c->ws, 1);
     return 0;
 }
 
@@ -644,6 +734,9 @@ static void conn_free(struct conn *c)
         g->nws--;
     TAILQ_REMOVE(&g->conns, c, link);
     g->nconns--;
+    msg_free(c);
+    if (c->ws_ibuf)
+        sodium_memzero(c->ws_ibuf, c->ws_ibuf_len);
     if (c->ws)
         wslay_event_context_free(c->ws);
     event_free(c->timer);

@@ -25,6 +25,7 @@
 #include <sodium.h>
 
 #include "admin.h"
+#include "climsg.h"
 #include "config.h"
 #include "conn.h"
 #include "gw.h"
@@ -272,6 +273,7 @@ int main(int argc, char **argv)
     }
     read_settings(&g);
     met_init(&g.met);
+    cm_json_wipe_on_free(free);
     /* Workers re-parented from the root helper become our children. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
 

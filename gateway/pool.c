@@ -20,6 +20,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <zmq.h>
 
 #include "config.h"
@@ -290,6 +292,37 @@ int pool_send(struct pool *p, struct worker *w, const uint8_t *frame, size_t len
     if (!w || w->state != WK_LIVE)
         return OTA_ERR_STATE;
     return send_to(p, w->ident, w->ident_len, frame, len);
+}
+
+static void wipe_and_free(void *data, void *hint)
+{
+    sodium_memzero(data, (size_t)(uintptr_t)hint);
+    free(data);
+}
+
+int pool_send_secret(struct pool *p, struct worker *w, const uint8_t *frame, size_t len)
+{
+    if (!w || w->state != WK_LIVE)
+        return OTA_ERR_STATE;
+    uint8_t *copy = malloc(len);
+    zmq_msg_t m;
+    if (!copy)
+        return OTA_ERR_NOMEM;
+    memcpy(copy, frame, len);
+    /* ZeroMQ calls wipe_and_free (from its I/O thread) once the frame is
+     * written, or at zmq_msg_close if it never was. */
+    if (zmq_msg_init_data(&m, copy, len, wipe_and_free, (void *)(uintptr_t)len) != 0) {
+        wipe_and_free(copy, (void *)(uintptr_t)len);
+        return OTA_ERR_NOMEM;
+    }
+    int rc = 0;
+    if (zmq_send(p->zsock, w->ident, w->ident_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_send(&m, p->zsock, ZMQ_DONTWAIT) < 0) {
+        rc = errno == EAGAIN ? OTA_ERR_LIMIT : OTA_ERR_IO;
+        zmq_msg_close(&m);
+    }
+    zmq_poke(p);
+    return rc;
 }
 
 static struct worker *by_ident(struct pool *p, const uint8_t *id, size_t n)

@@ -30,6 +30,9 @@ void pool_free(struct pool *p);
 
 struct worker *pool_pick(struct pool *p);
 int pool_send(struct pool *p, struct worker *w, const uint8_t *frame, size_t len);
+/* The same for a frame with a secret in it (OPEN: the authCode): ZeroMQ's
+ * copy is wiped when ZeroMQ is done with it. */
+int pool_send_secret(struct pool *p, struct worker *w, const uint8_t *frame, size_t len);
 void pool_attach(struct worker *w, struct session *s);
 void pool_detach(struct session *s);
 unsigned pool_worker_id(const struct worker *w);

@@ -169,8 +169,12 @@ static void on_operation(struct conn *c, struct cm_msg *m)
     log_info("session_open", "session=%" PRIu64 " peer=%s listener=%s op=%s uid=%s worker=%u",
              s->id, c->peer, c->listener == WIRE_LISTENER_OPERATOR ? "operator" : "public",
              wire_op_name(m->op), log_uid_tail(m->uid, m->uid_len, tail), pool_worker_id(w));
-    send_to_worker(c, frame, n, "open");
+    int rc = n < 0 ? n : pool_send_secret(g->pool, w, frame, (size_t)n);
     sodium_memzero(frame, sizeof frame);
+    if (rc != 0) {
+        log_error("send_failed", "session=%" PRIu64 " frame=open", s->id);
+        fail(c, WIRE_E_INTERNAL);
+    }
 }
 
 static void on_response(struct conn *c, const struct cm_msg *m)

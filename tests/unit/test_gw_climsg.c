@@ -1,9 +1,11 @@
 /* Tests for gateway/climsg.c, gateway/utf8.c and gateway/metrics.c: client
  * messages good and bad (nesting, huge strings, wrong types, duplicate
  * keys, odd-length and non-hex data, oversize APDUs), the messages the
- * gateway writes, strict UTF-8, and the Prometheus text. */
+ * gateway writes, strict UTF-8, the Prometheus text, and that no block
+ * jansson frees still holds an authCode. */
 #include <check.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -299,6 +301,65 @@ START_TEST(metrics_text)
 }
 END_TEST
 
+/* Each block jansson frees is scanned for the code before it goes back to
+ * malloc. */
+static const char secret_code[] = "WIPE-ME-7Q4K9Z2X";
+static int blocks_freed, blocks_with_code;
+
+static void scan_then_free(void *p)
+{
+    size_t n = malloc_usable_size(p), k = strlen(secret_code);
+    blocks_freed++;
+    for (size_t i = 0; i + k <= n; i++)
+        if (memcmp((const char *)p + i, secret_code, k) == 0) {
+            blocks_with_code++;
+            break;
+        }
+    free(p);
+}
+
+/* Parses before + the code + after. */
+static void parse_with_code(const char *before, const char *after, int want)
+{
+    char text[512];
+    ck_assert_int_lt(snprintf(text, sizeof text, "%s%s%s", before, secret_code, after),
+                     (int)sizeof text);
+    struct cm_msg m;
+    const char *why = NULL;
+    ck_assert_int_eq(parse(text, &m, &why), want);
+    cm_msg_clear(&m);
+}
+
+START_TEST(json_memory_wiped)
+{
+    static const char good[] = "{\"type\":\"operation\",\"operation\":\"topup\","
+                               "\"uid\":\"04112233445566\",\"tech\":\"IsoDep\","
+                               "\"authCode\":\"";
+    static const char bad[] = "{\"type\":\"operation\",\"operation\":\"topup\","
+                              "\"authCode\":\"";
+    /* Control: with a plain free, a message that jansson refuses after the
+     * code (here a syntax error) leaves the code in a block it freed. */
+    json_set_alloc_funcs(malloc, scan_then_free);
+    parse_with_code(good, "\", oops}", OTA_ERR_PARSE);
+    ck_assert_int_gt(blocks_with_code, 0);
+    /* With the gateway's wiping free: no freed block holds it, for a good
+     * message, a syntax error, a duplicate key and a bad member. */
+    blocks_freed = blocks_with_code = 0;
+    cm_json_wipe_on_free(scan_then_free);
+    parse_with_code(good, "\"}", 0);
+    parse_with_code(good, "\", oops}", OTA_ERR_PARSE);
+    parse_with_code(good, "\", \"authCode\":\"x\"}", OTA_ERR_PARSE);
+    parse_with_code(bad, "\",\"uid\":7}", OTA_ERR_PARSE);
+    ck_assert_int_gt(blocks_freed, 4);
+    ck_assert_int_eq(blocks_with_code, 0);
+    /* json_dumps text still goes back with free(). */
+    char *t = cm_build_command((const uint8_t *)"\x90\x60\x00\x00\x00", 5);
+    ck_assert_ptr_nonnull(t);
+    free(t);
+    json_set_alloc_funcs(malloc, free);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("gw_climsg");
@@ -309,6 +370,7 @@ static Suite *suite(void)
     tcase_add_test(t, deep_nesting);
     tcase_add_test(t, huge_strings);
     tcase_add_test(t, builders);
+    tcase_add_test(t, json_memory_wiped);
     suite_add_tcase(s, t);
     TCase *u = tcase_create("utf8_metrics");
     tcase_add_test(u, utf8);
