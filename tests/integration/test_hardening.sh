@@ -7,9 +7,10 @@
 #   2. a card personalized through the system keeps its application: the
 #      factory PICC keys are dead, DeleteApplication is refused
 #      (tests/unit/test_picc_lock on the card file);
-#   3. the gateway holds no keys (symbols, open files, its memory), the
-#      worker is not dumpable, has no core limit, locks its key memory and
-#      runs unprivileged;
+#   3. the gateway holds no keys (symbols, open files, its memory) and,
+#      once the sessions are over, no code or operator token a client sent
+#      (it wipes what held them); the worker is not dumpable, has no core
+#      limit, locks its key memory and runs unprivileged;
 #   4. code-failure limits per client address (PROXY protocol v1 through
 #      proxy_client.py) and per authenticated card, never per claimed UID;
 #   5. the worker refuses a database with synchronous_commit off;
@@ -197,10 +198,16 @@ check "workers are running" [ -n "$wpids" ]
 # of hits.
 mem_hits() {
     "$FORGE" sealed "$T/keys.sealed" "$T/kek" >"$C/keyhex"
-    /usr/bin/python3 - "$1" "$C/keyhex" <<'EOF'
+    mem_scan "$1" "$C/keyhex" hex
+}
+# mem_scan PID FILE hex|text: counts the occurrences of FILE's lines (hex
+# bytes, or text) in the process's memory.
+mem_scan() {
+    /usr/bin/python3 - "$1" "$2" "$3" <<'EOF'
 import sys
-pid, keyfile = sys.argv[1], sys.argv[2]
-keys = [bytes.fromhex(l.strip()) for l in open(keyfile) if l.strip()]
+pid, keyfile, form = sys.argv[1], sys.argv[2], sys.argv[3]
+keys = [bytes.fromhex(l.strip()) if form == "hex" else l.strip().encode()
+        for l in open(keyfile) if l.strip()]
 hits = 0
 with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
     for line in maps:
@@ -244,6 +251,20 @@ if [ "$(id -u)" -eq 0 ]; then
     w1=$(echo "$wpids" | head -n 1)
     check "control: the memory scan finds the master keys in a worker" [ "$(mem_hits "$w1")" -gt 0 ]
     check "the gateway's memory holds no master key and no code HMAC key" [ "$(mem_hits "$GW_PID")" -eq 0 ]
+    # The codes and tokens the scenario's clients sent (each in every form
+    # it was typed in) passed through the gateway's JSON parser, WebSocket
+    # buffers and worker frames; all were wiped.
+    grep -vE '^[0-9a-f]{32,}$' "$SECRETS" >"$C/sent"
+    /usr/bin/python3 -c 'import sys, time; held = sys.argv[1]; time.sleep(10)' \
+        "$(head -n 1 "$C/sent")" >/dev/null 2>&1 &
+    holder=$!
+    sleep 0.5
+    check "control: the memory scan finds a code in a process that holds one" \
+        [ "$(mem_scan "$holder" "$C/sent" text)" -gt 0 ]
+    kill "$holder" 2>/dev/null
+    wait "$holder" 2>/dev/null
+    check "the gateway's memory holds none of the $(wc -l <"$C/sent") codes and tokens clients sent" \
+        [ "$(mem_scan "$GW_PID" "$C/sent" text)" -eq 0 ]
 else
     echo "# note: not root: the user, dumpable and memory checks need root; skipped"
 fi
