@@ -15,7 +15,8 @@ Usage: gw_badinput.py --port P --admin URL --pid PID --peers FILE
        [--upgrade-timeout-ms 1500] [--idle-timeout-ms 3000]
        [--first-message-ms 2000] [--output-stall-ms 2000]
 The gateway runs with tests/integration/fake_worker (FAKE_WORKER_PEERS=FILE).
-Prints TAP lines; exits 1 if any check failed."""
+Prints TAP lines; exits 1 if any check failed.  GW_BADINPUT_ONLY=a,b runs
+only the named case groups (e.g. never_read_cases), for debugging."""
 import argparse
 import json
 import os
