@@ -8,9 +8,9 @@
  * it (wire.h, heartbeat): when another incarnation speaks, that gateway
  * and its clients are gone, so the session is ended as if its client had
  * left and sends nothing more (a new gateway must never receive an old
- * session's frames: they are not its clients').  Nothing here blocks or does I/O of its own.  Never
- * log the authcode of an OPEN frame (a top-up code or an operator token), keys, or more than the
- * tail of a UID. */
+ * session's frames: they are not its clients').  Nothing here blocks or
+ * does I/O of its own.  Never log the authcode of an OPEN frame (a top-up
+ * code or an operator token), keys, or more than the tail of a UID. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
