@@ -19,3 +19,11 @@ check_PROGRAMS += tests/unit/test_engine_settle
 tests_unit_test_engine_settle_SOURCES = tests/unit/test_engine_settle.c
 tests_unit_test_engine_settle_CFLAGS = $(ENGINE_TEST_CFLAGS)
 tests_unit_test_engine_settle_LDADD = $(ENGINE_TEST_LIBS)
+
+# The worker's shell (worker/shell.c) over the engine, with libevent.
+UNIT_TESTS += tests/unit/test_shell
+check_PROGRAMS += tests/unit/test_shell
+tests_unit_test_shell_SOURCES = tests/unit/test_shell.c tests/unit/test_engine_harness.c \
+	tests/unit/test_engine_harness.h worker/shell.c worker/shell.h
+tests_unit_test_shell_CFLAGS = $(ENGINE_TEST_CFLAGS) $(EVENT_CFLAGS)
+tests_unit_test_shell_LDADD = $(ENGINE_TEST_LIBS) $(EVENT_LIBS)
