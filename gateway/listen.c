@@ -69,7 +69,10 @@ static SSL_CTX *make_tls(const char *cert, const char *key, const char *client_c
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* CLEANSE_PLAINTEXT: OpenSSL wipes its copy of what it decrypted (a
+     * client's authCode among it) once handed over. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_CLEANSE_PLAINTEXT);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         tls_error("certificate", cert);
         goto fail;
