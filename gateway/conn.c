@@ -222,50 +222,32 @@ static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     return (ssize_t)len;
 }
 
-static void msg_free(struct conn *c)
-{
-    if (c->msg) {
-        sodium_memzero(c->msg, c->msg_len);
-        free(c->msg);
-    }
-    c->msg = NULL;
-    c->msg_len = 0;
-}
-
-/* Data frames (text, binary, continuation) are collected here, up to
- * gateway.max_message in all; control frames stay with wslay. */
+/* Data frames (text, binary, continuation) are collected in c->msg, up
+ * to gateway.max_message in all; control frames stay with wslay. */
 static void ws_frame_start(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_frame_recv_start_arg *a, void *arg)
 {
     (void)ctx;
     struct conn *c = arg;
-    c->msg_frame = !(a->opcode & 0x8);
-    if (a->opcode == WSLAY_TEXT_FRAME || a->opcode == WSLAY_BINARY_FRAME)
-        msg_free(c);
+    wsmsg_frame_start(&c->msg, a->opcode);
 }
 
 static void ws_frame_chunk(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_frame_recv_chunk_arg *a, void *arg)
 {
     struct conn *c = arg;
-    size_t max = c->gw->set.max_message;
-    if (!c->msg_frame || !wslay_event_get_read_enabled(ctx))
+    if (!wslay_event_get_read_enabled(ctx))
         return;
-    if (a->data_length > max - c->msg_len) {
+    int rc = wsmsg_chunk(&c->msg, a->data, a->data_length);
+    if (rc != 0) {
         /* What wslay does for one frame over the limit, for the sum of
          * the fragments. */
-        msg_free(c);
-        wslay_event_queue_close(ctx, WSLAY_CODE_MESSAGE_TOO_BIG, NULL, 0);
+        wslay_event_queue_close(ctx,
+                                rc == OTA_ERR_LENGTH ? WSLAY_CODE_MESSAGE_TOO_BIG
+                                                     : WSLAY_CODE_INTERNAL_SERVER_ERROR,
+                                NULL, 0);
         wslay_event_shutdown_read(ctx);
-        return;
     }
-    if (!c->msg && !(c->msg = malloc(max))) {
-        wslay_event_queue_close(ctx, WSLAY_CODE_INTERNAL_SERVER_ERROR, NULL, 0);
-        wslay_event_shutdown_read(ctx);
-        return;
-    }
-    memcpy(c->msg + c->msg_len, a->data, a->data_length);
-    c->msg_len += a->data_length;
 }
 
 static void ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m,
@@ -276,25 +258,25 @@ static void ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     c->last_rx_us = gw_now_us();
     c->ping_out = 0;
     if (c->state != CONN_WS) {
-        msg_free(c);
+        wsmsg_clear(&c->msg);
         return;
     }
     switch (m->opcode) {
     case WSLAY_TEXT_FRAME:
         if (!wslay_event_get_read_enabled(ctx)) { /* over max_message: closing */
-            msg_free(c);
+            wsmsg_clear(&c->msg);
             return;
         }
-        if (!utf8_valid(c->msg, c->msg_len)) {
-            msg_free(c);
+        if (!utf8_valid(c->msg.buf, c->msg.len)) {
+            wsmsg_clear(&c->msg);
             conn_close(c, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8");
             return;
         }
-        sess_on_text(c, c->msg ? c->msg : (const uint8_t *)"", c->msg_len);
-        msg_free(c);
+        sess_on_text(c, c->msg.buf ? c->msg.buf : (const uint8_t *)"", c->msg.len);
+        wsmsg_clear(&c->msg);
         return;
     case WSLAY_BINARY_FRAME:
-        msg_free(c);
+        wsmsg_clear(&c->msg);
         conn_close(c, WSLAY_CODE_UNSUPPORTED_DATA, "binary frames are not accepted");
         return;
     case WSLAY_CONNECTION_CLOSE:
@@ -440,6 +422,7 @@ static int start_ws(struct conn *c)
         return OTA_ERR_NOMEM;
     wslay_event_config_set_max_recv_msg_length(c->ws, c->gw->set.max_message);
     wslay_event_config_set_no_buffering(c->ws, 1);
+    wsmsg_init(&c->msg, c->gw->set.max_message);
     return 0;
 }
 
@@ -734,7 +717,7 @@ static void conn_free(struct conn *c)
         g->nws--;
     TAILQ_REMOVE(&g->conns, c, link);
     g->nconns--;
-    msg_free(c);
+    wsmsg_clear(&c->msg);
     if (c->ws_ibuf)
         sodium_memzero(c->ws_ibuf, c->ws_ibuf_len);
     if (c->ws)

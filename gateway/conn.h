@@ -17,6 +17,7 @@
 #include "gw.h"
 #include "session.h"
 #include "wire.h"
+#include "wsmsg.h"
 
 enum conn_state {
     CONN_PROXY = 0, /* reading a PROXY protocol header */
@@ -35,12 +36,8 @@ struct conn {
     enum conn_state state;
     uint8_t listener; /* enum wire_listener */
     uint8_t ip_counted, ws_counted, ping_out, in_recv;
-    /* The data message being received, in our own buffer (wslay runs
-     * unbuffered for data frames) so that it is wiped once handled. */
-    uint8_t *msg;
-    size_t msg_len;
-    uint8_t msg_frame; /* the frame being read carries message data */
-    uint8_t *ws_ibuf;  /* wslay's frame buffer (see ws_recv), wiped at free */
+    struct wsmsg msg; /* the data message being received (wiped once handled) */
+    uint8_t *ws_ibuf; /* wslay's frame buffer (see ws_recv), wiped at free */
     size_t ws_ibuf_len;
     uint16_t close_code;      /* our close, queued after the pending messages */
     const char *close_reason; /* static text */

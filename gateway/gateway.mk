@@ -9,7 +9,8 @@ common_libotacommon_a_SOURCES += common/curve_key.c common/curve_key.h
 noinst_LIBRARIES += gateway/libotagw.a
 gateway_libotagw_a_SOURCES = gateway/upgrade.c gateway/upgrade.h gateway/proxy.c \
 	gateway/proxy.h gateway/climsg.c gateway/climsg.h gateway/utf8.c gateway/utf8.h \
-	gateway/metrics.c gateway/metrics.h gateway/ipcount.c gateway/ipcount.h
+	gateway/metrics.c gateway/metrics.h gateway/ipcount.c gateway/ipcount.h gateway/wsmsg.c \
+	gateway/wsmsg.h
 gateway_libotagw_a_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS) $(JANSSON_CFLAGS) $(SODIUM_CFLAGS)
 
 GW_LIBS = gateway/libotagw.a $(COMMON_LIBS) $(JANSSON_LIBS) $(CRYPTO_LIBS) $(SODIUM_LIBS)

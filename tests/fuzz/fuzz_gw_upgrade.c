@@ -3,7 +3,8 @@
  * protocol header (gateway/proxy.c), the HTTP upgrade head
  * (gateway/upgrade.c) with the gateway's default limits, then WebSocket
  * frames through a wslay server context configured as conn.c configures
- * it, with in-memory recv/send callbacks in place of the bufferevent.
+ * it (unbuffered for data frames, collected by gateway/wsmsg.c), with
+ * in-memory recv/send callbacks in place of the bufferevent.
  * Each complete text message goes through the UTF-8 check and the JSON
  * parser (gateway/utf8.c, gateway/climsg.c) and is answered like the
  * session answers it (a result, then close 1000; 1007 and 1003 for
@@ -17,7 +18,7 @@
  *
  * Build and run: tests/fuzz/run.sh fuzz_gw_upgrade
  * Seeds: tests/fuzz/corpus/fuzz_gw_upgrade/ (made by tests/fuzz/gw_seeds.py) */
-// FUZZ-SOURCES: gateway/upgrade.c gateway/proxy.c gateway/utf8.c gateway/climsg.c
+// FUZZ-SOURCES: gateway/upgrade.c gateway/proxy.c gateway/utf8.c gateway/climsg.c gateway/wsmsg.c
 // FUZZ-SOURCES: common/hex.c common/wire.c common/buf.c common/ota_err.c
 // FUZZ-LIBS: -lwslay -ljansson -lsodium -lcrypto
 // FUZZ-MAX-LEN: 16384
@@ -35,6 +36,7 @@
 #include "upgrade.h"
 #include "utf8.h"
 #include "wire.h"
+#include "wsmsg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -50,6 +52,7 @@ struct stream {
     size_t n, off, chunk;
     size_t out; /* bytes "written" to the client */
     int closing, results;
+    struct wsmsg msg;
 };
 
 static ssize_t on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *arg)
@@ -91,17 +94,41 @@ static void close_with(wslay_event_context_ptr ctx, struct stream *s, uint16_t c
     wslay_event_queue_close(ctx, code, NULL, 0);
 }
 
+static void on_frame_start(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_start_arg *a, void *arg)
+{
+    (void)ctx;
+    wsmsg_frame_start(&((struct stream *)arg)->msg, a->opcode);
+}
+
+static void on_frame_chunk(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_chunk_arg *a, void *arg)
+{
+    struct stream *s = arg;
+    if (!wslay_event_get_read_enabled(ctx))
+        return;
+    if (wsmsg_chunk(&s->msg, a->data, a->data_length) != 0) {
+        wslay_event_queue_close(ctx, WSLAY_CODE_MESSAGE_TOO_BIG, NULL, 0);
+        wslay_event_shutdown_read(ctx);
+    }
+}
+
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m,
                    void *arg)
 {
     struct stream *s = arg;
-    if (m->msg_length > MAX_MESSAGE && m->opcode != WSLAY_CONNECTION_CLOSE)
-        abort(); /* wslay must have refused it */
-    if (s->closing)
+    if (s->msg.len > MAX_MESSAGE)
+        abort(); /* wsmsg must have refused it */
+    if (s->closing || !wslay_event_get_read_enabled(ctx)) {
+        wsmsg_clear(&s->msg);
         return;
+    }
     switch (m->opcode) {
     case WSLAY_TEXT_FRAME: {
-        if (!utf8_valid(m->msg, m->msg_length)) {
+        const uint8_t *text = s->msg.buf ? s->msg.buf : (const uint8_t *)"";
+        size_t len = s->msg.len;
+        if (!utf8_valid(text, len)) {
+            wsmsg_clear(&s->msg);
             close_with(ctx, s, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA);
             return;
         }
@@ -111,7 +138,9 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         memset(&r, 0, sizeof r);
         r.status = WIRE_ST_FAILED;
         r.error = WIRE_E_BAD_REQUEST;
-        if (cm_parse(m->msg, m->msg_length, &cm, &why) == 0) {
+        int parsed = cm_parse(text, len, &cm, &why);
+        wsmsg_clear(&s->msg);
+        if (parsed == 0) {
             r.op = cm.op;
             /* A response is answered with the next command, the rest with
              * a result; either way something goes out before the close. */
@@ -137,6 +166,7 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         return;
     }
     case WSLAY_BINARY_FRAME:
+        wsmsg_clear(&s->msg);
         close_with(ctx, s, WSLAY_CODE_UNSUPPORTED_DATA);
         return;
     default: /* close (wslay answers), ping (wslay answers), pong */
@@ -147,6 +177,8 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 static const struct wslay_event_callbacks callbacks = {
     .recv_callback = on_recv,
     .send_callback = on_send,
+    .on_frame_recv_start_callback = on_frame_start,
+    .on_frame_recv_chunk_callback = on_frame_chunk,
     .on_msg_recv_callback = on_msg,
 };
 
@@ -157,6 +189,8 @@ static void run_ws(const uint8_t *p, size_t n, size_t chunk, int send_each)
     if (wslay_event_context_server_init(&ctx, &callbacks, &s) != 0)
         return;
     wslay_event_config_set_max_recv_msg_length(ctx, MAX_MESSAGE);
+    wslay_event_config_set_no_buffering(ctx, 1);
+    wsmsg_init(&s.msg, MAX_MESSAGE);
     /* Each recv call reads until the callback would block; a bounded
      * number of rounds covers inputs that stop being read. */
     for (int round = 0; round < 64 && s.off < s.n; round++) {
@@ -176,6 +210,7 @@ static void run_ws(const uint8_t *p, size_t n, size_t chunk, int send_each)
     s.out = 0;
     if (wslay_event_want_write(ctx))
         wslay_event_send(ctx);
+    wsmsg_clear(&s.msg);
     wslay_event_context_free(ctx);
 }
 

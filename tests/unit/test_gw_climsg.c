@@ -1,4 +1,5 @@
-/* Tests for gateway/climsg.c, gateway/utf8.c and gateway/metrics.c: client
+/* Tests for gateway/climsg.c, gateway/utf8.c, gateway/wsmsg.c and
+ * gateway/metrics.c: client
  * messages good and bad (nesting, huge strings, wrong types, duplicate
  * keys, odd-length and non-hex data, oversize APDUs), the messages the
  * gateway writes, strict UTF-8, the Prometheus text, and that no block
@@ -13,6 +14,7 @@
 #include "gateway/climsg.h"
 #include "gateway/metrics.h"
 #include "gateway/utf8.h"
+#include "gateway/wsmsg.h"
 #include "ota_err.h"
 
 static int parse(const char *s, struct cm_msg *m, const char **why)
@@ -360,6 +362,36 @@ START_TEST(json_memory_wiped)
 }
 END_TEST
 
+/* A message in fragments with a ping between them is one message; the
+ * bound holds for the sum of the fragments. */
+START_TEST(ws_message_fragments)
+{
+    struct wsmsg m;
+    wsmsg_init(&m, 8);
+    wsmsg_frame_start(&m, 0x1); /* text, not final */
+    ck_assert_int_eq(wsmsg_chunk(&m, (const uint8_t *)"abc", 3), 0);
+    wsmsg_frame_start(&m, 0x9); /* a ping between the fragments */
+    ck_assert_int_eq(wsmsg_chunk(&m, (const uint8_t *)"ping", 4), 0);
+    wsmsg_frame_start(&m, 0x0); /* continuation */
+    ck_assert_int_eq(wsmsg_chunk(&m, (const uint8_t *)"de", 2), 0);
+    ck_assert_uint_eq(m.len, 5);
+    ck_assert_int_eq(memcmp(m.buf, "abcde", 5), 0);
+    wsmsg_clear(&m);
+    ck_assert_ptr_null(m.buf);
+    ck_assert_uint_eq(m.len, 0);
+    /* A new text frame starts over; past the bound the message is dropped. */
+    wsmsg_frame_start(&m, 0x1);
+    ck_assert_int_eq(wsmsg_chunk(&m, (const uint8_t *)"12345", 5), 0);
+    wsmsg_frame_start(&m, 0x0);
+    ck_assert_int_eq(wsmsg_chunk(&m, (const uint8_t *)"6789", 4), OTA_ERR_LENGTH);
+    ck_assert_ptr_null(m.buf);
+    wsmsg_frame_start(&m, 0x1);
+    ck_assert_int_eq(wsmsg_chunk(&m, (const uint8_t *)"12345678", 8), 0);
+    ck_assert_uint_eq(m.len, 8);
+    wsmsg_clear(&m);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("gw_climsg");
@@ -371,6 +403,7 @@ static Suite *suite(void)
     tcase_add_test(t, huge_strings);
     tcase_add_test(t, builders);
     tcase_add_test(t, json_memory_wiped);
+    tcase_add_test(t, ws_message_fragments);
     suite_add_tcase(s, t);
     TCase *u = tcase_create("utf8_metrics");
     tcase_add_test(u, utf8);
