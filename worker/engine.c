@@ -314,6 +314,11 @@ void eng_succeed(struct eng_session *s)
     s->result.status = WIRE_ST_OK;
     s->result.error = WIRE_E_NONE;
     dfc_session_clear(&s->dsess);
+    /* The outcome is final (a top-up is booked): the client has it before
+     * the closing requests, so neither a stray client message nor the
+     * worker's death while the lease is released can turn it into
+     * `failed`. */
+    emit_result(s);
     close_next(s);
 }
 

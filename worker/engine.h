@@ -19,7 +19,9 @@
  *    reply (same id), even after ENG_A_RESULT.  At most one is outstanding.
  *  - ENG_A_RESULT: send the result to the client (the session's last
  *    message).  The engine may still emit ledger requests after it (lease
- *    release, counters); the shell keeps delivering their replies.
+ *    release, counters); the shell keeps delivering their replies.  A
+ *    success is emitted as soon as it is final (a top-up: once booked),
+ *    before any closing request, so nothing after it can change it.
  *  - ENG_A_DONE: the engine wants no more events; the shell calls
  *    eng_free().  ENG_A_DONE always comes after (or with) ENG_A_RESULT.
  *  - Events after ENG_A_DONE, card answers when no APDU is outstanding and
@@ -70,7 +72,8 @@ enum eng_action_type {
     ENG_A_APDU = 1,   /* u.apdu: a command for the card */
     ENG_A_MODAL = 2,  /* u.text: a message for a person */
     ENG_A_LEDGER = 3, /* u.ledger: a ledger request */
-    ENG_A_PHASE = 4,  /* u.at_risk: entered (1) / left (0) the money-at-risk phase */
+    ENG_A_PHASE = 4,  /* u.at_risk: entered (1) / left (0) the money-at-risk phase; a
+                       * result ends it too */
     ENG_A_RESULT = 5, /* u.result: the outcome */
     ENG_A_DONE = 6,   /* no more events wanted; call eng_free() */
 };

@@ -5,7 +5,8 @@
  *    verified.  Record first: a commit slipped in by the relay can never
  *    leave a credit on the card without its record.
  * 6. GetValue: balance_after must be balance_before + amount.
- * 7. Book the verified commit (committed; flagged if the read-back failed).
+ * 7. Book the verified commit (committed; flagged if the read-back failed);
+ *    the result `ok` goes out at once, before the lease is released.
  *
  * Must never send a Credit for a txn the ledger has not reserved, never
  * book committed without a verified commit answer, and never answer
@@ -246,7 +247,6 @@ static void after_book(struct eng_session *s, const struct ledger_reply *r)
         return;
     }
     s->booked = 1;
-    eng_emit_phase(s, 0);
     s->result.has = WIRE_RES_HAS_AMOUNT | WIRE_RES_HAS_TXN;
     s->result.amount = s->amount;
     memcpy(s->result.txn, s->txn_id, sizeof(s->txn_id));

@@ -27,3 +27,10 @@ tests_unit_test_shell_SOURCES = tests/unit/test_shell.c tests/unit/test_engine_h
 	tests/unit/test_engine_harness.h worker/shell.c worker/shell.h
 tests_unit_test_shell_CFLAGS = $(ENGINE_TEST_CFLAGS) $(EVENT_CFLAGS)
 tests_unit_test_shell_LDADD = $(ENGINE_TEST_LIBS) $(EVENT_LIBS)
+
+UNIT_TESTS += tests/unit/test_engine_result
+check_PROGRAMS += tests/unit/test_engine_result
+tests_unit_test_engine_result_SOURCES = tests/unit/test_engine_result.c \
+	tests/unit/test_engine_harness.c tests/unit/test_engine_harness.h
+tests_unit_test_engine_result_CFLAGS = $(ENGINE_TEST_CFLAGS)
+tests_unit_test_engine_result_LDADD = $(ENGINE_TEST_LIBS)
