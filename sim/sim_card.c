@@ -233,10 +233,19 @@ void sim_card_free(struct sim_card *card)
     free(card);
 }
 
+/* A random ID starts with 08h (ISO 14443-3: a random, not unique, ID). */
+static void new_random_id(struct sim_card *c)
+{
+    c->random_id[0] = 0x08;
+    sim_random(c, c->random_id + 1, sizeof c->random_id - 1);
+}
+
 void sim_card_power_cycle(struct sim_card *card)
 {
     if (card == NULL)
         return;
+    if (card->flags & SIM_FLAG_RANDOM_UID)
+        new_random_id(card);
     sim_session_end(card);
     sim_txn_discard(card);
     card->sel = &card->picc;
@@ -249,8 +258,11 @@ void sim_card_power_cycle(struct sim_card *card)
 
 void sim_card_set_flags(struct sim_card *card, unsigned flags)
 {
-    if (card != NULL)
-        card->flags = flags;
+    if (card == NULL)
+        return;
+    if ((flags & SIM_FLAG_RANDOM_UID) && !(card->flags & SIM_FLAG_RANDOM_UID))
+        new_random_id(card);
+    card->flags = flags;
 }
 
 void sim_card_set_rng(struct sim_card *card, void (*rng)(void *ctx, uint8_t *p, size_t n),
@@ -564,6 +576,13 @@ static int get_data(struct sim_card *c, const uint8_t *apdu, size_t len, uint8_t
         return put_sw(resp, resp_len, 0x67, 0x00);
     if (apdu[2] != 0x00 || apdu[3] != 0x00)
         return put_sw(resp, resp_len, 0x6A, 0x81);
+    if (c->flags & SIM_FLAG_RANDOM_UID) {
+        memcpy(resp, c->random_id, sizeof c->random_id);
+        resp[4] = 0x90;
+        resp[5] = 0x00;
+        *resp_len = 6;
+        return OTA_OK;
+    }
     memcpy(resp, c->uid, c->uid_len);
     resp[c->uid_len] = 0x90;
     resp[c->uid_len + 1] = 0x00;

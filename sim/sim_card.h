@@ -26,6 +26,11 @@ enum sim_flag {
     /* Worst case from the protocol review: SelectApplication and
      * authentication do NOT discard pending changes (a real EV1 may). */
     SIM_FLAG_KEEP_PENDING_ON_SELECT_AUTH = 1 << 0,
+    /* Random ID (SetConfiguration, a privacy option of EV1): the reader's
+     * GET DATA sees a random 4-byte ID (08 xx xx xx, new at every power-up)
+     * and GetVersion zeros; the real UID only comes from GetCardUID, which
+     * needs an authentication. */
+    SIM_FLAG_RANDOM_UID = 1 << 1,
 };
 
 /* A factory card: empty PICC, PICC master key as given. uid_len 4 or 7. */

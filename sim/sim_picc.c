@@ -28,7 +28,8 @@ int sim_cmd_get_version(struct sim_card *c)
     memcpy(v, VERSION_HW, 7);
     memcpy(v + 7, VERSION_SW, 7);
     memset(v + 14, 0, 7);
-    memcpy(v + 14, c->uid, c->uid_len < 7 ? c->uid_len : 7);
+    if (!(c->flags & SIM_FLAG_RANDOM_UID))
+        memcpy(v + 14, c->uid, c->uid_len < 7 ? c->uid_len : 7);
     memcpy(v + 21, VERSION_BATCH, 7);
     st = sim_sm_reply(c, SIM_COMM_PLAIN, v, sizeof v);
     if (st != 0)

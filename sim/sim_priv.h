@@ -148,6 +148,7 @@ struct sim_handshake {
 struct sim_card {
     uint8_t uid[SIM_MAX_UID];
     size_t uid_len;
+    uint8_t random_id[4]; /* SIM_FLAG_RANDOM_UID: this power-up's ID */
     struct sim_app picc;
     struct sim_app *apps[SIM_MAX_APPS]; /* in creation order, packed */
     struct sim_app *sel;                /* &picc at PICC level */

@@ -4,7 +4,8 @@
  * the factory DES key, ChangeKeySettings, ChangeKey (PICC DES -> AES under
  * EV1 and under a legacy 0x0A session driven by a reader written here,
  * application keys under each ChangeKey access setting), file creation
- * errors, MACed files through the core and a tampered MAC. */
+ * errors, MACed files through the core and a tampered MAC, GetCardUID and
+ * the random ID. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -405,6 +406,47 @@ START_TEST(maced_file_and_tampered_mac)
 }
 END_TEST
 
+/* GetCardUID needs an authentication (any key) and answers enciphered with
+ * CRC32; a random-ID card shows the reader a new 08 xx xx xx at every
+ * power-up and zeros in GetVersion, so only GetCardUID tells its UID. */
+START_TEST(get_card_uid_and_random_id)
+{
+    static const uint8_t get_data[] = {0xFF, 0xCA, 0x00, 0x00, 0x00};
+    struct sim_card *c = ts_card(SIM_PICC_DES0);
+    struct dfc_session s;
+    struct dfc_cmd_spec uid_sp = {
+        .ins = 0x51, .cmd_comm = DFC_COMM_PLAIN, .resp_comm = DFC_COMM_ENC, .resp_len = -1};
+    uint8_t r[64], first[4], st;
+    size_t n;
+
+    ck_assert_uint_eq(ts_apdu(c, get_data, sizeof get_data, r), 9);
+    ck_assert_mem_eq(r, TS_UID, 7);
+    ck_assert_int_eq(ts_native(c, 0x51, NULL, 0, NULL, NULL), 0xAE);
+
+    sim_card_set_flags(c, SIM_FLAG_RANDOM_UID);
+    ck_assert_uint_eq(ts_apdu(c, get_data, sizeof get_data, r), 6);
+    ck_assert_uint_eq(r[0], 0x08);
+    ck_assert_uint_eq(r[4], 0x90);
+    memcpy(first, r, 4);
+    sim_card_power_cycle(c);
+    ck_assert_uint_eq(ts_apdu(c, get_data, sizeof get_data, r), 6);
+    ck_assert_uint_eq(r[0], 0x08);
+    ck_assert(memcmp(r, first, 4) != 0);
+    ck_assert_int_eq(ts_native(c, 0x60, NULL, 0, r, &n), 0);
+    ck_assert_uint_eq(n, 28);
+    for (size_t i = 14; i < 21; i++)
+        ck_assert_uint_eq(r[i], 0);
+    ck_assert_int_eq(ts_native(c, 0x51, NULL, 0, NULL, NULL), 0xAE);
+
+    ck_assert_int_eq(ts_auth(c, &s, DFC_TDES2, 0, TS_ZERO_KEY), 0);
+    ck_assert_int_eq(ts_cmd(c, &s, &uid_sp, &st, r, &n), 0);
+    ck_assert_uint_eq(n, 7);
+    ck_assert_mem_eq(r, TS_UID, 7);
+    ck_assert_int_eq(s.active, 1);
+    sim_card_free(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("sim_cmds");
@@ -415,6 +457,7 @@ static Suite *suite(void)
     tcase_add_test(tc, app_changekey_rules);
     tcase_add_test(tc, file_management_errors);
     tcase_add_test(tc, maced_file_and_tampered_mac);
+    tcase_add_test(tc, get_card_uid_and_random_id);
     suite_add_tcase(s, tc);
     return s;
 }
