@@ -39,8 +39,6 @@ struct eng_ctx *eng_new(const struct eng_config *cfg, const struct master_keys *
         cfg->operation_timeout_ms == 0 || cfg->lease_ms <= cfg->operation_timeout_ms ||
         cfg->max_amount <= 0)
         return NULL;
-    if (memchr(cfg->operator_token_hash, '\0', sizeof(cfg->operator_token_hash)) == NULL)
-        return NULL;
     if (sodium_init() < 0)
         return NULL;
     struct eng_ctx *ctx = calloc(1, sizeof(*ctx));
@@ -49,7 +47,6 @@ struct eng_ctx *eng_new(const struct eng_config *cfg, const struct master_keys *
     ctx->cfg = *cfg;
     ctx->keys = keys;
     ctx->next_req_id = 1;
-    randombytes_buf(ctx->token_cache_key, sizeof(ctx->token_cache_key));
     return ctx;
 }
 
@@ -81,6 +78,8 @@ const char *eng_action_name(enum eng_action_type t)
         return "result";
     case ENG_A_DONE:
         return "done";
+    case ENG_A_TOKEN:
+        return "token";
     }
     return "unknown";
 }
@@ -357,6 +356,7 @@ static void end(struct eng_session *s)
             s->resp_deadline_ms < s->op_deadline_ms ? s->resp_deadline_ms : s->op_deadline_ms;
         break;
     case ES_WAIT_LEDGER:
+    case ES_WAIT_TOKEN:
         out->timer_at_ms = s->op_deadline_ms;
         break;
     case ES_CLOSING:
@@ -369,27 +369,21 @@ static void end(struct eng_session *s)
     s->out = NULL;
 }
 
-static int verify_operator_token(struct eng_ctx *ctx, const char *token, size_t len)
+/* Asks the caller to check the operator token (Argon2id is too slow for
+ * the loop); the session waits for eng_on_token_verdict(). */
+static void ask_token(struct eng_session *s, const struct wire_open *open)
 {
-    const char *hash = ctx->cfg.operator_token_hash;
-    if (hash[0] == '\0' || len == 0)
-        return 0;
-    uint8_t h[32];
-    crypto_generichash(h, sizeof(h), (const uint8_t *)token, len, ctx->token_cache_key,
-                       sizeof(ctx->token_cache_key));
-    int ok = ctx->token_cached && sodium_memcmp(h, ctx->token_cache, sizeof(h)) == 0;
-    if (!ok && crypto_pwhash_str_verify(hash, token, len) == 0) {
-        memcpy(ctx->token_cache, h, sizeof(h));
-        ctx->token_cached = 1;
-        ok = 1;
-    }
-    sodium_memzero(h, sizeof(h));
-    return ok;
+    struct eng_action *a = push(s, ENG_A_TOKEN);
+    memcpy(a->u.token.token, open->authcode, open->authcode_len);
+    a->u.token.len = open->authcode_len;
+    memcpy(a->u.token.peer, s->peer, sizeof(a->u.token.peer));
+    s->step = "operator_token";
+    s->state = ES_WAIT_TOKEN;
 }
 
-/* Checks what needs no card: the request's shape, the listener, the
- * operator token, the top-up code's format.  Returns WIRE_E_NONE or the
- * error to answer. */
+/* Checks what needs no card: the request's shape, the listener, that an
+ * operator token was given, the top-up code's format.  Returns WIRE_E_NONE
+ * or the error to answer. */
 static enum wire_error check_open(struct eng_session *s, const struct wire_open *open)
 {
     if (open->op != WIRE_OP_CHECK && open->op != WIRE_OP_TOPUP && open->op != WIRE_OP_PERSONALIZE)
@@ -400,7 +394,7 @@ static enum wire_error check_open(struct eng_session *s, const struct wire_open 
     if (open->op == WIRE_OP_PERSONALIZE) {
         if (open->listener != WIRE_LISTENER_OPERATOR)
             return WIRE_E_BAD_REQUEST;
-        if (!verify_operator_token(s->ctx, open->authcode, open->authcode_len))
+        if (open->authcode_len == 0)
             return WIRE_E_AUTH_FAILED;
     }
     if (open->op == WIRE_OP_TOPUP) {
@@ -469,11 +463,35 @@ struct eng_session *eng_open(struct eng_ctx *ctx, uint64_t session_id, const str
         op_topup_start(s);
         break;
     default:
-        op_personalize_start(s);
+        ask_token(s, open);
         break;
     }
     end(s);
     return s;
+}
+
+void eng_on_token_verdict(struct eng_session *s, enum eng_token_verdict v, uint64_t now_ms,
+                          struct eng_actions *out)
+{
+    begin(s, now_ms, out);
+    if (s->state == ES_WAIT_TOKEN) {
+        s->state = ES_RUNNING;
+        switch (v) {
+        case ENG_TOKEN_OK:
+            op_personalize_start(s);
+            break;
+        case ENG_TOKEN_LIMITED:
+            eng_fail(s, WIRE_E_LIMIT_EXCEEDED);
+            break;
+        case ENG_TOKEN_BUSY:
+            eng_fail(s, WIRE_E_OVERLOADED);
+            break;
+        default:
+            eng_fail(s, WIRE_E_AUTH_FAILED);
+            break;
+        }
+    }
+    end(s);
 }
 
 void eng_on_card_response(struct eng_session *s, const uint8_t *data, size_t len, uint64_t now_ms,
@@ -494,7 +512,7 @@ void eng_on_client_error(struct eng_session *s, uint8_t kind, uint64_t now_ms,
                          struct eng_actions *out)
 {
     begin(s, now_ms, out);
-    if (s->state == ES_WAIT_CARD) {
+    if (s->state == ES_WAIT_CARD || s->state == ES_WAIT_TOKEN) {
         eng_fail(s, client_err_code(kind));
     } else if (s->state == ES_WAIT_LEDGER && !s->client_lost) {
         /* No command is outstanding; fail before the next one goes out. */
@@ -507,7 +525,7 @@ void eng_on_client_error(struct eng_session *s, uint8_t kind, uint64_t now_ms,
 void eng_on_client_gone(struct eng_session *s, uint64_t now_ms, struct eng_actions *out)
 {
     begin(s, now_ms, out);
-    if (s->state == ES_WAIT_CARD) {
+    if (s->state == ES_WAIT_CARD || s->state == ES_WAIT_TOKEN) {
         eng_fail(s, WIRE_E_LOST_TAG);
     } else if (s->state == ES_WAIT_LEDGER && !s->client_lost) {
         s->client_lost = 1;
@@ -541,6 +559,10 @@ void eng_on_timeout(struct eng_session *s, uint64_t now_ms, struct eng_actions *
             log_info("card_timeout", "session=%llu step=%s", (unsigned long long)s->id, s->step);
             eng_fail(s, WIRE_E_TIMEOUT);
         }
+        break;
+    case ES_WAIT_TOKEN:
+        if (now_ms >= s->op_deadline_ms)
+            eng_fail(s, WIRE_E_TIMEOUT);
         break;
     case ES_WAIT_LEDGER:
         if (now_ms >= s->op_deadline_ms) {

@@ -5,8 +5,8 @@
  * ledger request, enter/leave the money-at-risk phase, finish with this
  * result, the session is over).  The engine never does I/O, never reads a
  * clock (every event carries the caller's monotonic `now_ms`) and never
- * blocks, except the operator-token check of `personalize`
- * (crypto_pwhash_str_verify, operator listener only).
+ * blocks: even the operator token of `personalize` is checked by the
+ * caller (ENG_A_TOKEN; worker/token_check.c runs Argon2id off the loop).
  *
  * Contract with the I/O shell (worker/main.c) and the tests:
  *  - Each event call first empties `out`, then appends actions in the order
@@ -22,6 +22,10 @@
  *    release, counters); the shell keeps delivering their replies.  A
  *    success is emitted as soon as it is final (a top-up: once booked),
  *    before any closing request, so nothing after it can change it.
+ *  - ENG_A_TOKEN: check the operator token (and the address's failure
+ *    limit) and call eng_on_token_verdict(), later or at once after this
+ *    event's actions; only eng_open() emits it, before any card command.
+ *    The action holds the token: wipe it once used.
  *  - ENG_A_DONE: the engine wants no more events; the shell calls
  *    eng_free().  ENG_A_DONE always comes after (or with) ENG_A_RESULT.
  *  - Events after ENG_A_DONE, card answers when no APDU is outstanding and
@@ -46,7 +50,6 @@ enum eng_picc_key {
 };
 
 #define ENG_SYSTEM_ID_MAX 16
-#define ENG_PWHASH_MAX 128 /* crypto_pwhash_STRBYTES */
 
 struct eng_config {
     char system_id[ENG_SYSTEM_ID_MAX + 1]; /* card.system_id (1..16 bytes) */
@@ -58,8 +61,6 @@ struct eng_config {
     uint32_t code_failures_per_card;       /* worker.code_failures_per_card */
     uint32_t code_failures_per_peer;       /* worker.code_failures_per_peer */
     uint32_t code_failure_window_s;        /* worker.code_failure_window_s */
-    /* worker.operator_token_hash (crypto_pwhash_str); empty = refused */
-    char operator_token_hash[ENG_PWHASH_MAX];
     /* Unique per worker process (random at start): the first half of every
      * lease holder id, so two workers never share a holder. */
     uint8_t instance[8];
@@ -76,6 +77,20 @@ enum eng_action_type {
                        * result ends it too */
     ENG_A_RESULT = 5, /* u.result: the outcome */
     ENG_A_DONE = 6,   /* no more events wanted; call eng_free() */
+    ENG_A_TOKEN = 7,  /* u.token: check this operator token, then eng_on_token_verdict() */
+};
+
+struct eng_token {
+    char token[WIRE_MAX_AUTHCODE]; /* len bytes, a secret */
+    uint16_t len;
+    char peer[WIRE_MAX_PEER + 1]; /* the client's address, for the failure limit */
+};
+
+enum eng_token_verdict {
+    ENG_TOKEN_OK = 1,  /* the token verified */
+    ENG_TOKEN_WRONG,   /* it did not (or no token hash is configured): auth-failed */
+    ENG_TOKEN_LIMITED, /* too many failures from the address: limit-exceeded */
+    ENG_TOKEN_BUSY,    /* no room to check it now: overloaded */
 };
 
 struct eng_action {
@@ -86,6 +101,7 @@ struct eng_action {
         struct ledger_req ledger;
         uint8_t at_risk;
         struct wire_result result;
+        struct eng_token token;
     } u;
 };
 
@@ -120,6 +136,9 @@ void eng_on_client_gone(struct eng_session *s, uint64_t now_ms, struct eng_actio
 void eng_on_ledger_reply(struct eng_session *s, const struct ledger_reply *r, uint64_t now_ms,
                          struct eng_actions *out);
 void eng_on_timeout(struct eng_session *s, uint64_t now_ms, struct eng_actions *out);
+/* The answer to ENG_A_TOKEN. */
+void eng_on_token_verdict(struct eng_session *s, enum eng_token_verdict v, uint64_t now_ms,
+                          struct eng_actions *out);
 /* Wipes the session's keys and frees it.  NULL is fine. */
 void eng_free(struct eng_session *s);
 

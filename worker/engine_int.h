@@ -27,15 +27,11 @@ struct eng_ctx {
     struct eng_config cfg;
     const struct master_keys *keys;
     uint64_t next_req_id;
-    /* BLAKE2b of the last operator token that verified (keyed per context),
-     * so repeated personalizations do not each pay for crypto_pwhash. */
-    uint8_t token_cache_key[32];
-    uint8_t token_cache[32];
-    int token_cached;
 };
 
 enum eng_state {
     ES_RUNNING = 0, /* between events, nothing outstanding (transient) */
+    ES_WAIT_TOKEN,  /* the operator token is being checked (ENG_A_TOKEN) */
     ES_WAIT_CARD,   /* an APDU is outstanding */
     ES_WAIT_LEDGER, /* a ledger request is outstanding */
     ES_CLOSING,     /* result decided; running the closing ledger requests */

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "ota_err.h"
 #include "shell.h"
+#include "token_check.h"
 #include "wire.h"
 #include "num.h"
 
@@ -63,6 +64,7 @@ struct worker {
     struct event_base *base;
     struct shell *shell;
     struct ledger_pg *pg;
+    struct tokc *tokc;
     void *zctx;
     void *zsock;
     struct event *ev_zmq, *ev_hb, *ev_drain, *ev_term, *ev_int, *ev_hup, *ev_stats, *ev_gone;
@@ -309,12 +311,6 @@ static int make_engine(struct worker *w)
         *u32[i].dst = (uint32_t)v;
     }
     ec.max_amount = cfg_int(w->cfg, "topup.max_amount");
-    const char *hash = cfg_str(w->cfg, "worker.operator_token_hash");
-    if (strlen(hash) >= sizeof ec.operator_token_hash) {
-        log_error("bad_config", "key=worker.operator_token_hash detail=\"too long\"");
-        return -1;
-    }
-    memcpy(ec.operator_token_hash, hash, strlen(hash) + 1);
     randombytes_buf(ec.instance, sizeof ec.instance);
     w->eng = eng_new(&ec, w->keys);
     if (!w->eng) {
@@ -519,6 +515,57 @@ static void on_ledger_reply(void *arg, uint64_t session, const struct ledger_rep
         shell_on_ledger_reply(w->shell, session, r);
 }
 
+/* ---- operator tokens (worker/token_check.c) ------------------------------ */
+
+static int eng_verdict(enum tokc_verdict v)
+{
+    switch (v) {
+    case TOKC_QUEUED:
+        return 0;
+    case TOKC_OK:
+        return ENG_TOKEN_OK;
+    case TOKC_LIMITED:
+        return ENG_TOKEN_LIMITED;
+    case TOKC_BUSY:
+        return ENG_TOKEN_BUSY;
+    default:
+        return ENG_TOKEN_WRONG;
+    }
+}
+
+static int token_submit(void *arg, uint64_t session, uint64_t ticket, const struct eng_token *req)
+{
+    struct worker *w = arg;
+    return eng_verdict(tokc_submit(w->tokc, session, ticket, req->token, req->len, req->peer));
+}
+
+static void on_token_verdict(void *arg, uint64_t session, uint64_t ticket, enum tokc_verdict v)
+{
+    struct worker *w = arg;
+    if (w->shell)
+        shell_on_token_verdict(w->shell, session, ticket, eng_verdict(v));
+}
+
+static int make_token_check(struct worker *w)
+{
+    struct tokc_config tc = {
+        .max_failures = (uint32_t)cfg_int(w->cfg, "worker.token_failures_per_peer"),
+        .window_s = (uint32_t)cfg_int(w->cfg, "worker.token_failure_window_s"),
+        .queue = (uint32_t)cfg_int(w->cfg, "worker.token_check_queue"),
+    };
+    const char *hash = cfg_str(w->cfg, "worker.operator_token_hash");
+    if (strlen(hash) >= sizeof tc.hash) {
+        log_error("bad_config", "key=worker.operator_token_hash detail=\"too long\"");
+        return -1;
+    }
+    memcpy(tc.hash, hash, strlen(hash) + 1);
+    w->tokc = tokc_new(w->base, &tc, on_token_verdict, w, shell_now_ms);
+    if (!w->tokc)
+        log_error("token_check_failed", "worker=%u detail=\"bad configuration or no thread\"",
+                  w->id);
+    return w->tokc ? 0 : -1;
+}
+
 /* ---- statistics for the gateway's /metrics ------------------------------ */
 
 static void send_stats(struct worker *w, uint64_t now)
@@ -692,7 +739,8 @@ static int start_loop(struct worker *w)
 {
     struct ledger_pg_opts po = {.conninfo = cfg_str(w->cfg, "db.conninfo"),
                                 .nconns = (unsigned)cfg_int(w->cfg, "worker.db_connections")};
-    struct shell_io io = {.send = zmq_send_frame, .ledger = ledger_submit, .arg = w};
+    struct shell_io io = {
+        .send = zmq_send_frame, .ledger = ledger_submit, .token = token_submit, .arg = w};
     long long cap = cfg_int(w->cfg, "worker.capacity");
     long long hb_ms = cfg_int(w->cfg, "gateway.heartbeat_ms");
 
@@ -706,7 +754,7 @@ static int start_loop(struct worker *w)
         return -1;
     w->pg = ledger_pg_new(w->base, &po, on_ledger_reply, w);
     w->shell = shell_new(w->base, w->eng, (uint32_t)cap, &io);
-    if (!w->pg || !w->shell)
+    if (!w->pg || !w->shell || make_token_check(w) != 0)
         return -1;
     if (start_zmq(w) != 0)
         return -1;
@@ -750,6 +798,7 @@ static int start_loop(struct worker *w)
 static void cleanup(struct worker *w)
 {
     shell_free(w->shell);
+    tokc_free(w->tokc);
     ledger_pg_free(w->pg);
     struct event *evs[] = {w->ev_zmq, w->ev_hb,  w->ev_drain, w->ev_term,
                            w->ev_int, w->ev_hup, w->ev_stats, w->ev_gone};

@@ -1,5 +1,5 @@
 /* op_personalize: gives a factory card the profile of PROTOCOL.md §5
- * (operator listener only; the token was checked at open).
+ * (operator listener only; the operator token verified before it starts).
  *
  * Factory card:
  *   select PICC, authenticate the factory PICC key (all-zero DES via 0x1A,

@@ -39,6 +39,7 @@ struct shs {
     struct eng_session *eng;
     struct event *timer;
     struct shell *sh;
+    uint64_t ticket;  /* of its token check (0: none asked) */
     struct shs *next; /* hash chain */
 };
 
@@ -48,6 +49,7 @@ struct shell {
     struct shell_io io;
     uint32_t capacity;
     uint32_t count;
+    uint64_t next_ticket;
     int draining;
     uint64_t gateway; /* the incarnation of the gateway we talk to (0: none yet) */
     size_t nbuckets;  /* a power of two */
@@ -133,11 +135,14 @@ static void send_result(struct shell *sh, uint64_t session, const struct wire_re
 
 static void on_timer(evutil_socket_t fd, short what, void *arg);
 
-/* Executes the engine's actions in order; frees the session on DONE. */
+/* Executes the engine's actions in order; frees the session on DONE.  A
+ * token verdict decided at once is fed back after the other actions (the
+ * engine asks once per session, so this recurses once at most). */
 static void run_actions(struct shell *sh, struct shs *s, const struct eng_actions *out)
 {
     uint8_t frame[WIRE_MAX_FRAME];
     int done = 0;
+    int verdict = 0;
     size_t n = out->n <= ENG_MAX_ACTIONS ? out->n : ENG_MAX_ACTIONS;
 
     for (size_t i = 0; i < n; i++) {
@@ -183,6 +188,10 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
                 log_error("second_result", "session=%" PRIu64, s->id);
             }
             break;
+        case ENG_A_TOKEN:
+            s->ticket = ++sh->next_ticket;
+            verdict = sh->io.token(sh->io.arg, s->id, s->ticket, &a->u.token);
+            break;
         case ENG_A_DONE:
             done = 1;
             break;
@@ -202,6 +211,12 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
             send_result(sh, s->id, &r);
         }
         session_free(sh, s);
+        return;
+    }
+    if (verdict) {
+        struct eng_actions next;
+        eng_on_token_verdict(s->eng, (enum eng_token_verdict)verdict, shell_now_ms(), &next);
+        run_actions(sh, s, &next);
         return;
     }
     if (out->timer_at_ms) {
@@ -293,6 +308,7 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
     sh->buckets[b] = s;
     sh->count++;
     run_actions(sh, s, &out);
+    sodium_memzero(&out, sizeof out); /* an ENG_A_TOKEN holds the token */
 }
 
 /* A gateway incarnation spoke: the sessions of any other one are ended
@@ -411,10 +427,23 @@ void shell_on_ledger_reply(struct shell *sh, uint64_t session, const struct ledg
     run_actions(sh, s, &out);
 }
 
+void shell_on_token_verdict(struct shell *sh, uint64_t session, uint64_t ticket, int verdict)
+{
+    struct shs *s = find(sh, session);
+    if (!s || s->ticket != ticket) {
+        log_debug("token_verdict_for_gone_session", "session=%" PRIu64, session);
+        return;
+    }
+    struct eng_actions out;
+    eng_on_token_verdict(s->eng, (enum eng_token_verdict)verdict, shell_now_ms(), &out);
+    run_actions(sh, s, &out);
+}
+
 struct shell *shell_new(struct event_base *base, struct eng_ctx *eng, uint32_t capacity,
                         const struct shell_io *io)
 {
-    if (!base || !eng || !io || !io->send || !io->ledger || capacity == 0 || capacity > (1u << 24))
+    if (!base || !eng || !io || !io->send || !io->ledger || !io->token || capacity == 0 ||
+        capacity > (1u << 24))
         return NULL;
     struct shell *sh = calloc(1, sizeof *sh);
     if (!sh)

@@ -26,6 +26,10 @@ struct shell_io {
     /* Runs one ledger request.  The reply must come later through
      * shell_on_ledger_reply(), never from inside this call. */
     void (*ledger)(void *arg, const struct ledger_req *req);
+    /* Checks an operator token (ENG_A_TOKEN) without blocking: returns a
+     * verdict decided at once, or 0 when the verdict will come later
+     * through shell_on_token_verdict(), never from inside this call. */
+    int (*token)(void *arg, uint64_t session, uint64_t ticket, const struct eng_token *req);
     void *arg;
 };
 
@@ -44,6 +48,10 @@ void shell_free(struct shell *sh);
 int shell_on_frame(struct shell *sh, const uint8_t *frame, size_t len);
 /* The reply to a request the shell passed to io->ledger. */
 void shell_on_ledger_reply(struct shell *sh, uint64_t session, const struct ledger_reply *r);
+/* The verdict on a token the shell passed to io->token (enum
+ * eng_token_verdict) with this ticket; ignored unless that session still
+ * waits for it (a later session under the same id has another ticket). */
+void shell_on_token_verdict(struct shell *sh, uint64_t session, uint64_t ticket, int verdict);
 
 /* Draining: new sessions are answered `overloaded`; existing ones go on. */
 void shell_set_draining(struct shell *sh, int draining);

@@ -5,10 +5,11 @@ WORKER_IO_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/worker $(ZMQ_CFLAGS) $(EVENT_CFL
 
 bin_PROGRAMS += worker/ota-worker
 worker_ota_worker_SOURCES = worker/main.c worker/shell.c worker/shell.h \
-	worker/ledger_pg.c worker/ledger_pg.h
-worker_ota_worker_CFLAGS = $(WORKER_IO_CFLAGS)
+	worker/ledger_pg.c worker/ledger_pg.h \
+	worker/token_check.c worker/token_check.h worker/peer_limit.c worker/peer_limit.h
+worker_ota_worker_CFLAGS = $(WORKER_IO_CFLAGS) -pthread
 worker_ota_worker_LDADD = worker/libotaengine.a $(CARD_LIBS) $(ZMQ_LIBS) $(EVENT_LIBS) \
-	$(PQ_LIBS) $(SODIUM_LIBS)
+	$(PQ_LIBS) $(SODIUM_LIBS) -lpthread
 
 # ledger_pg against a real PostgreSQL cluster: run it through
 # tests/integration/test_ledger_pg.sh (starts the cluster, applies schema/).

@@ -34,3 +34,16 @@ tests_unit_test_engine_result_SOURCES = tests/unit/test_engine_result.c \
 	tests/unit/test_engine_harness.c tests/unit/test_engine_harness.h
 tests_unit_test_engine_result_CFLAGS = $(ENGINE_TEST_CFLAGS)
 tests_unit_test_engine_result_LDADD = $(ENGINE_TEST_LIBS)
+
+# The worker's operator-token checks (a verifier thread, a libevent loop)
+# and their per-address failure limit.
+UNIT_TESTS += tests/unit/test_peer_limit tests/unit/test_token_check
+check_PROGRAMS += tests/unit/test_peer_limit tests/unit/test_token_check
+tests_unit_test_peer_limit_SOURCES = tests/unit/test_peer_limit.c worker/peer_limit.c \
+	worker/peer_limit.h
+tests_unit_test_peer_limit_CFLAGS = $(ENGINE_TEST_CFLAGS)
+tests_unit_test_peer_limit_LDADD = $(TEST_LIBS)
+tests_unit_test_token_check_SOURCES = tests/unit/test_token_check.c worker/token_check.c \
+	worker/token_check.h worker/peer_limit.c worker/peer_limit.h
+tests_unit_test_token_check_CFLAGS = $(ENGINE_TEST_CFLAGS) $(EVENT_CFLAGS) -pthread
+tests_unit_test_token_check_LDADD = $(TEST_LIBS) $(EVENT_LIBS) -lpthread

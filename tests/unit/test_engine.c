@@ -477,9 +477,8 @@ static void set_token(struct hx *h, const char *token)
     ck_assert_int_eq(crypto_pwhash_str(hash, token, strlen(token), crypto_pwhash_OPSLIMIT_MIN,
                                        crypto_pwhash_MEMLIMIT_MIN),
                      0);
-    ck_assert_uint_le(strlen(hash) + 1, sizeof(h->cfg.operator_token_hash));
-    memcpy(h->cfg.operator_token_hash, hash, strlen(hash) + 1);
-    hx_reconfigure(h);
+    ck_assert_uint_le(strlen(hash) + 1, sizeof(h->token_hash));
+    memcpy(h->token_hash, hash, strlen(hash) + 1);
 }
 
 static int zero_des_picc_authenticates(struct hx *h)
@@ -509,6 +508,7 @@ static void personalize_then_topup(enum sim_picc_key picc)
     struct hx h;
     hx_init_factory(&h, picc);
     h.cfg.picc_key = picc == SIM_PICC_AES0 ? ENG_PICC_AES0 : ENG_PICC_DES0;
+    hx_reconfigure(&h);
     set_token(&h, TOKEN);
     struct hx_run r;
     hx_run_op(&h, WIRE_OP_PERSONALIZE, TOKEN, WIRE_LISTENER_OPERATOR, NULL, 0, NULL, &r);
@@ -616,12 +616,13 @@ START_TEST(personalize_refused_wrong_token)
     struct hx_run r;
     hx_run_op(&h, WIRE_OP_PERSONALIZE, "not-the-token", WIRE_LISTENER_OPERATOR, NULL, 0, NULL, &r);
     assert_result(&r, WIRE_ST_FAILED, WIRE_E_AUTH_FAILED);
+    ck_assert_int_eq(r.token_checks, 1);
     ck_assert_int_eq(r.exchanges, 0);
-    /* No token hash configured: refused whatever the token. */
-    memset(h.cfg.operator_token_hash, 0, sizeof(h.cfg.operator_token_hash));
-    hx_reconfigure(&h);
-    hx_run_op(&h, WIRE_OP_PERSONALIZE, TOKEN, WIRE_LISTENER_OPERATOR, NULL, 0, NULL, &r);
+    /* No token at all: refused without asking. */
+    hx_run_op(&h, WIRE_OP_PERSONALIZE, "", WIRE_LISTENER_OPERATOR, NULL, 0, NULL, &r);
     assert_result(&r, WIRE_ST_FAILED, WIRE_E_AUTH_FAILED);
+    ck_assert_int_eq(r.token_checks, 0);
+    ck_assert_int_eq(r.exchanges, 0);
     ck_assert(zero_des_picc_authenticates(&h));
     hx_free(&h);
 }

@@ -96,6 +96,16 @@ static void relay_commit(struct hx *h)
         sim_card_transceive(h->card, commit, sizeof(commit), resp, sizeof(resp), &rlen), 0);
 }
 
+static enum eng_token_verdict token_verdict(const struct hx *h, const struct eng_token *t)
+{
+    if (h->token_verdict)
+        return h->token_verdict;
+    if (h->token_hash[0] == '\0')
+        return ENG_TOKEN_WRONG;
+    return crypto_pwhash_str_verify(h->token_hash, t->token, t->len) == 0 ? ENG_TOKEN_OK
+                                                                          : ENG_TOKEN_WRONG;
+}
+
 void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener, const uint8_t *uid,
                size_t uid_len, const struct hx_fault *f, struct hx_run *r)
 {
@@ -131,7 +141,8 @@ void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener,
     memcpy(old_len, h->answer_lens, sizeof(old_len));
     memset(h->answer_lens, 0, sizeof(h->answer_lens));
     for (int iter = 0; iter < 10000; iter++) {
-        int have_apdu = 0, have_req = 0;
+        int have_apdu = 0, have_req = 0, have_token = 0;
+        enum eng_token_verdict verdict = ENG_TOKEN_WRONG;
         struct wire_bytes apdu;
         struct ledger_req req;
         for (size_t i = 0; i < acts.n; i++) {
@@ -161,6 +172,12 @@ void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener,
             case ENG_A_MODAL:
                 r->modals++;
                 break;
+            case ENG_A_TOKEN:
+                ck_assert(!have_token && !have_apdu && !have_req);
+                have_token = 1;
+                r->token_checks++;
+                verdict = token_verdict(h, &a->u.token);
+                break;
             case ENG_A_DONE:
                 ck_assert(r->have_result);
                 r->done = 1;
@@ -168,8 +185,12 @@ void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener,
             }
         }
         if (r->done) {
-            ck_assert(!have_apdu && !have_req);
+            ck_assert(!have_apdu && !have_req && !have_token);
             break;
+        }
+        if (have_token) {
+            eng_on_token_verdict(s, verdict, h->now, &acts);
+            continue;
         }
         if (have_req) {
             struct ledger_reply rep;

@@ -56,6 +56,11 @@ struct hx {
     uint64_t next_session;
     struct hx_code codes[HX_MAX_CODES];
     int ncodes;
+    /* ENG_A_TOKEN: the harness plays worker/token_check.c, synchronously:
+     * token_verdict if set, else crypto_pwhash_str_verify against
+     * token_hash (empty: wrong). */
+    char token_hash[128];
+    enum eng_token_verdict token_verdict;
     /* The card's answers of the last session, for HX_REPLAY_OLD. */
     uint8_t answers[64][WIRE_MAX_APDU];
     size_t answer_lens[64];
@@ -71,6 +76,7 @@ struct hx_run {
     int at_risk_seen;
     int fault_applied;
     int modals;
+    int token_checks;      /* ENG_A_TOKEN actions */
     int answer_len[64];    /* length of the card's answer to exchange k */
     uint64_t open_ms;      /* simulated time of eng_open */
     uint64_t last_apdu_ms; /* time of the event that emitted the last APDU */
