@@ -125,6 +125,7 @@ struct eng_session {
 
     /* Personalize. */
     int perso_path;
+    eng_card_cb perso_then; /* runs after the GetCardUID that follows an authentication */
 
     /* Closing. */
     struct wire_result result;

@@ -29,8 +29,16 @@
  *     history for this card (a card that was ever topped up is never
  *     deleted; ops handle it: unsupported-card).
  *
- * Must never change a PICC key before the application is complete, and
- * never delete an application the ledger knows money for. */
+ * The card is the UID the client claims only once it says so itself: every
+ * authentication is followed by GetCardUID under it (the answer enciphered
+ * with CRC32 under the session key, so only the card that authenticated
+ * can give it), and a UID other than the claimed one ends the session
+ * before any command that changes the card.  Each authentication checks
+ * again, since a relay could put another card on the reader between two.
+ *
+ * Must never change a PICC key before the application is complete, never
+ * delete an application the ledger knows money for, and never change or
+ * delete anything on a card whose real UID is not the claimed one. */
 #include <string.h>
 
 #include "engine_int.h"
@@ -100,12 +108,62 @@ static void plain_cmd(struct eng_session *s, uint8_t ins, const uint8_t *data, s
     card_cmd(s, &spec, cb);
 }
 
+static void after_auth_read_uid(struct eng_session *s, int rc);
+static void after_get_card_uid(struct eng_session *s, int rc);
+
+/* Authenticates, then reads the real UID under the new session; cb gets
+ * the authentication's error, or 0 once the UID is the claimed one. */
+static void auth_then_uid(struct eng_session *s, enum dfc_cipher cipher, uint8_t keyno,
+                          const uint8_t *key, eng_card_cb cb)
+{
+    s->perso_then = cb;
+    card_auth(s, cipher, keyno, key, after_auth_read_uid);
+}
+
+static void after_auth_read_uid(struct eng_session *s, int rc)
+{
+    if (rc != 0) {
+        eng_card_cb then = s->perso_then;
+        s->perso_then = NULL;
+        then(s, rc);
+        return;
+    }
+    /* The length is the card's own (4 or 7 bytes): it is compared below,
+     * so a card with another UID length is refused, not an integrity
+     * failure.  The CRC32 and the padding are still checked exactly. */
+    struct dfc_cmd_spec spec = {
+        .ins = 0x51, .cmd_comm = DFC_COMM_PLAIN, .resp_comm = DFC_COMM_ENC, .resp_len = -1};
+    card_cmd(s, &spec, after_get_card_uid);
+}
+
+static void after_get_card_uid(struct eng_session *s, int rc)
+{
+    eng_card_cb then = s->perso_then;
+    s->perso_then = NULL;
+    if (failed(s, rc))
+        return;
+    size_t n = 0;
+    const uint8_t *uid = card_resp(s, &n);
+    if (n != s->card.uid_len || memcmp(uid, s->card.uid, n) != 0) {
+        char claimed[8], real[8];
+        log_warn("card_uid_mismatch", "session=%llu step=%s uid=%s card_uid=%s card_uid_len=%zu",
+                 (unsigned long long)s->id, s->step,
+                 log_uid_tail(s->card.uid, s->card.uid_len, claimed), log_uid_tail(uid, n, real),
+                 n);
+        eng_emit_modal(s, "This card's UID is not the UID that was sent: personalization refused, "
+                          "nothing was changed");
+        eng_fail(s, WIRE_E_AUTH_FAILED);
+        return;
+    }
+    then(s, 0);
+}
+
 static void auth_factory_picc(struct eng_session *s, eng_card_cb cb)
 {
     if (s->ctx->cfg.picc_key == ENG_PICC_AES0)
-        card_auth(s, DFC_AES128, 0, zero_key, cb);
+        auth_then_uid(s, DFC_AES128, 0, zero_key, cb);
     else
-        card_auth(s, DFC_TDES2, 0, zero_key, cb); /* DES K||K, ISO 0x1A */
+        auth_then_uid(s, DFC_TDES2, 0, zero_key, cb); /* DES K||K, ISO 0x1A */
 }
 
 static void step_select_app(struct eng_session *s)
@@ -128,7 +186,8 @@ static void after_select_app(struct eng_session *s, int rc)
 static void step_auth_app_master(struct eng_session *s)
 {
     s->step = "auth_app_master";
-    card_auth(s, DFC_AES128, PROF_KEY_MASTER, s->keys->app[PROF_KEY_MASTER], after_auth_app_master);
+    auth_then_uid(s, DFC_AES128, PROF_KEY_MASTER, s->keys->app[PROF_KEY_MASTER],
+                  after_auth_app_master);
 }
 
 static void after_auth_app_master(struct eng_session *s, int rc)
@@ -156,7 +215,7 @@ static void after_check_picc_select(struct eng_session *s, int rc)
     if (failed(s, rc))
         return;
     s->step = "check_picc_auth";
-    card_auth(s, DFC_AES128, 0, s->keys->picc, after_check_picc_auth);
+    auth_then_uid(s, DFC_AES128, 0, s->keys->picc, after_check_picc_auth);
 }
 
 static void after_check_picc_auth(struct eng_session *s, int rc)
@@ -278,7 +337,7 @@ static void after_select_new_app(struct eng_session *s, int rc)
     if (failed(s, rc))
         return;
     s->step = "auth_zero_master";
-    card_auth(s, DFC_AES128, PROF_KEY_MASTER, zero_key, after_auth_zero_master);
+    auth_then_uid(s, DFC_AES128, PROF_KEY_MASTER, zero_key, after_auth_zero_master);
 }
 
 static void after_auth_zero_master(struct eng_session *s, int rc)

@@ -35,6 +35,13 @@ tests_unit_test_engine_result_SOURCES = tests/unit/test_engine_result.c \
 tests_unit_test_engine_result_CFLAGS = $(ENGINE_TEST_CFLAGS)
 tests_unit_test_engine_result_LDADD = $(ENGINE_TEST_LIBS)
 
+UNIT_TESTS += tests/unit/test_engine_uid
+check_PROGRAMS += tests/unit/test_engine_uid
+tests_unit_test_engine_uid_SOURCES = tests/unit/test_engine_uid.c \
+	tests/unit/test_engine_harness.c tests/unit/test_engine_harness.h
+tests_unit_test_engine_uid_CFLAGS = $(ENGINE_TEST_CFLAGS)
+tests_unit_test_engine_uid_LDADD = $(ENGINE_TEST_LIBS)
+
 # The worker's operator-token checks (a verifier thread, a libevent loop)
 # and their per-address failure limit.
 UNIT_TESTS += tests/unit/test_peer_limit tests/unit/test_token_check
