@@ -5,6 +5,11 @@
 TESTS += tests/integration/test_hardening.sh
 EXTRA_DIST += tests/integration/test_hardening.sh tests/integration/proxy_client.py
 
+# Issue 16 point 9: operator-token checks off the worker's loop, and their
+# per-address limit.
+TESTS += tests/integration/test_operator_token.sh
+EXTRA_DIST += tests/integration/test_operator_token.sh tests/integration/token_flood.py
+
 # Test-only helpers run by test_hardening.sh (never installed).
 check_PROGRAMS += tests/integration/card_forge tests/unit/test_picc_lock
 tests_integration_card_forge_SOURCES = tests/integration/card_forge.c
