@@ -10,6 +10,11 @@ EXTRA_DIST += tests/integration/test_hardening.sh tests/integration/proxy_client
 TESTS += tests/integration/test_operator_token.sh
 EXTRA_DIST += tests/integration/test_operator_token.sh tests/integration/token_flood.py
 
+# Issue 16 point 8: a booked top-up's result goes out before the lease
+# release.
+TESTS += tests/integration/test_result_early.sh
+EXTRA_DIST += tests/integration/test_result_early.sh
+
 # Test-only helpers run by test_hardening.sh (never installed).
 check_PROGRAMS += tests/integration/card_forge tests/unit/test_picc_lock
 tests_integration_card_forge_SOURCES = tests/integration/card_forge.c
