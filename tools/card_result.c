@@ -18,7 +18,8 @@ static const struct {
     {"integrity", "a MAC or CRC did not verify: the card's answers were altered or corrupted"},
     {"code-invalid", "this code does not exist or was mistyped"},
     {"code-used", "this code was already used"},
-    {"limit-exceeded", "the top-up would take the balance over the card's or the system's limit"},
+    {"limit-exceeded", "the top-up would take the balance over the card's or the system's limit, "
+                       "or too many wrong codes or operator tokens came from here; try later"},
     {"card-busy", "another session is using this card right now; try again in a moment"},
     {"timeout", "the card or the connection took too long to answer"},
     {"lost-tag", "the card left the reader before the operation ended"},

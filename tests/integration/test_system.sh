@@ -2,9 +2,9 @@
 # End to end on real processes and a real PostgreSQL (issue "end to end"):
 # personalize -> check -> top-up -> check; two top-ups; a used code, an
 # unknown code, a mistyped code; a code raced by two clients; a client that
-# lies about the UID; personalize refused on the public listener; two
-# sessions for one card; the seed app's flow on path `/`; a worker killed
-# mid-session.  Checks the ledger and the card after each.
+# lies about the UID (top-up and personalize); personalize refused on the
+# public listener; two sessions for one card; the seed app's flow on path
+# `/`; a worker killed mid-session.  Checks the ledger and the card after each.
 . "$OTA_SRCDIR/tests/integration/lib.sh"
 sys_start
 
@@ -15,6 +15,13 @@ card_value() { ota-card show --card "$1" | sed -n 's/^ *value \(-\{0,1\}[0-9][0-
 # --- personalize a factory card on the operator listener, then check and top up
 blank="$T/blank.card"
 ota-card new --card "$blank" --uid 04a1b2c3d4e5f6 --blank >/dev/null
+# A client that claims another UID: the card's GetCardUID tells, nothing changes.
+before=$(ota-card show --card "$blank")
+out=$(run --url "$OP_URL" --card "$blank" --uid 04a1b2c3d4e5ff personalize "$TOKEN"); rc=$?
+check "personalize claiming another UID is refused (auth-failed)" eval '[ "$rc" -eq 1 ] && [ "$(echo "$out" | field error)" = auth-failed ]'
+check "... and the card is untouched" [ "$(ota-card show --card "$blank")" = "$before" ]
+check "... and the ledger personalized nothing" \
+    [ "$(sys_sql "SELECT count(*) FROM cards WHERE personalized_at IS NOT NULL AND card_uid IN ('\\x04a1b2c3d4e5ff', '\\x04a1b2c3d4e5f6')")" = 0 ]
 out=$(run --url "$OP_URL" --card "$blank" personalize "$TOKEN"); rc=$?
 check "personalize a factory card on the operator listener" [ "$rc" -eq 0 ]
 out=$(run --url "$OP_URL" --card "$blank" personalize "$TOKEN"); rc=$?
