@@ -1,6 +1,8 @@
 /* Tests for worker/shell.c: the sessions of a gateway incarnation that is
  * gone (a new one heartbeats) are ended and send nothing more, while a
- * heartbeat of the same incarnation keeps them (issue 16 point 7).  The
+ * heartbeat of the same incarnation keeps them (issue 16 point 7); the
+ * operator-token checks go out through io->token and their verdicts,
+ * immediate or later, reach only the session that asked (point 9).  The
  * engine runs against the card simulator's keys (test_engine_harness);
  * frames and ledger requests go to recording callbacks. */
 #include <check.h>
@@ -17,7 +19,16 @@ static struct {
     int n;
     uint8_t type[64];
     uint64_t session[64];
+    uint8_t last_error; /* of the last result */
 } sent;
+
+/* io->token: records the request, answers `token_now` (0: later). */
+static struct {
+    int calls;
+    uint64_t session, ticket;
+    char token[WIRE_MAX_AUTHCODE + 1];
+    int now;
+} tok;
 
 static int record_send(void *arg, const uint8_t *frame, size_t len)
 {
@@ -28,6 +39,9 @@ static int record_send(void *arg, const uint8_t *frame, size_t len)
         sent.type[sent.n] = h.type;
         sent.session[sent.n] = h.session;
     }
+    struct wire_result r;
+    if (h.type == WIRE_RESULT && wire_decode_result(frame, len, &r) == 0)
+        sent.last_error = r.error;
     sent.n++;
     return 0;
 }
@@ -36,6 +50,17 @@ static void ignore_ledger(void *arg, const struct ledger_req *req)
 {
     (void)arg;
     (void)req;
+}
+
+static int token_check(void *arg, uint64_t session, uint64_t ticket, const struct eng_token *req)
+{
+    (void)arg;
+    tok.calls++;
+    tok.session = session;
+    tok.ticket = ticket;
+    memcpy(tok.token, req->token, req->len);
+    tok.token[req->len] = '\0';
+    return tok.now;
 }
 
 static void heartbeat(struct shell *sh, uint64_t gateway)
@@ -67,7 +92,7 @@ START_TEST(sessions_of_a_gone_gateway_are_dropped)
     struct hx h;
     hx_init(&h, 0);
     struct event_base *base = event_base_new();
-    struct shell_io io = {.send = record_send, .ledger = ignore_ledger};
+    struct shell_io io = {.send = record_send, .ledger = ignore_ledger, .token = token_check};
     struct shell *sh = shell_new(base, h.ctx, 16, &io);
     ck_assert_ptr_nonnull(sh);
 
@@ -102,11 +127,81 @@ START_TEST(sessions_of_a_gone_gateway_are_dropped)
 }
 END_TEST
 
+static void open_personalize(struct shell *sh, uint64_t session, const uint8_t uid[7])
+{
+    uint8_t f[WIRE_MAX_FRAME];
+    struct wire_open o;
+    memset(&o, 0, sizeof o);
+    o.op = WIRE_OP_PERSONALIZE;
+    o.listener = WIRE_LISTENER_OPERATOR;
+    o.uid_len = 7;
+    memcpy(o.uid, uid, 7);
+    o.authcode_len = 12;
+    memcpy(o.authcode, "token-of-the", 12);
+    o.peer_len = 9;
+    memcpy(o.peer, "127.0.0.1", 9);
+    int n = wire_encode_open(f, sizeof f, session, &o);
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_eq(shell_on_frame(sh, f, (size_t)n), WIRE_OPEN);
+}
+
+START_TEST(token_verdicts_reach_their_session)
+{
+    struct hx h;
+    hx_init_factory(&h, SIM_PICC_DES0);
+    struct event_base *base = event_base_new();
+    struct shell_io io = {.send = record_send, .ledger = ignore_ledger, .token = token_check};
+    struct shell *sh = shell_new(base, h.ctx, 16, &io);
+    ck_assert_ptr_nonnull(sh);
+    memset(&sent, 0, sizeof sent);
+    memset(&tok, 0, sizeof tok);
+
+    /* Decided at once (the address is over its limit): the result follows
+     * in the same call. */
+    tok.now = ENG_TOKEN_LIMITED;
+    open_personalize(sh, 90, h.uid);
+    ck_assert_int_eq(tok.calls, 1);
+    ck_assert_str_eq(tok.token, "token-of-the");
+    ck_assert_uint_eq(shell_sessions(sh), 0);
+    ck_assert_uint_eq(sent.type[sent.n - 1], WIRE_RESULT);
+    ck_assert_uint_eq(sent.last_error, WIRE_E_LIMIT_EXCEEDED);
+
+    /* Decided later: nothing goes to the client meanwhile; a verdict with
+     * another ticket (an earlier session under the same id) is ignored. */
+    tok.now = 0;
+    int before = sent.n;
+    open_personalize(sh, 91, h.uid);
+    ck_assert_int_eq(tok.calls, 2);
+    ck_assert_uint_eq(shell_sessions(sh), 1);
+    ck_assert_int_eq(sent.n, before);
+    shell_on_token_verdict(sh, 91, tok.ticket + 1, ENG_TOKEN_OK);
+    shell_on_token_verdict(sh, 92, tok.ticket, ENG_TOKEN_OK);
+    ck_assert_int_eq(sent.n, before);
+    shell_on_token_verdict(sh, 91, tok.ticket, ENG_TOKEN_WRONG);
+    ck_assert_uint_eq(shell_sessions(sh), 0);
+    ck_assert_uint_eq(sent.type[sent.n - 1], WIRE_RESULT);
+    ck_assert_uint_eq(sent.last_error, WIRE_E_AUTH_FAILED);
+
+    /* A right token: the personalization starts (its first command). */
+    open_personalize(sh, 93, h.uid);
+    before = sent.n;
+    shell_on_token_verdict(sh, 93, tok.ticket, ENG_TOKEN_OK);
+    ck_assert_int_eq(sent.n, before + 1);
+    ck_assert_uint_eq(sent.type[before], WIRE_COMMAND);
+    ck_assert_uint_eq(shell_sessions(sh), 1);
+
+    shell_free(sh);
+    event_base_free(base);
+    hx_free(&h);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("shell");
     TCase *t = tcase_create("gateway_incarnation");
     tcase_add_test(t, sessions_of_a_gone_gateway_are_dropped);
+    tcase_add_test(t, token_verdicts_reach_their_session);
     suite_add_tcase(s, t);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);
