@@ -83,7 +83,13 @@ int hx_add_code(struct hx *h, int64_t amount)
 static void transceive(struct hx *h, struct hx_run *r, const uint8_t *apdu, size_t len,
                        uint8_t *resp, size_t *rlen)
 {
-    ck_assert_int_eq(sim_card_transceive(h->card, apdu, len, resp, WIRE_MAX_APDU, rlen), 0);
+    static const uint8_t select_app[] = {0x90,       0x5A,       0x00,       0x00, 0x03,
+                                         PROF_AID_0, PROF_AID_1, PROF_AID_2, 0x00};
+    if (len == sizeof select_app && memcmp(apdu, select_app, len) == 0)
+        r->select_app_seen++;
+    struct sim_card *card =
+        h->relay_card && r->select_app_seen >= h->relay_select_app ? h->relay_card : h->card;
+    ck_assert_int_eq(sim_card_transceive(card, apdu, len, resp, WIRE_MAX_APDU, rlen), 0);
     r->card_exchanges++;
 }
 

@@ -61,6 +61,11 @@ struct hx {
      * token_hash (empty: wrong). */
     char token_hash[128];
     enum eng_token_verdict token_verdict;
+    /* A relay that swaps cards: from the relay_select_app-th
+     * SelectApplication C0FFEE of a session on, the commands go to
+     * relay_card (NULL: never). */
+    struct sim_card *relay_card;
+    int relay_select_app;
     /* The card's answers of the last session, for HX_REPLAY_OLD. */
     uint8_t answers[64][WIRE_MAX_APDU];
     size_t answer_lens[64];
@@ -77,6 +82,7 @@ struct hx_run {
     int fault_applied;
     int modals;
     int token_checks;      /* ENG_A_TOKEN actions */
+    int select_app_seen;   /* SelectApplication C0FFEE commands */
     int answer_len[64];    /* length of the card's answer to exchange k */
     uint64_t open_ms;      /* simulated time of eng_open */
     uint64_t last_apdu_ms; /* time of the event that emitted the last APDU */

@@ -1,8 +1,9 @@
 /* test_engine_uid: a personalization changes only the card whose real UID
  * (GetCardUID, enciphered under the authentication) is the one the client
  * sent.  A client claiming another UID, a random-ID card claimed by the ID
- * the reader sees, and the recovery of a half-made application under a
- * claimed UID are all refused before anything on the card changes: the
+ * the reader sees, the recovery of a half-made application under a
+ * claimed UID, and a relay that swaps in another card between two
+ * authentications are all refused before anything on the card changes: the
  * card's whole description and its zero keys are the same afterwards, and
  * the ledger records no personalization. */
 #include <check.h>
@@ -234,6 +235,50 @@ START_TEST(recovery_other_uid_deletes_nothing)
 }
 END_TEST
 
+START_TEST(swapped_card_refused_before_changes)
+{
+    /* The relay runs the first part on the claimed card and then answers
+     * from another factory card on which it made C0FFEE with the zero key
+     * (anyone can): from the second SelectApplication C0FFEE (the one
+     * after CreateApplication) every command goes to that card.  Its own
+     * authentication is checked again, so nothing is created or keyed on
+     * it (before, it got the files and the claimed card's keys). */
+    struct hx h;
+    factory(&h, SIM_PICC_DES0);
+    struct sim_card *mine = h.card;
+    struct sim_card *other = sim_card_new(other_uid, sizeof other_uid, SIM_PICC_DES0);
+    ck_assert_ptr_nonnull(other);
+    h.card = other;
+    struct dfc_session s;
+    select_aid(&h, 0);
+    ck_assert_int_eq(auth(&h, DFC_TDES2, &s), 0);
+    uint8_t app[5] = {PROF_AID_0, PROF_AID_1, PROF_AID_2, PROF_APP_KEY_SETTINGS,
+                      0x80 | PROF_NUM_KEYS};
+    run_cmd(&h, &s, 0xCA, app, sizeof app);
+    dfc_session_clear(&s);
+    char before[4096], after[4096];
+    describe(&h, before, sizeof before);
+    h.card = mine;
+
+    h.relay_card = other;
+    h.relay_select_app = 2;
+    struct hx_run r;
+    personalize(&h, NULL, 0, &r);
+    ck_assert_msg(r.result.status == WIRE_ST_FAILED && r.result.error == WIRE_E_AUTH_FAILED,
+                  "expected failed/auth-failed, got %s/%s", wire_status_name(r.result.status),
+                  wire_error_name(r.result.error));
+    h.relay_card = NULL;
+    h.card = other;
+    describe(&h, after, sizeof after);
+    ck_assert_str_eq(after, before);
+    ck_assert(zero_key_authenticates(&h, PROF_AID_U32, DFC_AES128));
+    h.card = mine;
+    ck_assert(!ledger_mem_personalized(h.lm, &h.lcard));
+    sim_card_free(other);
+    hx_free(&h);
+}
+END_TEST
+
 START_TEST(tampered_card_uid_is_integrity)
 {
     /* GetCardUID is the exchange right after the first authentication
@@ -264,6 +309,7 @@ static Suite *uid_suite(void)
     tcase_add_test(tc, other_uid_refused_aes);
     tcase_add_test(tc, random_id_refused);
     tcase_add_test(tc, recovery_other_uid_deletes_nothing);
+    tcase_add_test(tc, swapped_card_refused_before_changes);
     tcase_add_test(tc, tampered_card_uid_is_integrity);
     suite_add_tcase(s, tc);
     return s;
