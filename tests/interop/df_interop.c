@@ -205,7 +205,15 @@ static void io_check_uid(MifareTag tag, const struct io_args *a, uint8_t keys[][
     char want[15];
     char *uid = NULL;
     hex_encode(a->uid, 7, want);
-    int rc = io_session(tag, PROF_AID_U32, PROF_KEY_CREDIT, keys[PROF_KEY_CREDIT]);
+    /* Without an authentication the card does not tell its UID. */
+    int rc = io_select(tag, PROF_AID_U32);
+    if (rc == 0)
+        rc = mifare_desfire_get_card_uid(tag, &uid);
+    tap(io_expect_error(rc, tag, AUTHENTICATION_ERROR), tag,
+        "GetCardUID without an authentication answers AE");
+    free(uid);
+    uid = NULL;
+    rc = io_session(tag, PROF_AID_U32, PROF_KEY_CREDIT, keys[PROF_KEY_CREDIT]);
     if (rc == 0)
         rc = mifare_desfire_get_card_uid(tag, &uid);
     tap(rc == 0 && uid != NULL && strcmp(uid, want) == 0, tag,
