@@ -252,16 +252,19 @@ static void close_next(struct eng_session *s)
         eng_ledger_send(s, &req, closing_reply);
         return;
     }
-    if (s->need_reset) {
-        s->need_reset = 0;
-        eng_ledger_init(s, &req, LEDGER_INTEGRITY_RESET);
-        eng_ledger_send(s, &req, closing_reply);
-        return;
-    }
+    /* The lease goes as early as it may: after everything that must happen
+     * while the card is held (void, failures, freeze), before the counter
+     * reset, which needs no lease. */
     if (s->lease_requested) {
         s->lease_requested = 0;
         eng_ledger_init(s, &req, LEDGER_LEASE_RELEASE);
         eng_session_holder(s, req.u.lease.holder);
+        eng_ledger_send(s, &req, closing_reply);
+        return;
+    }
+    if (s->need_reset) {
+        s->need_reset = 0;
+        eng_ledger_init(s, &req, LEDGER_INTEGRITY_RESET);
         eng_ledger_send(s, &req, closing_reply);
         return;
     }
@@ -313,11 +316,14 @@ void eng_succeed(struct eng_session *s)
     s->result.status = WIRE_ST_OK;
     s->result.error = WIRE_E_NONE;
     dfc_session_clear(&s->dsess);
-    /* The outcome is final (a top-up is booked): the client has it before
-     * the closing requests, so neither a stray client message nor the
-     * worker's death while the lease is released can turn it into
-     * `failed`. */
-    emit_result(s);
+    /* A booked top-up's outcome is final: the client has it before the
+     * closing requests, so neither a stray client message nor the worker's
+     * death while the lease is released can turn it into `failed`.  An
+     * operation that booked nothing (check, personalize) answers after its
+     * lease is released, so a client that starts its next session at once
+     * never finds its own card busy. */
+    if (s->booked)
+        emit_result(s);
     close_next(s);
 }
 
