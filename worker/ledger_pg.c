@@ -170,13 +170,13 @@ struct sql_call {
 static const char *SQL_LEASE_ACQUIRE = "SELECT ota_worker_lease_acquire($1, $2, $3)";
 static const char *SQL_LEASE_RELEASE = "SELECT ota_worker_lease_release($1, $2)";
 static const char *SQL_CARD_STATE =
-    "SELECT kind, frozen, has_history, integrity_failures, txn_id, amount "
+    "SELECT kind, frozen, has_history, integrity_failures, txn_id, amount, flags "
     "FROM ota_worker_card_state($1, $2, $3) ORDER BY ord";
 static const char *SQL_SETTLE = "SELECT ota_worker_settle($1, $2, $3, $4)";
 static const char *SQL_RESERVE =
     "SELECT status, txn_id, amount, unix_time FROM ota_worker_reserve($1, $2, $3, $4, $5, $6)";
 static const char *SQL_CODE_FAILURE = "SELECT ota_worker_code_failure($1, $2)";
-static const char *SQL_INTEGRITY_FAILURE = "SELECT ota_worker_integrity_failure($1)";
+static const char *SQL_INTEGRITY_FAILURE = "SELECT ota_worker_integrity_failure($1, $2)";
 static const char *SQL_INTEGRITY_RESET = "SELECT ota_worker_integrity_reset($1)";
 static const char *SQL_FREEZE = "SELECT ota_worker_freeze($1, $2, $3)";
 static const char *SQL_PERSONALIZED = "SELECT ota_worker_personalized($1)";
@@ -246,6 +246,10 @@ static int build_call(const struct ledger_req *req, struct sql_call *c)
         break;
     case LEDGER_INTEGRITY_FAILURE:
         c->sql = SQL_INTEGRITY_FAILURE;
+        /* The txn at risk gets LEDGER_FLAG_INTEGRITY (NULL: none). */
+        if (req->u.integrity.has_txn)
+            put_uuid(c->buf[1], req->u.integrity.txn_id);
+        c->nparams = 2;
         break;
     case LEDGER_INTEGRITY_RESET:
         c->sql = SQL_INTEGRITY_RESET;
@@ -268,6 +272,8 @@ static int build_call(const struct ledger_req *req, struct sql_call *c)
     }
     for (int i = 0; i < c->nparams; i++)
         c->values[i] = c->buf[i];
+    if (req->type == LEDGER_INTEGRITY_FAILURE && !req->u.integrity.has_txn)
+        c->values[1] = NULL;
     if (req->type == LEDGER_FREEZE)
         c->values[2] = req->u.freeze.detail; /* up to LEDGER_MAX_DETAIL bytes */
     return 0;
@@ -278,7 +284,7 @@ static int parse_card_state(const PGresult *res, struct ledger_card_state *cs)
     int n = PQntuples(res);
     int seen_card = 0;
     memset(cs, 0, sizeof *cs);
-    if (PQnfields(res) != 6)
+    if (PQnfields(res) != 7)
         return OTA_ERR_PARSE;
     for (int i = 0; i < n; i++) {
         const char *kind = PQgetvalue(res, i, 0);
@@ -293,10 +299,17 @@ static int parse_card_state(const PGresult *res, struct ledger_card_state *cs)
             continue;
         }
         struct ledger_txn t;
+        memset(&t, 0, sizeof t);
         if (PQgetisnull(res, i, 4) || get_uuid(PQgetvalue(res, i, 4), t.txn_id) ||
             get_i64(PQgetvalue(res, i, 5), &t.amount))
             return OTA_ERR_PARSE;
         if (strcmp(kind, "in_doubt") == 0) {
+            /* Only in-doubt rows carry flags (txn_flags, INTEGRITY_FAILURE). */
+            int64_t f;
+            if (PQgetisnull(res, i, 6) || get_i64(PQgetvalue(res, i, 6), &f) || f < 0 ||
+                f > UINT32_MAX)
+                return OTA_ERR_PARSE;
+            t.flags = (uint32_t)f;
             if (cs->n_in_doubt < LEDGER_MAX_IN_DOUBT)
                 cs->in_doubt[cs->n_in_doubt++] = t;
             else

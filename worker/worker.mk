@@ -23,3 +23,16 @@ tests_integration_test_ledger_pg_LDADD = worker/libotaengine.a $(TEST_LIBS) $(EV
 	$(PQ_LIBS)
 dist_noinst_SCRIPTS += tests/integration/test_ledger_pg.sh
 EXTRA_DIST += tests/integration/pg.sh
+
+# The engine's fault matrix (tests/unit/test_engine_faults.c, the same case
+# table) against the PostgreSQL ledger: tests/integration/test_engine_faults_pg.sh.
+check_PROGRAMS += tests/integration/test_engine_faults_pg
+tests_integration_test_engine_faults_pg_SOURCES = tests/unit/test_engine_faults.c \
+	tests/unit/test_engine_harness.c tests/unit/test_engine_harness.h \
+	tests/integration/hx_ledger_pg.c tests/integration/hx_ledger_pg.h \
+	worker/ledger_pg.c worker/ledger_pg.h
+tests_integration_test_engine_faults_pg_CFLAGS = $(TEST_CFLAGS) -I$(top_srcdir)/worker \
+	-I$(top_srcdir)/tests/integration $(EVENT_CFLAGS) $(PQ_CFLAGS) -DHX_LEDGER_PG
+tests_integration_test_engine_faults_pg_LDADD = worker/libotaengine.a $(TEST_LIBS) $(EVENT_LIBS) \
+	$(PQ_LIBS)
+dist_noinst_SCRIPTS += tests/integration/test_engine_faults_pg.sh

@@ -513,6 +513,49 @@ START_TEST(test_integrity_freeze_personalized)
 }
 END_TEST
 
+START_TEST(test_integrity_flag_of_txn_at_risk)
+{
+    /* Issue 16 point 2: the txn at risk when the card answered wrongly is
+     * flagged in the database, CARD_STATE reports it, and the committed
+     * entry carries it; an in-doubt txn without it reads exactly 0. */
+    struct ledger_card c = card_n(85);
+    issue_code(160, 300, 0);
+    issue_code(161, 400, 0);
+    struct ledger_reply r1 = reserve(&c, 160, "192.0.2.1");
+    ck_assert_int_eq(r1.status, LEDGER_ST_OK);
+    struct ledger_req f = mkreq(LEDGER_INTEGRITY_FAILURE, &c);
+    f.u.integrity.has_txn = 1;
+    memcpy(f.u.integrity.txn_id, r1.u.reserve.txn_id, 16);
+    struct ledger_reply fr = run(&f);
+    ck_assert_int_eq(fr.status, LEDGER_ST_OK);
+    ck_assert_uint_eq(fr.u.integrity_failures, 1);
+    /* Without a txn: counted, nothing flagged. */
+    struct ledger_req f2 = mkreq(LEDGER_INTEGRITY_FAILURE, &c);
+    ck_assert_uint_eq(run(&f2).u.integrity_failures, 2);
+
+    struct ledger_req cs = mkreq(LEDGER_CARD_STATE, &c);
+    struct ledger_reply st = run(&cs);
+    ck_assert_int_eq(st.status, LEDGER_ST_OK);
+    ck_assert_int_eq(st.u.card.n_in_doubt, 1);
+    ck_assert_uint_eq(st.u.card.in_doubt[0].flags, LEDGER_FLAG_INTEGRITY);
+    ck_assert_int_eq(settle(&c, r1.u.reserve.txn_id, LEDGER_COMMITTED,
+                            LEDGER_FLAG_SETTLED_LATER | st.u.card.in_doubt[0].flags)
+                         .status,
+                     LEDGER_ST_OK);
+    ck_assert_int_eq(ledger_flags(r1.u.reserve.txn_id),
+                     LEDGER_FLAG_SETTLED_LATER | LEDGER_FLAG_INTEGRITY);
+
+    struct ledger_reply r2 = reserve(&c, 161, "192.0.2.1");
+    ck_assert_int_eq(r2.status, LEDGER_ST_OK);
+    cs.id = next_id++;
+    st = run(&cs);
+    ck_assert_int_eq(st.u.card.n_in_doubt, 1);
+    ck_assert_mem_eq(st.u.card.in_doubt[0].txn_id, r2.u.reserve.txn_id, 16);
+    ck_assert_uint_eq(st.u.card.in_doubt[0].flags, 0);
+    ck_assert_uint_eq(st.u.card.committed[0].flags, 0);
+}
+END_TEST
+
 START_TEST(test_card_state_lists)
 {
     /* Ten in-doubt transactions: eight returned oldest first, "more" set;
@@ -699,6 +742,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_concurrent_settle);
     tcase_add_test(t, test_rate_limits);
     tcase_add_test(t, test_integrity_freeze_personalized);
+    tcase_add_test(t, test_integrity_flag_of_txn_at_risk);
     tcase_add_test(t, test_card_state_lists);
     tcase_add_test(t, test_append_only);
     tcase_add_test(t, test_request_timeout);

@@ -23,4 +23,5 @@ pg_migrate "$OTA_SRCDIR/schema" || exit 1
 OTA_TEST_PG_RESTART=". '$OTA_SRCDIR/tests/integration/pg.sh'; PG_DIR='$PG_DIR'; pg_restart fast"
 OTA_TEST_CONNINFO=$PG_CONNINFO
 export OTA_TEST_PG_RESTART OTA_TEST_CONNINFO
-"$prog"
+# $OTA_VALGRIND, if set, prefixes the program (tests/run-all).
+${OTA_VALGRIND:-} "$prog"

@@ -375,7 +375,7 @@ START_TEST(freeze_unknown_record)
     assert_result(&r, WIRE_ST_OK, WIRE_E_NONE);
     /* A second ledger in which the card has history, but not that txn. */
     ledger_mem_free(h.lm);
-    h.lm = ledger_mem_new();
+    h.ldb = h.lm = ledger_mem_new();
     h.ncodes = 0;
     int v = hx_add_code(&h, 5);
     book_in_ledger_only(&h, v, LEDGER_VOIDED);

@@ -5,7 +5,11 @@
  * CommitTransaction before / after the command) and for every ledger
  * request failing before / after its commit, a fresh card is topped up
  * with the fault, a new session settles it, and the money invariants are
- * asserted.  Prints how many cases ran. */
+ * asserted.  Prints how many cases ran.
+ *
+ * The same file, built with HX_LEDGER_PG (tests/integration/
+ * test_engine_faults_pg.sh), runs every case against the PostgreSQL ledger
+ * (worker/ledger_pg.c and schema/) instead of the in-memory one. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +18,9 @@
 #include "card_profile.h"
 #include "log.h"
 #include "test_engine_harness.h"
+#ifdef HX_LEDGER_PG
+#include "hx_ledger_pg.h"
+#endif
 
 #define AMOUNT 1234
 
@@ -43,13 +50,13 @@ static void one_case(const struct hx_fault *f, int allow_relay_loss)
     /* What the client was told must not lie. */
     if (r.result.status == WIRE_ST_OK) {
         ck_assert_int_eq(hx_balance(&h), AMOUNT);
-        ck_assert_int_eq(ledger_mem_txn_state(h.lm, r.result.txn), LEDGER_MEM_TXN_COMMITTED);
+        ck_assert_int_eq(hx_txn_state(&h, r.result.txn), LEDGER_MEM_TXN_COMMITTED);
     } else if (r.result.status == WIRE_ST_FAILED) {
         /* failed means no WriteRecord went out: nothing can be on the card. */
         ck_assert_int_eq(hx_balance(&h), 0);
         ck_assert(!r.at_risk_seen);
     }
-    ck_assert(!ledger_mem_lease_held(h.lm, &h.lcard, h.now));
+    ck_assert(!hx_lease_held(&h));
     hx_assert_invariants(&h, 0, allow_relay_loss);
 
     struct hx_run s;
@@ -60,7 +67,7 @@ static void one_case(const struct hx_fault *f, int allow_relay_loss)
     hx_assert_invariants(&h, 1, allow_relay_loss);
     /* A code is never usable twice: retrying it credits only if nothing
      * was committed with it. */
-    int committed_before = ledger_mem_code_commits(h.lm, h.codes[c].hash);
+    int committed_before = hx_code_commits(&h, c);
     hx_topup(&h, c, NULL, &r);
     if (committed_before)
         ck_assert_int_eq(r.result.error, WIRE_E_CODE_USED);
@@ -182,11 +189,11 @@ START_TEST(relay_commit_between_record_and_credit_is_flagged)
     ck_assert_int_eq(r.result.status, WIRE_ST_OK);
     uint8_t recs[8][32];
     ck_assert_int_eq(hx_records(&h, recs, 8), 1);
-    ck_assert_int_eq(ledger_mem_txn_state(h.lm, recs[0]), LEDGER_MEM_TXN_COMMITTED);
-    uint32_t flags = ledger_mem_txn_flags(h.lm, recs[0]);
+    ck_assert_int_eq(hx_txn_state(&h, recs[0]), LEDGER_MEM_TXN_COMMITTED);
+    uint32_t flags = hx_txn_flags(&h, recs[0]);
     ck_assert(flags & LEDGER_FLAG_CREDIT_MISSING);
     ck_assert(flags & LEDGER_FLAG_INTEGRITY);
-    ck_assert_int_eq(ledger_mem_code_state(h.lm, h.codes[c].hash), LEDGER_MEM_CODE_USED);
+    ck_assert_int_eq(hx_code_state(&h, c), LEDGER_MEM_CODE_USED);
     hx_assert_invariants(&h, 1, 1);
     hx_free(&h);
 }
@@ -205,7 +212,7 @@ START_TEST(ledger_faults_at_every_request)
                 hx_init(&h, 0);
                 int c = hx_add_code(&h, AMOUNT);
                 for (int t = 0; t < times; t++)
-                    ledger_mem_fail_next(h.lm, types[i], (enum ledger_mem_fault)when);
+                    hx_fail_next(&h, types[i], (enum ledger_mem_fault)when);
                 struct hx_run r;
                 hx_topup(&h, c, NULL, &r);
                 if (r.result.status == WIRE_ST_OK)
@@ -213,9 +220,9 @@ START_TEST(ledger_faults_at_every_request)
                 if (r.result.status == WIRE_ST_FAILED)
                     ck_assert_int_eq(hx_balance(&h), 0);
                 hx_assert_invariants(&h, 0, 0);
-                ledger_mem_fail_clear(h.lm);
+                hx_fail_clear(&h);
                 /* A lease whose release failed expires by itself. */
-                h.now += h.cfg.lease_ms + 1;
+                hx_advance(&h, h.cfg.lease_ms + 1);
                 struct hx_run s;
                 hx_check(&h, &s);
                 ck_assert_msg(s.result.status == WIRE_ST_OK, "settle after %s fault %d x%d: %s",
@@ -239,11 +246,11 @@ START_TEST(booking_retry_is_idempotent)
     struct hx h;
     hx_init(&h, 0);
     int c = hx_add_code(&h, AMOUNT);
-    ledger_mem_fail_next(h.lm, LEDGER_SETTLE, LEDGER_MEM_FAIL_AFTER);
+    hx_fail_next(&h, LEDGER_SETTLE, LEDGER_MEM_FAIL_AFTER);
     struct hx_run r;
     hx_topup(&h, c, NULL, &r);
     ck_assert_int_eq(r.result.status, WIRE_ST_OK);
-    ck_assert_int_eq(ledger_mem_txn_state(h.lm, r.result.txn), LEDGER_MEM_TXN_COMMITTED);
+    ck_assert_int_eq(hx_txn_state(&h, r.result.txn), LEDGER_MEM_TXN_COMMITTED);
     hx_assert_invariants(&h, 1, 0);
     hx_free(&h);
 }
@@ -254,19 +261,19 @@ START_TEST(booking_fails_twice_is_pending_then_settled)
     struct hx h;
     hx_init(&h, 0);
     int c = hx_add_code(&h, AMOUNT);
-    ledger_mem_fail_next(h.lm, LEDGER_SETTLE, LEDGER_MEM_FAIL_BEFORE);
-    ledger_mem_fail_next(h.lm, LEDGER_SETTLE, LEDGER_MEM_FAIL_BEFORE);
+    hx_fail_next(&h, LEDGER_SETTLE, LEDGER_MEM_FAIL_BEFORE);
+    hx_fail_next(&h, LEDGER_SETTLE, LEDGER_MEM_FAIL_BEFORE);
     struct hx_run r;
     hx_topup(&h, c, NULL, &r);
     ck_assert_int_eq(r.result.status, WIRE_ST_PENDING);
     ck_assert_int_eq(hx_balance(&h), AMOUNT);
-    ck_assert_int_eq(ledger_mem_in_doubt_count(h.lm, &h.lcard), 1);
+    ck_assert_int_eq(hx_in_doubt_count(&h), 1);
     hx_check(&h, &r);
     ck_assert_int_eq(r.result.status, WIRE_ST_OK);
     uint8_t recs[8][32];
     ck_assert_int_eq(hx_records(&h, recs, 8), 1);
-    ck_assert(ledger_mem_txn_flags(h.lm, recs[0]) & LEDGER_FLAG_SETTLED_LATER);
-    ck_assert(!(ledger_mem_txn_flags(h.lm, recs[0]) & LEDGER_FLAG_CREDIT_MISSING));
+    ck_assert(hx_txn_flags(&h, recs[0]) & LEDGER_FLAG_SETTLED_LATER);
+    ck_assert(!(hx_txn_flags(&h, recs[0]) & LEDGER_FLAG_CREDIT_MISSING));
     hx_assert_invariants(&h, 1, 0);
     hx_free(&h);
 }
@@ -329,9 +336,25 @@ int main(void)
     /* Thousands of sessions fail on purpose here: keep only errors. */
     log_init("test_engine_faults", "-", 0,
              getenv("ENGINE_TEST_LOG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
+#ifdef HX_LEDGER_PG
+    const char *conninfo = getenv("OTA_TEST_CONNINFO");
+    if (!conninfo || hx_ledger_pg_setup(conninfo) != 0) {
+        fprintf(stderr,
+                "test_engine_faults_pg: needs OTA_TEST_CONNINFO (test_engine_faults_pg.sh)\n");
+        return 99;
+    }
+    printf("ledger: PostgreSQL\n");
+#endif
     SRunner *sr = srunner_create(faults_suite());
+#ifdef HX_LEDGER_PG
+    /* One pool and its connections for the whole program. */
+    srunner_set_fork_status(sr, CK_NOFORK);
+#endif
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+#ifdef HX_LEDGER_PG
+    hx_ledger_pg_teardown();
+#endif
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -13,20 +13,133 @@
 
 static const uint8_t default_uid[7] = {0x04, 0x11, 0x22, 0x33, 0x44, 0x55, 0x80};
 
+/* ---- the in-memory ledger as a struct hx_ledger_ops ---- */
+
+static void *mem_open(void)
+{
+    return ledger_mem_new();
+}
+static void mem_close(void *l)
+{
+    ledger_mem_free(l);
+}
+static void mem_handle(void *l, const struct ledger_req *req, uint64_t now_ms,
+                       struct ledger_reply *rep)
+{
+    ledger_mem_handle(l, req, now_ms, rep);
+}
+static void mem_advance(void *l, const struct ledger_card *card, uint64_t ms)
+{
+    /* Its clock is the harness's own. */
+    (void)l;
+    (void)card;
+    (void)ms;
+}
+static int mem_add_code(void *l, const uint8_t hash[CODE_HASH_LEN], int64_t amount)
+{
+    return ledger_mem_add_code(l, hash, amount, 0);
+}
+static void mem_fail_next(void *l, enum ledger_req_type type, enum ledger_mem_fault fault)
+{
+    ledger_mem_fail_next(l, type, fault);
+}
+static void mem_fail_clear(void *l)
+{
+    ledger_mem_fail_clear(l);
+}
+static unsigned mem_requests(void *l)
+{
+    return ledger_mem_requests(l, 0);
+}
+static enum ledger_mem_code_state mem_code_state(void *l, const uint8_t hash[CODE_HASH_LEN])
+{
+    return ledger_mem_code_state(l, hash);
+}
+static int mem_code_commits(void *l, const uint8_t hash[CODE_HASH_LEN])
+{
+    return ledger_mem_code_commits(l, hash);
+}
+static enum ledger_mem_txn_state mem_txn_state(void *l, const uint8_t txn[LEDGER_TXN_ID_LEN])
+{
+    return ledger_mem_txn_state(l, txn);
+}
+static uint32_t mem_txn_flags(void *l, const uint8_t txn[LEDGER_TXN_ID_LEN])
+{
+    return ledger_mem_txn_flags(l, txn);
+}
+static int64_t mem_committed_sum(void *l, const struct ledger_card *card)
+{
+    return ledger_mem_committed_sum(l, card);
+}
+static int mem_committed_count(void *l, const struct ledger_card *card)
+{
+    return ledger_mem_committed_count(l, card);
+}
+static int64_t mem_in_doubt_sum(void *l, const struct ledger_card *card)
+{
+    return ledger_mem_in_doubt_sum(l, card);
+}
+static int mem_in_doubt_count(void *l, const struct ledger_card *card)
+{
+    return ledger_mem_in_doubt_count(l, card);
+}
+static int mem_lease_held(void *l, const struct ledger_card *card, uint64_t now_ms)
+{
+    return ledger_mem_lease_held(l, card, now_ms);
+}
+
+static const struct hx_ledger_ops mem_ops = {
+    .open = mem_open,
+    .close = mem_close,
+    .handle = mem_handle,
+    .advance = mem_advance,
+    .add_code = mem_add_code,
+    .fail_next = mem_fail_next,
+    .fail_clear = mem_fail_clear,
+    .requests = mem_requests,
+    .code_state = mem_code_state,
+    .code_commits = mem_code_commits,
+    .txn_state = mem_txn_state,
+    .txn_flags = mem_txn_flags,
+    .committed_sum = mem_committed_sum,
+    .committed_count = mem_committed_count,
+    .in_doubt_sum = mem_in_doubt_sum,
+    .in_doubt_count = mem_in_doubt_count,
+    .lease_held = mem_lease_held,
+    .shared = 0,
+};
+
+static const struct hx_ledger_ops *ledger_ops = &mem_ops;
+
+void hx_set_ledger(const struct hx_ledger_ops *ops)
+{
+    ledger_ops = ops ? ops : &mem_ops;
+}
+
 static void init_common(struct hx *h)
 {
     memset(h, 0, sizeof(*h));
     ck_assert_int_ge(sodium_init(), 0);
     randombytes_buf(&h->keys, sizeof(h->keys));
     memcpy(h->uid, default_uid, sizeof(h->uid));
+    snprintf(h->peer, sizeof(h->peer), "192.0.2.7");
+    h->lops = ledger_ops;
+    if (h->lops->shared) {
+        /* A ledger that outlives this case: a card and an address of its own. */
+        randombytes_buf(h->uid + 1, sizeof(h->uid) - 1);
+        uint32_t p = randombytes_random();
+        snprintf(h->peer, sizeof(h->peer), "10.%u.%u.%u", (p >> 16) & 0xff, (p >> 8) & 0xff,
+                 p & 0xff);
+    }
     h->lcard.uid_len = sizeof(h->uid);
     memcpy(h->lcard.uid, h->uid, sizeof(h->uid));
     eng_config_defaults(&h->cfg);
     randombytes_buf(h->cfg.instance, sizeof(h->cfg.instance));
     h->ctx = eng_new(&h->cfg, &h->keys);
     ck_assert_ptr_nonnull(h->ctx);
-    h->lm = ledger_mem_new();
-    ck_assert_ptr_nonnull(h->lm);
+    h->ldb = h->lops->open();
+    ck_assert_ptr_nonnull(h->ldb);
+    h->lm = h->lops == &mem_ops ? h->ldb : NULL;
     h->now = 1000;
     h->next_session = 1;
 }
@@ -62,7 +175,7 @@ void hx_reconfigure(struct hx *h)
 void hx_free(struct hx *h)
 {
     eng_ctx_free(h->ctx);
-    ledger_mem_free(h->lm);
+    h->lops->close(h->ldb);
     sim_card_free(h->card);
     sodium_memzero(&h->keys, sizeof(h->keys));
 }
@@ -76,7 +189,7 @@ int hx_add_code(struct hx *h, int64_t amount)
     ck_assert_int_eq(code_normalize(c->text, norm, sizeof(norm)), 0);
     code_hash(h->keys.code_hmac, norm, c->hash);
     c->amount = amount;
-    ck_assert_int_eq(ledger_mem_add_code(h->lm, c->hash, amount, 0), 0);
+    ck_assert_int_eq(h->lops->add_code(h->ldb, c->hash, amount), 0);
     return h->ncodes++;
 }
 
@@ -131,11 +244,11 @@ void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener,
         ck_assert_int_le(open.authcode_len, WIRE_MAX_AUTHCODE);
         memcpy(open.authcode, authcode, open.authcode_len);
     }
-    snprintf(open.peer, sizeof(open.peer), "192.0.2.7");
+    snprintf(open.peer, sizeof(open.peer), "%s", h->peer);
     open.peer_len = (uint8_t)strlen(open.peer);
 
     struct eng_actions acts;
-    unsigned ledger_before = ledger_mem_requests(h->lm, 0);
+    unsigned ledger_before = h->lops->requests(h->ldb);
     r->open_ms = h->now;
     struct eng_session *s = eng_open(h->ctx, h->next_session++, &open, h->now, &acts);
     ck_assert_ptr_nonnull(s);
@@ -200,14 +313,14 @@ void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener,
         }
         if (have_req) {
             struct ledger_reply rep;
-            ledger_mem_handle(h->lm, &req, h->now, &rep);
+            h->lops->handle(h->ldb, &req, h->now, &rep);
             eng_on_ledger_reply(s, &rep, h->now, &acts);
             continue;
         }
         if (!have_apdu) {
             ck_assert_msg(acts.timer_at_ms != 0, "engine stuck without a timer");
             if (acts.timer_at_ms > h->now)
-                h->now = acts.timer_at_ms;
+                hx_advance(h, acts.timer_at_ms - h->now);
             eng_on_timeout(s, h->now, &acts);
             continue;
         }
@@ -237,7 +350,7 @@ void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener,
             case HX_DROP:
                 transceive(h, r, apdu.data, apdu.len, resp, &rlen);
                 ck_assert(acts.timer_at_ms > h->now);
-                h->now = acts.timer_at_ms;
+                hx_advance(h, acts.timer_at_ms - h->now);
                 eng_on_timeout(s, h->now, &acts);
                 continue;
             case HX_TAMPER:
@@ -283,7 +396,7 @@ void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener,
         eng_on_card_response(s, resp, rlen, h->now, &acts);
     }
     ck_assert_msg(r->done, "session did not finish");
-    r->ledger_requests = (int)(ledger_mem_requests(h->lm, 0) - ledger_before);
+    r->ledger_requests = (int)(h->lops->requests(h->ldb) - ledger_before);
     /* After DONE every event is ignored. */
     eng_on_timeout(s, h->now + 1000000, &acts);
     ck_assert_uint_eq(acts.n, 0);
@@ -323,13 +436,13 @@ void hx_assert_invariants(struct hx *h, int settled, int allow_relay_loss)
     for (int i = 0; i < n; i++) {
         /* Every record on the card is a committed txn of the ledger. */
         if (settled)
-            ck_assert_int_eq(ledger_mem_txn_state(h->lm, recs[i]), LEDGER_MEM_TXN_COMMITTED);
-        if (ledger_mem_txn_flags(h->lm, recs[i]) & LEDGER_FLAG_CREDIT_MISSING)
+            ck_assert_int_eq(hx_txn_state(h, recs[i]), LEDGER_MEM_TXN_COMMITTED);
+        if (hx_txn_flags(h, recs[i]) & LEDGER_FLAG_CREDIT_MISSING)
             loss += (int32_t)(recs[i][16] | recs[i][17] << 8 | recs[i][18] << 16 |
                               (uint32_t)recs[i][19] << 24);
     }
     int64_t change = (int64_t)hx_balance(h) - h->initial_balance;
-    int64_t committed = ledger_mem_committed_sum(h->lm, &h->lcard);
+    int64_t committed = h->lops->committed_sum(h->ldb, &h->lcard);
     if (!allow_relay_loss)
         ck_assert_int_eq(loss, 0);
     if (settled) {
@@ -337,25 +450,71 @@ void hx_assert_invariants(struct hx *h, int settled, int allow_relay_loss)
     } else {
         /* Before the card's next session, in-doubt entries may or may not
          * be on the card; never anything beyond them. */
-        int64_t doubt = ledger_mem_in_doubt_sum(h->lm, &h->lcard);
+        int64_t doubt = h->lops->in_doubt_sum(h->ldb, &h->lcard);
         ck_assert_int_ge(change, committed - loss);
         ck_assert_int_le(change, committed - loss + doubt);
     }
     /* Each code committed at most once; used iff committed. */
     for (int c = 0; c < h->ncodes; c++) {
-        int commits = ledger_mem_code_commits(h->lm, h->codes[c].hash);
+        int commits = hx_code_commits(h, c);
         ck_assert_int_le(commits, 1);
-        enum ledger_mem_code_state st = ledger_mem_code_state(h->lm, h->codes[c].hash);
+        enum ledger_mem_code_state st = hx_code_state(h, c);
         ck_assert_int_eq(st == LEDGER_MEM_CODE_USED, commits == 1);
         if (settled)
             ck_assert_int_ne(st, LEDGER_MEM_CODE_RESERVED);
     }
     /* No credit without its record: as many records as committed txns
      * (up to what the cyclic file keeps). */
-    int ncommitted = ledger_mem_committed_count(h->lm, &h->lcard);
+    int ncommitted = h->lops->committed_count(h->ldb, &h->lcard);
     if (settled)
         ck_assert_int_eq(n,
                          ncommitted < PROF_RECORD_COUNT - 1 ? ncommitted : PROF_RECORD_COUNT - 1);
     if (settled)
-        ck_assert_int_eq(ledger_mem_in_doubt_count(h->lm, &h->lcard), 0);
+        ck_assert_int_eq(hx_in_doubt_count(h), 0);
+}
+
+void hx_advance(struct hx *h, uint64_t ms)
+{
+    h->now += ms;
+    h->lops->advance(h->ldb, &h->lcard, ms);
+}
+
+void hx_fail_next(struct hx *h, enum ledger_req_type type, enum ledger_mem_fault fault)
+{
+    h->lops->fail_next(h->ldb, type, fault);
+}
+
+void hx_fail_clear(struct hx *h)
+{
+    h->lops->fail_clear(h->ldb);
+}
+
+enum ledger_mem_code_state hx_code_state(struct hx *h, int code)
+{
+    return h->lops->code_state(h->ldb, h->codes[code].hash);
+}
+
+int hx_code_commits(struct hx *h, int code)
+{
+    return h->lops->code_commits(h->ldb, h->codes[code].hash);
+}
+
+enum ledger_mem_txn_state hx_txn_state(struct hx *h, const uint8_t txn[LEDGER_TXN_ID_LEN])
+{
+    return h->lops->txn_state(h->ldb, txn);
+}
+
+uint32_t hx_txn_flags(struct hx *h, const uint8_t txn[LEDGER_TXN_ID_LEN])
+{
+    return h->lops->txn_flags(h->ldb, txn);
+}
+
+int hx_in_doubt_count(struct hx *h)
+{
+    return h->lops->in_doubt_count(h->ldb, &h->lcard);
+}
+
+int hx_lease_held(struct hx *h)
+{
+    return h->lops->lease_held(h->ldb, &h->lcard, h->now);
 }

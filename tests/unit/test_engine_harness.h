@@ -1,7 +1,8 @@
 /* test_engine_harness: drives the session engine against the card
- * simulator and the in-memory ledger, shuttling actions and events, with
- * one deterministic fault injected at a chosen card exchange; and the
- * money invariants every engine test asserts. */
+ * simulator and a ledger (the in-memory one, or PostgreSQL through
+ * worker/ledger_pg.c when a program chose it with hx_set_ledger), shuttling
+ * actions and events, with one deterministic fault injected at a chosen
+ * card exchange; and the money invariants every engine test asserts. */
 #ifndef TEST_ENGINE_HARNESS_H
 #define TEST_ENGINE_HARNESS_H
 
@@ -37,6 +38,37 @@ struct hx_fault {
     int pos; /* HX_TAMPER: byte position in the answer */
 };
 
+/* A ledger the harness can run against.  Each struct hx opens its own
+ * (fresh: no code, no txn of its card); `now_ms` is the harness's simulated
+ * clock, `advance` tells the ledger that simulated time passed (leases). */
+struct hx_ledger_ops {
+    void *(*open)(void);
+    void (*close)(void *l);
+    void (*handle)(void *l, const struct ledger_req *req, uint64_t now_ms,
+                   struct ledger_reply *rep);
+    void (*advance)(void *l, const struct ledger_card *card, uint64_t ms);
+    int (*add_code)(void *l, const uint8_t hash[CODE_HASH_LEN], int64_t amount);
+    void (*fail_next)(void *l, enum ledger_req_type type, enum ledger_mem_fault fault);
+    void (*fail_clear)(void *l);
+    unsigned (*requests)(void *l);
+    enum ledger_mem_code_state (*code_state)(void *l, const uint8_t hash[CODE_HASH_LEN]);
+    int (*code_commits)(void *l, const uint8_t hash[CODE_HASH_LEN]);
+    enum ledger_mem_txn_state (*txn_state)(void *l, const uint8_t txn[LEDGER_TXN_ID_LEN]);
+    uint32_t (*txn_flags)(void *l, const uint8_t txn[LEDGER_TXN_ID_LEN]);
+    int64_t (*committed_sum)(void *l, const struct ledger_card *card);
+    int (*committed_count)(void *l, const struct ledger_card *card);
+    int64_t (*in_doubt_sum)(void *l, const struct ledger_card *card);
+    int (*in_doubt_count)(void *l, const struct ledger_card *card);
+    int (*lease_held)(void *l, const struct ledger_card *card, uint64_t now_ms);
+    /* 1: every struct hx gets its own random card UID and client address
+     * (a ledger shared by many cases). */
+    int shared;
+};
+
+/* The ledger of every struct hx initialised after this call (NULL: the
+ * in-memory one, the default). */
+void hx_set_ledger(const struct hx_ledger_ops *ops);
+
 struct hx_code {
     char text[CODE_DISPLAY_LEN + 1];
     uint8_t hash[CODE_HASH_LEN];
@@ -47,7 +79,10 @@ struct hx {
     struct master_keys keys;
     struct eng_config cfg;
     struct eng_ctx *ctx;
-    struct ledger_mem *lm;
+    const struct hx_ledger_ops *lops;
+    void *ldb;                    /* lops's ledger */
+    struct ledger_mem *lm;        /* = ldb with the in-memory ledger, else NULL */
+    char peer[WIRE_MAX_PEER + 1]; /* the client address of every session */
     struct sim_card *card;
     uint8_t uid[7];
     struct ledger_card lcard;
@@ -113,6 +148,17 @@ void hx_topup(struct hx *h, int code, const struct hx_fault *f, struct hx_run *r
  * and (when settled) nothing of the card in doubt. */
 void hx_assert_invariants(struct hx *h, int settled, int allow_relay_loss);
 int32_t hx_balance(const struct hx *h);
+/* Simulated time passes (ledger leases expire with it). */
+void hx_advance(struct hx *h, uint64_t ms);
+/* The ledger behind h, whichever it is (see struct hx_ledger_ops). */
+void hx_fail_next(struct hx *h, enum ledger_req_type type, enum ledger_mem_fault fault);
+void hx_fail_clear(struct hx *h);
+enum ledger_mem_code_state hx_code_state(struct hx *h, int code);
+int hx_code_commits(struct hx *h, int code);
+enum ledger_mem_txn_state hx_txn_state(struct hx *h, const uint8_t txn[LEDGER_TXN_ID_LEN]);
+uint32_t hx_txn_flags(struct hx *h, const uint8_t txn[LEDGER_TXN_ID_LEN]);
+int hx_in_doubt_count(struct hx *h);
+int hx_lease_held(struct hx *h);
 int hx_records(const struct hx *h, uint8_t out[][32], int max);
 
 #endif
