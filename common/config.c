@@ -44,6 +44,7 @@ static const struct cfg_key keys[] = {
     STR("log.file", "-"),
     STR("log.level", "info"),
     STR("db.conninfo", "host=var/pg dbname=ota"),
+    INT("db.request_timeout_ms", "15000", 100, 600000),
     STR("card.system_id", "OTA1"),
     STR("card.picc_key", "des0"),
     STR("currency", "EUR"),
@@ -97,8 +98,9 @@ static const struct cfg_key keys[] = {
     STR("worker.curve_secret_file", ""),
     STR("worker.gateway_public_key", ""),
     INT("worker.code_failures_per_card", "5", 1, 1000000),
-    INT("worker.code_failures_per_peer", "20", 1, 1000000),
-    INT("worker.code_failure_window_s", "3600", 1, 31536000),
+    INT("worker.code_failures_per_peer", "1000", 1, 1000000),
+    INT("worker.code_failure_window_s", "600", 1, 31536000),
+    INT("worker.code_failure_delay_ms", "2000", 1, 60000),
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -28,8 +28,17 @@ void eng_config_defaults(struct eng_config *cfg)
     cfg->lease_ms = 90000;
     cfg->max_amount = 100000;
     cfg->code_failures_per_card = 5;
-    cfg->code_failures_per_peer = 20;
-    cfg->code_failure_window_s = 3600;
+    cfg->code_failures_per_peer = 1000;
+    cfg->code_failure_window_s = 600;
+    cfg->code_failure_delay_ms = 2000;
+    cfg->ledger_timeout_ms = 15000;
+}
+
+/* How long the closing path waits for one ledger reply: longer than the
+ * ledger's own timeout, which answers ERROR by then (issue 16). */
+static uint64_t closing_grace_ms(const struct eng_ctx *ctx)
+{
+    return (uint64_t)ctx->cfg.ledger_timeout_ms + ENG_CLOSING_MARGIN_MS;
 }
 
 struct eng_ctx *eng_new(const struct eng_config *cfg, const struct master_keys *keys)
@@ -37,7 +46,7 @@ struct eng_ctx *eng_new(const struct eng_config *cfg, const struct master_keys *
     size_t sid_len = strnlen(cfg->system_id, sizeof(cfg->system_id));
     if (!keys || sid_len == 0 || sid_len > ENG_SYSTEM_ID_MAX || cfg->response_timeout_ms == 0 ||
         cfg->operation_timeout_ms == 0 || cfg->lease_ms <= cfg->operation_timeout_ms ||
-        cfg->max_amount <= 0)
+        cfg->max_amount <= 0 || cfg->ledger_timeout_ms == 0)
         return NULL;
     if (sodium_init() < 0)
         return NULL;
@@ -61,6 +70,11 @@ void eng_ctx_free(struct eng_ctx *ctx)
 uint64_t eng_session_id(const struct eng_session *s)
 {
     return s->id;
+}
+
+uint64_t eng_integrity_failures(const struct eng_ctx *ctx)
+{
+    return ctx->integrity_total;
 }
 
 const char *eng_action_name(enum eng_action_type t)
@@ -214,7 +228,7 @@ static void close_next(struct eng_session *s)
 {
     struct ledger_req req;
     s->state = ES_CLOSING;
-    s->grace_deadline_ms = s->now_ms + s->ctx->cfg.response_timeout_ms;
+    s->grace_deadline_ms = s->now_ms + closing_grace_ms(s->ctx);
     if (s->need_void) {
         s->need_void = 0;
         eng_ledger_init(s, &req, LEDGER_SETTLE);
@@ -231,6 +245,8 @@ static void close_next(struct eng_session *s)
         return;
     }
     if (s->need_integrity) {
+        /* Only a failure while money was at risk counts toward freezing
+         * (issue 16): anyone who reaches a card can tamper with a check. */
         s->need_integrity = 0;
         eng_ledger_init(s, &req, LEDGER_INTEGRITY_FAILURE);
         if (s->have_txn && s->write_sent && !s->booked) {
@@ -268,6 +284,13 @@ static void close_next(struct eng_session *s)
         eng_ledger_send(s, &req, closing_reply);
         return;
     }
+    if (s->throttle && !s->result_sent) {
+        /* A wrong code over the limits: the answer waits (the lease is
+         * already released), which slows whoever keeps guessing. */
+        s->throttle = 0;
+        s->grace_deadline_ms = s->now_ms + s->ctx->cfg.code_failure_delay_ms;
+        return;
+    }
     if (!s->result_sent)
         emit_result(s);
     emit_done(s);
@@ -301,7 +324,7 @@ void eng_fail(struct eng_session *s, enum wire_error err)
          * now, and finish closing when (if) the reply comes. */
         emit_result(s);
         s->state = ES_CLOSING;
-        s->grace_deadline_ms = s->now_ms + s->ctx->cfg.response_timeout_ms;
+        s->grace_deadline_ms = s->now_ms + closing_grace_ms(s->ctx);
         s->ledger_cb = closing_reply;
         return;
     }
@@ -330,11 +353,17 @@ void eng_succeed(struct eng_session *s)
 void eng_note_integrity(struct eng_session *s, const char *what)
 {
     s->integrity_failures++;
-    s->need_integrity = 1;
+    s->ctx->integrity_total++;
+    /* Money may be at risk once the WriteRecord went out: only then does the
+     * failure reach the ledger's counter (and freeze at three). */
+    if (s->write_sent) {
+        s->integrity_at_risk = 1;
+        s->need_integrity = 1;
+    }
     char tail[8];
     log_warn("card_integrity_failure", "session=%llu uid=%s step=%s what=\"%s\" at_risk=%d",
              (unsigned long long)s->id, log_uid_tail(s->card.uid, s->card.uid_len, tail), s->step,
-             what, s->write_sent && !s->booked);
+             what, s->write_sent);
 }
 
 void eng_session_holder(const struct eng_session *s, uint8_t holder[LEDGER_HOLDER_LEN])
@@ -579,9 +608,11 @@ void eng_on_timeout(struct eng_session *s, uint64_t now_ms, struct eng_actions *
         break;
     case ES_CLOSING:
         if (now_ms >= s->grace_deadline_ms) {
-            /* The ledger does not answer; the lease expires by itself. */
-            log_warn("ledger_abandoned", "session=%llu request=%s", (unsigned long long)s->id,
-                     ledger_req_name(s->req_type));
+            /* No request outstanding: the throttle's wait is over.  Else
+             * the ledger does not answer; the lease expires by itself. */
+            if (s->req_id != 0)
+                log_warn("ledger_abandoned", "session=%llu request=%s", (unsigned long long)s->id,
+                         ledger_req_name(s->req_type));
             s->req_id = 0;
             if (!s->result_sent)
                 emit_result(s);

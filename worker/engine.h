@@ -61,10 +61,21 @@ struct eng_config {
     uint32_t code_failures_per_card;       /* worker.code_failures_per_card */
     uint32_t code_failures_per_peer;       /* worker.code_failures_per_peer */
     uint32_t code_failure_window_s;        /* worker.code_failure_window_s */
+    /* worker.code_failure_delay_ms: a wrong code over one of the two limits
+     * above is answered `limit-exceeded` only after this long (a valid code
+     * is never refused by the limits; see LEDGER_RESERVE). */
+    uint32_t code_failure_delay_ms;
+    /* db.request_timeout_ms: the ledger's own bound on one request.  The
+     * closing path waits this plus ENG_CLOSING_MARGIN_MS for each of its
+     * replies, so a slow reply is still absorbed (lease released,
+     * reservation voided) instead of dropped. */
+    uint32_t ledger_timeout_ms;
     /* Unique per worker process (random at start): the first half of every
      * lease holder id, so two workers never share a holder. */
     uint8_t instance[8];
 };
+
+#define ENG_CLOSING_MARGIN_MS 5000
 
 /* Fills cfg with the documented defaults (deploy/ota.conf.example). */
 void eng_config_defaults(struct eng_config *cfg);
@@ -144,6 +155,9 @@ void eng_free(struct eng_session *s);
 
 /* For logs and the shell's metrics. */
 uint64_t eng_session_id(const struct eng_session *s);
+/* Card answers that failed their integrity check, in every session of ctx
+ * (only those after a WriteRecord count toward freezing the card). */
+uint64_t eng_integrity_failures(const struct eng_ctx *ctx);
 const char *eng_action_name(enum eng_action_type t);
 
 #endif

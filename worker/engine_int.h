@@ -27,6 +27,9 @@ struct eng_ctx {
     struct eng_config cfg;
     const struct master_keys *keys;
     uint64_t next_req_id;
+    /* Integrity failures noted in every session (at risk or not), for the
+     * worker's metrics (eng_integrity_failures). */
+    uint64_t integrity_total;
 };
 
 enum eng_state {
@@ -108,6 +111,7 @@ struct eng_session {
     struct eng_settle_plan plan;
     int settle_idx;
     int integrity_failures;   /* this session; > 0 means not clean */
+    int integrity_at_risk;    /* one of them came after the WriteRecord went out */
     uint32_t prior_integrity; /* the ledger's counter at CARD_STATE */
 
     /* Top-up. */
@@ -132,6 +136,7 @@ struct eng_session {
     int result_sent;
     int need_void;
     int need_code_failure;
+    int throttle; /* a wrong code over the limits: answer after the delay */
     int need_integrity;
     int need_freeze;
     enum ledger_freeze_reason freeze_reason;

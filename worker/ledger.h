@@ -65,15 +65,18 @@ enum ledger_req_type {
      * settlement of in-doubt entries in step 3. */
     LEDGER_SETTLE = 4,
     /* Step 4: in ONE atomic statement or transaction:
-     *   1. if the card's failed code attempts within the last window_s
-     *      seconds are >= max_card_failures, or the peer's are >=
-     *      max_peer_failures -> LIMIT_EXCEEDED (nothing else happens, the
-     *      code is not even looked up);
-     *   2. look the code up by its HMAC hash: unknown, expired or revoked ->
-     *      CODE_INVALID; already reserved or used -> CODE_USED;
-     *   3. else move it issued -> reserved(card, txn_id) and append a
+     *   1. look the code up by its HMAC hash; if it is issued and not
+     *      expired, move it issued -> reserved(card, txn_id) and append a
      *      `reserved` ledger entry (txn_id fresh, card, amount of the code,
-     *      peer) -> OK with txn_id, amount and the entry's time.
+     *      peer) -> OK with txn_id, amount and the entry's time.  The rate
+     *      limits never refuse a valid code (issue 16: a stranger's wrong
+     *      codes must not block a card's or an address's top-ups);
+     *   2. else, if the card's failed code attempts within the last
+     *      window_s seconds are >= max_card_failures, or the peer's are >=
+     *      max_peer_failures -> LIMIT_EXCEEDED (the engine answers it late:
+     *      a throttle, not a lock-out);
+     *   3. else unknown, expired or revoked -> CODE_INVALID; already
+     *      reserved or used -> CODE_USED.
      * A code can be reserved by one txn only (a row lock / conditional
      * UPDATE ... WHERE state = 'issued'), so two racing sessions get one OK
      * and one CODE_USED.  RESERVE itself never counts a failure: the engine
@@ -84,7 +87,9 @@ enum ledger_req_type {
      * may count twice, which only errs on the safe side. */
     LEDGER_CODE_FAILURE = 6,
     /* An integrity failure (MAC, CRC, length, or the card's own 0x1E) in an
-     * answer of this authenticated card: increment the card's consecutive
+     * answer of this authenticated card while money was at risk (after its
+     * WriteRecord went out; other failures never reach the ledger, anyone
+     * who reaches a card can cause them): increment the card's consecutive
      * counter and reply with the new value (reply.integrity_failures).  The
      * engine freezes the card at 3.  When u.integrity.has_txn is set the
      * failure happened while that reserved txn was at risk (after its

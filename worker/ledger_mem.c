@@ -232,19 +232,24 @@ static int failures_since(const struct ledger_mem *m, const struct ledger_card *
 static enum ledger_status reserve(struct ledger_mem *m, const struct ledger_req *req,
                                   uint64_t now_ms, struct ledger_reply *rep)
 {
-    uint64_t window = (uint64_t)req->u.reserve.window_s * 1000;
-    uint64_t since = now_ms > window ? now_ms - window : 0;
-    if (failures_since(m, &req->card, NULL, since) >= (int)req->u.reserve.max_card_failures)
-        return LEDGER_ST_LIMIT_EXCEEDED;
-    if (req->u.reserve.peer[0] != '\0' && failures_since(m, NULL, req->u.reserve.peer, since) >=
-                                              (int)req->u.reserve.max_peer_failures)
-        return LEDGER_ST_LIMIT_EXCEEDED;
     int ci = find_code(m, req->u.reserve.code_hash);
+    enum ledger_status wrong = LEDGER_ST_OK;
     if (ci < 0 || m->codes[ci].expired)
-        return LEDGER_ST_CODE_INVALID;
+        wrong = LEDGER_ST_CODE_INVALID;
+    else if (m->codes[ci].state != LEDGER_MEM_CODE_ISSUED)
+        wrong = LEDGER_ST_CODE_USED;
+    if (wrong != LEDGER_ST_OK) {
+        /* Only a wrong code meets the limits: a valid one always goes on. */
+        uint64_t window = (uint64_t)req->u.reserve.window_s * 1000;
+        uint64_t since = now_ms > window ? now_ms - window : 0;
+        if (failures_since(m, &req->card, NULL, since) >= (int)req->u.reserve.max_card_failures)
+            return LEDGER_ST_LIMIT_EXCEEDED;
+        if (req->u.reserve.peer[0] != '\0' && failures_since(m, NULL, req->u.reserve.peer, since) >=
+                                                  (int)req->u.reserve.max_peer_failures)
+            return LEDGER_ST_LIMIT_EXCEEDED;
+        return wrong;
+    }
     struct mem_code *c = &m->codes[ci];
-    if (c->state != LEDGER_MEM_CODE_ISSUED)
-        return LEDGER_ST_CODE_USED;
     if (m->ntxns >= MEM_TXNS)
         return LEDGER_ST_ERROR;
     int ti = m->ntxns++;

@@ -301,6 +301,8 @@ static int make_engine(struct worker *w)
         {"worker.code_failures_per_card", &ec.code_failures_per_card},
         {"worker.code_failures_per_peer", &ec.code_failures_per_peer},
         {"worker.code_failure_window_s", &ec.code_failure_window_s},
+        {"worker.code_failure_delay_ms", &ec.code_failure_delay_ms},
+        {"db.request_timeout_ms", &ec.ledger_timeout_ms},
     };
     for (size_t i = 0; i < sizeof u32 / sizeof u32[0]; i++) {
         long long v = cfg_int(w->cfg, u32[i].key);
@@ -482,7 +484,8 @@ fail:
 static void count_request(struct worker *w, const struct ledger_req *req)
 {
     if (req->type == LEDGER_INTEGRITY_FAILURE) {
-        w->st.integrity_failures++;
+        /* All integrity failures are counted by the engine (send_stats);
+         * only those with money at risk reach the ledger. */
         if (req->u.integrity.has_txn)
             w->st.signs[WIRE_SIGN_INTEGRITY_AT_RISK]++;
     } else if (req->type == LEDGER_FREEZE) {
@@ -575,6 +578,7 @@ static void send_stats(struct worker *w, uint64_t now)
     w->st.db_count = lat.count;
     w->st.db_sum_us = lat.sum_us;
     w->st.db_errors = lat.errors;
+    w->st.integrity_failures = eng_integrity_failures(w->eng);
     memcpy(w->st.db_buckets, lat.buckets, sizeof w->st.db_buckets);
     /* Counts older than two rounds missed are not worth showing. */
     w->st.counts_ok = w->counts_at_ms && now - w->counts_at_ms <= COUNTS_STALE_MS;
@@ -738,7 +742,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 static int start_loop(struct worker *w)
 {
     struct ledger_pg_opts po = {.conninfo = cfg_str(w->cfg, "db.conninfo"),
-                                .nconns = (unsigned)cfg_int(w->cfg, "worker.db_connections")};
+                                .nconns = (unsigned)cfg_int(w->cfg, "worker.db_connections"),
+                                /* The engine's closing grace outlasts it. */
+                                .request_timeout_ms =
+                                    (uint32_t)cfg_int(w->cfg, "db.request_timeout_ms")};
     struct shell_io io = {
         .send = zmq_send_frame, .ledger = ledger_submit, .token = token_submit, .arg = w};
     long long cap = cfg_int(w->cfg, "worker.capacity");

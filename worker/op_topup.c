@@ -71,6 +71,10 @@ static void after_reserve(struct eng_session *s, const struct ledger_reply *r)
         eng_fail(s, WIRE_E_CODE_USED);
         return;
     case LEDGER_ST_LIMIT_EXCEEDED:
+        /* A wrong code over the card's or the address's limit (a valid one
+         * is never refused): counted like any wrong code, answered late. */
+        s->need_code_failure = 1;
+        s->throttle = 1;
         eng_fail(s, WIRE_E_LIMIT_EXCEEDED);
         return;
     default:

@@ -444,37 +444,50 @@ START_TEST(test_concurrent_settle)
 }
 END_TEST
 
+/* A RESERVE of code n by card c from peer with the limits given. */
+static struct ledger_reply reserve_limited(const struct ledger_card *c, unsigned code,
+                                           const char *peer, uint32_t max_card, uint32_t max_peer)
+{
+    struct ledger_req r = mkreq(LEDGER_RESERVE, c);
+    hash_n(code, r.u.reserve.code_hash);
+    snprintf(r.u.reserve.peer, sizeof r.u.reserve.peer, "%s", peer);
+    r.u.reserve.max_card_failures = max_card;
+    r.u.reserve.max_peer_failures = max_peer;
+    r.u.reserve.window_s = 3600;
+    return run(&r);
+}
+
 START_TEST(test_rate_limits)
 {
+    /* Issue 16: the limits throttle wrong codes only; a valid code is
+     * reserved whatever the card's or the address's failures. */
     struct ledger_card c = card_n(70);
     issue_code(140, 100, 0);
+    issue_code(141, 100, 0);
     for (int i = 0; i < 3; i++) {
         struct ledger_req f = mkreq(LEDGER_CODE_FAILURE, &c);
         snprintf(f.u.code_failure.peer, sizeof f.u.code_failure.peer, "198.51.100.7");
         ck_assert_int_eq(run(&f).status, LEDGER_ST_OK);
     }
-    struct ledger_req r = mkreq(LEDGER_RESERVE, &c);
-    hash_n(140, r.u.reserve.code_hash);
-    snprintf(r.u.reserve.peer, sizeof r.u.reserve.peer, "203.0.113.9");
-    r.u.reserve.max_card_failures = 3;
-    r.u.reserve.max_peer_failures = 100;
-    r.u.reserve.window_s = 3600;
-    ck_assert_int_eq(run(&r).status, LEDGER_ST_LIMIT_EXCEEDED);
-    ck_assert_str_eq(code_state(140), "issued"); /* not even looked up */
+    /* Per card: a wrong code is over the limit, a valid one goes through. */
+    ck_assert_int_eq(reserve_limited(&c, 149, "203.0.113.9", 3, 100).status,
+                     LEDGER_ST_LIMIT_EXCEEDED);
+    ck_assert_int_eq(reserve_limited(&c, 140, "203.0.113.9", 3, 100).status, LEDGER_ST_OK);
+    ck_assert_str_eq(code_state(140), "reserved");
+    /* ... and a used code is a wrong code. */
+    ck_assert_int_eq(reserve_limited(&c, 140, "203.0.113.9", 3, 100).status,
+                     LEDGER_ST_LIMIT_EXCEEDED);
 
     /* Per peer: the three failures above came from 198.51.100.7. */
     struct ledger_card c2 = card_n(71);
-    struct ledger_req r2 = mkreq(LEDGER_RESERVE, &c2);
-    hash_n(140, r2.u.reserve.code_hash);
-    snprintf(r2.u.reserve.peer, sizeof r2.u.reserve.peer, "198.51.100.7");
-    r2.u.reserve.max_card_failures = 3;
-    r2.u.reserve.max_peer_failures = 3;
-    r2.u.reserve.window_s = 3600;
-    ck_assert_int_eq(run(&r2).status, LEDGER_ST_LIMIT_EXCEEDED);
-    /* Another card from another peer is not limited. */
-    r2.id = next_id++;
-    snprintf(r2.u.reserve.peer, sizeof r2.u.reserve.peer, "198.51.100.8");
-    ck_assert_int_eq(run(&r2).status, LEDGER_ST_OK);
+    ck_assert_int_eq(reserve_limited(&c2, 148, "198.51.100.7", 3, 3).status,
+                     LEDGER_ST_LIMIT_EXCEEDED);
+    /* Another peer is not limited: its wrong code is just invalid. */
+    ck_assert_int_eq(reserve_limited(&c2, 148, "198.51.100.8", 3, 3).status,
+                     LEDGER_ST_CODE_INVALID);
+    /* A valid code from the limited peer is reserved. */
+    ck_assert_int_eq(reserve_limited(&c2, 141, "198.51.100.7", 3, 3).status, LEDGER_ST_OK);
+    ck_assert_str_eq(code_state(141), "reserved");
 }
 END_TEST
 

@@ -3,6 +3,7 @@
  * freezing, personalization.  Every test asserts the money invariants. */
 #include <check.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -246,25 +247,78 @@ START_TEST(stalled_liar_does_not_lock_victim)
 }
 END_TEST
 
+/* Runs a top-up with a wrong code (never issued) from `peer`. */
+static void wrong_code(struct hx *h, const char *peer, struct hx_run *r)
+{
+    char other[CODE_DISPLAY_LEN + 1];
+    ck_assert_int_eq(code_generate(other, sizeof(other)), 0);
+    snprintf(h->peer, sizeof(h->peer), "%s", peer);
+    hx_run_op(h, WIRE_OP_TOPUP, other, WIRE_LISTENER_PUBLIC, NULL, 0, NULL, r);
+}
+
 START_TEST(rate_limit_per_card)
 {
+    /* Issue 16 point 4: wrong codes for a card, from anywhere, throttle
+     * that card's wrong codes; its holder's valid code always goes through. */
     struct hx h;
     hx_init(&h, 0);
     int good = hx_add_code(&h, 100);
-    char other[CODE_DISPLAY_LEN + 1];
     struct hx_run r;
+    char peer[32];
     for (unsigned i = 0; i < h.cfg.code_failures_per_card; i++) {
-        ck_assert_int_eq(code_generate(other, sizeof(other)), 0);
-        hx_run_op(&h, WIRE_OP_TOPUP, other, WIRE_LISTENER_PUBLIC, NULL, 0, NULL, &r);
+        snprintf(peer, sizeof(peer), "192.0.2.%u", 10 + i);
+        wrong_code(&h, peer, &r);
         assert_result(&r, WIRE_ST_FAILED, WIRE_E_CODE_INVALID);
     }
-    hx_topup(&h, good, NULL, &r);
+    /* Over the limit: a wrong code answers limit-exceeded, only after the
+     * delay (simulated time), and is counted. */
+    wrong_code(&h, "192.0.2.99", &r);
     assert_result(&r, WIRE_ST_FAILED, WIRE_E_LIMIT_EXCEEDED);
-    ck_assert_int_eq(ledger_mem_code_state(h.lm, h.codes[good].hash), LEDGER_MEM_CODE_ISSUED);
-    /* After the window the card may try again. */
-    h.now += (uint64_t)h.cfg.code_failure_window_s * 1000 + 1;
+    ck_assert_uint_ge(h.now - 10, r.open_ms + h.cfg.code_failure_delay_ms);
+    ck_assert(!ledger_mem_lease_held(h.lm, &h.lcard, r.open_ms + 100));
+    ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_CODE_FAILURE),
+                      h.cfg.code_failures_per_card + 1);
+    /* The holder's valid code is never refused by the limit. */
+    snprintf(h.peer, sizeof(h.peer), "198.51.100.1");
     hx_topup(&h, good, NULL, &r);
     assert_result(&r, WIRE_ST_OK, WIRE_E_NONE);
+    hx_assert_invariants(&h, 1, 0);
+    hx_free(&h);
+}
+END_TEST
+
+START_TEST(rate_limit_per_address_never_refuses_a_valid_code)
+{
+    /* Issue 16 point 5: one address is many phones.  Wrong codes over the
+     * address's limit are throttled; a valid code from it still tops up. */
+    struct hx h;
+    hx_init(&h, 0);
+    h.cfg.code_failures_per_peer = 3;
+    h.cfg.code_failures_per_card = 100;
+    hx_reconfigure(&h);
+    int good = hx_add_code(&h, 250);
+    struct hx_run r;
+    for (int i = 0; i < 3; i++) {
+        wrong_code(&h, "203.0.113.5", &r);
+        assert_result(&r, WIRE_ST_FAILED, WIRE_E_CODE_INVALID);
+    }
+    wrong_code(&h, "203.0.113.5", &r);
+    assert_result(&r, WIRE_ST_FAILED, WIRE_E_LIMIT_EXCEEDED);
+    ck_assert_uint_ge(h.now - 10, r.open_ms + h.cfg.code_failure_delay_ms);
+    /* Another address is not affected at all. */
+    wrong_code(&h, "203.0.113.6", &r);
+    assert_result(&r, WIRE_ST_FAILED, WIRE_E_CODE_INVALID);
+    snprintf(h.peer, sizeof(h.peer), "203.0.113.5");
+    hx_topup(&h, good, NULL, &r);
+    assert_result(&r, WIRE_ST_OK, WIRE_E_NONE);
+    ck_assert_uint_lt(h.now - 10, r.open_ms + h.cfg.code_failure_delay_ms);
+    /* A used code is a wrong code: over the limit, throttled too. */
+    hx_topup(&h, good, NULL, &r);
+    assert_result(&r, WIRE_ST_FAILED, WIRE_E_LIMIT_EXCEEDED);
+    /* After the window, wrong codes answer at once again. */
+    h.now += (uint64_t)h.cfg.code_failure_window_s * 1000 + 1;
+    wrong_code(&h, "203.0.113.5", &r);
+    assert_result(&r, WIRE_ST_FAILED, WIRE_E_CODE_INVALID);
     hx_assert_invariants(&h, 1, 0);
     hx_free(&h);
 }
@@ -386,38 +440,150 @@ START_TEST(freeze_unknown_record)
 }
 END_TEST
 
-START_TEST(freeze_after_three_integrity_failures)
+START_TEST(tampered_checks_never_freeze)
 {
+    /* Issue 16 point 4: anyone who reaches a card for a second can tamper
+     * with a check's answers.  Without money at risk, the failures are
+     * logged and counted in metrics, never toward freezing. */
     struct hx h;
     hx_init(&h, 0);
     struct hx_run r;
     /* Exchanges: select 0, authenticate 1-2, AbortTransaction 3; flip the
      * first byte of the abort answer's MAC. */
     struct hx_fault f = {.kind = HX_TAMPER, .at = 3, .pos = 0};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 5; i++) {
         hx_run_op(&h, WIRE_OP_CHECK, "", WIRE_LISTENER_PUBLIC, NULL, 0, &f, &r);
         assert_result(&r, WIRE_ST_FAILED, WIRE_E_INTEGRITY);
+        ck_assert_uint_eq(ledger_mem_integrity_failures(h.lm, &h.lcard), 0);
+        ck_assert(!ledger_mem_frozen(h.lm, &h.lcard));
+    }
+    ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_INTEGRITY_FAILURE), 0);
+    ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_FREEZE), 0);
+    ck_assert_uint_eq(eng_integrity_failures(h.ctx), 5);
+    int c = hx_add_code(&h, 100);
+    hx_topup(&h, c, NULL, &r);
+    assert_result(&r, WIRE_ST_OK, WIRE_E_NONE);
+    hx_assert_invariants(&h, 1, 0);
+    hx_free(&h);
+}
+END_TEST
+
+/* The exchange index of the read-back (GetValue, the last exchange) of a
+ * top-up on a card that already has `prior` top-ups (reading more records
+ * takes more frames). */
+static int read_back_exchange(int prior)
+{
+    struct hx p;
+    hx_init(&p, 0);
+    struct hx_run r;
+    for (int i = 0; i <= prior; i++) {
+        hx_topup(&p, hx_add_code(&p, 100), NULL, &r);
+        assert_result(&r, WIRE_ST_OK, WIRE_E_NONE);
+    }
+    hx_free(&p);
+    return r.exchanges - 1;
+}
+
+START_TEST(freeze_after_three_integrity_failures_at_risk)
+{
+    /* After the WriteRecord went out, money may be at risk: three such
+     * failures in a row freeze the card (a clean session in between resets
+     * the count). */
+    struct hx h;
+    hx_init(&h, 0);
+    struct hx_run r;
+    int prior = 0;
+    for (int i = 0; i < 3; i++) {
+        struct hx_fault f = {.kind = HX_TAMPER, .at = read_back_exchange(prior), .pos = 0};
+        hx_topup(&h, hx_add_code(&h, 100), &f, &r);
+        prior++;
+        ck_assert(r.fault_applied);
+        /* The commit was verified: booked, flagged for the read-back. */
+        assert_result(&r, WIRE_ST_OK, WIRE_E_NONE);
+        ck_assert(ledger_mem_txn_flags(h.lm, r.result.txn) & LEDGER_FLAG_READBACK);
         ck_assert_uint_eq(ledger_mem_integrity_failures(h.lm, &h.lcard), (unsigned)i + 1);
         ck_assert_int_eq(ledger_mem_frozen(h.lm, &h.lcard), i == 2);
         if (i == 0) {
-            /* A clean session in between resets the count. */
             hx_check(&h, &r);
             assert_result(&r, WIRE_ST_OK, WIRE_E_NONE);
             ck_assert_uint_eq(ledger_mem_integrity_failures(h.lm, &h.lcard), 0);
-            hx_run_op(&h, WIRE_OP_CHECK, "", WIRE_LISTENER_PUBLIC, NULL, 0, &f, &r);
-            assert_result(&r, WIRE_ST_FAILED, WIRE_E_INTEGRITY);
+            f.at = read_back_exchange(prior);
+            hx_topup(&h, hx_add_code(&h, 100), &f, &r);
+            prior++;
+            assert_result(&r, WIRE_ST_OK, WIRE_E_NONE);
             ck_assert_uint_eq(ledger_mem_integrity_failures(h.lm, &h.lcard), 1);
         }
     }
     int c = hx_add_code(&h, 100);
     hx_topup(&h, c, NULL, &r);
     assert_result(&r, WIRE_ST_FAILED, WIRE_E_CARD_ERROR);
-    ck_assert_int_eq(hx_balance(&h), 0);
+    ck_assert_int_eq(hx_balance(&h), 400);
     /* An operator unfreezes it; top-ups work again. */
     ledger_mem_set_frozen(h.lm, &h.lcard, 0);
     hx_topup(&h, c, NULL, &r);
     assert_result(&r, WIRE_ST_OK, WIRE_E_NONE);
     hx_assert_invariants(&h, 1, 0);
+    hx_free(&h);
+}
+END_TEST
+
+START_TEST(closing_grace_outlasts_the_ledger_timeout)
+{
+    /* Issue 16 point 11: a closing request answered after the database's
+     * own timeout window is still absorbed (here: the lease release), not
+     * dropped with the lease held for its whole length. */
+    struct hx h;
+    hx_init(&h, 0);
+    struct wire_open open;
+    memset(&open, 0, sizeof(open));
+    open.op = WIRE_OP_CHECK;
+    open.uid_len = 7;
+    memcpy(open.uid, h.uid, 7);
+    struct eng_actions acts;
+    struct eng_session *s = eng_open(h.ctx, 42, &open, h.now, &acts);
+    ck_assert_ptr_nonnull(s);
+    /* Answer every request and command until the card is being read. */
+    struct ledger_reply rep;
+    int apdus = 0;
+    while (apdus < 4) {
+        ck_assert_uint_ge(acts.n, 1);
+        const struct eng_action *a = &acts.a[acts.n - 1];
+        if (a->type == ENG_A_LEDGER) {
+            ledger_mem_handle(h.lm, &a->u.ledger, h.now, &rep);
+            eng_on_ledger_reply(s, &rep, h.now, &acts);
+        } else {
+            ck_assert_int_eq(a->type, ENG_A_APDU);
+            uint8_t resp[WIRE_MAX_APDU];
+            size_t rlen = 0;
+            ck_assert_int_eq(sim_card_transceive(h.card, a->u.apdu.data, a->u.apdu.len, resp,
+                                                 sizeof(resp), &rlen),
+                             0);
+            apdus++;
+            eng_on_card_response(s, resp, rlen, h.now, &acts);
+        }
+    }
+    ck_assert(ledger_mem_lease_held(h.lm, &h.lcard, h.now));
+    /* The phone goes away: the session closes with the lease release. */
+    eng_on_client_gone(s, h.now, &acts);
+    ck_assert_uint_eq(acts.n, 1);
+    ck_assert_int_eq(acts.a[0].type, ENG_A_LEDGER);
+    ck_assert_int_eq(acts.a[0].u.ledger.type, LEDGER_LEASE_RELEASE);
+    struct ledger_req release = acts.a[0].u.ledger;
+    ck_assert_uint_gt(acts.timer_at_ms, h.now + h.cfg.ledger_timeout_ms);
+    uint64_t t0 = h.now;
+    /* The database answers just before its own timeout. */
+    eng_on_timeout(s, t0 + h.cfg.ledger_timeout_ms - 1, &acts);
+    ck_assert_uint_eq(acts.n, 0);
+    ledger_mem_handle(h.lm, &release, t0 + h.cfg.ledger_timeout_ms - 1, &rep);
+    eng_on_ledger_reply(s, &rep, t0 + h.cfg.ledger_timeout_ms - 1, &acts);
+    ck_assert_uint_eq(acts.n, 2);
+    ck_assert_int_eq(acts.a[0].type, ENG_A_RESULT);
+    ck_assert_int_eq(acts.a[1].type, ENG_A_DONE);
+    ck_assert(!ledger_mem_lease_held(h.lm, &h.lcard, t0 + h.cfg.ledger_timeout_ms));
+    eng_free(s);
+    /* A configuration without a ledger timeout is refused. */
+    h.cfg.ledger_timeout_ms = 0;
+    ck_assert_ptr_null(eng_new(&h.cfg, &h.keys));
     hx_free(&h);
 }
 END_TEST
@@ -658,11 +824,14 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, card_busy);
     tcase_add_test(tc, stalled_liar_does_not_lock_victim);
     tcase_add_test(tc, rate_limit_per_card);
+    tcase_add_test(tc, rate_limit_per_address_never_refuses_a_valid_code);
     tcase_add_test(tc, amount_over_limit_releases_code);
     tcase_add_test(tc, foreign_balance_unsupported);
     tcase_add_test(tc, freeze_missing_record);
     tcase_add_test(tc, freeze_unknown_record);
-    tcase_add_test(tc, freeze_after_three_integrity_failures);
+    tcase_add_test(tc, tampered_checks_never_freeze);
+    tcase_add_test(tc, freeze_after_three_integrity_failures_at_risk);
+    tcase_add_test(tc, closing_grace_outlasts_the_ledger_timeout);
     tcase_add_test(tc, keep_pending_on_select_auth);
     tcase_add_test(tc, personalize_des_factory_card);
     tcase_add_test(tc, personalize_aes_factory_card);
