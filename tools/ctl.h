@@ -50,6 +50,9 @@ PGconn *ctl_connect(const struct ctl *c);
 /* Runs one statement with text parameters; prints `what` and the server's
  * message and returns NULL unless it succeeded. */
 PGresult *ctl_exec(PGconn *db, const char *what, const char *sql, int n, const char *const *values);
+/* Who runs ota-ctl, for the records of unfreezes and resolutions:
+ * "ota-ctl:" and the sudo user if any, else the login. */
+const char *ctl_actor(char *buf, size_t cap);
 /* The bytea text form (\x...) of a hex UID given by a person (4, 7 or 10
  * bytes, case-insensitive).  out holds at least 24 bytes. */
 int ctl_uid_param(const char *hex, char *out, size_t cap);
@@ -96,6 +99,8 @@ int ctl_cmd_db(struct ctl *c, int argc, char **argv);
 int ctl_cmd_keys(struct ctl *c, int argc, char **argv);
 int ctl_cmd_codes(struct ctl *c, int argc, char **argv);
 int ctl_cmd_ledger(struct ctl *c, int argc, char **argv);
+/* `ota-ctl ledger resolve` (tools/ctl_resolve.c). */
+int ctl_ledger_resolve(const struct ctl *c, int argc, char **argv);
 int ctl_cmd_cards(struct ctl *c, int argc, char **argv);
 int ctl_cmd_operator(struct ctl *c, int argc, char **argv);
 int ctl_cmd_audit(struct ctl *c, int argc, char **argv);

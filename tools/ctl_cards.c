@@ -4,22 +4,11 @@
  * ota_admin_unfreeze() (schema/001_base.sql) clears the freeze, resets the
  * card's consecutive integrity failures and records who and why in
  * card_events.  Must never unfreeze without a reason. */
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ctl.h"
-
-/* Who runs ota-ctl, for the record: the sudo user if any, else the login. */
-static const char *actor(char *buf, size_t cap)
-{
-    const char *s = getenv("SUDO_USER");
-    struct passwd *pw = getpwuid(getuid());
-    snprintf(buf, cap, "ota-ctl:%s", s != NULL && *s ? s : pw != NULL ? pw->pw_name : "unknown");
-    return buf;
-}
 
 static int cards_unfreeze(const struct ctl *c, int argc, char **argv)
 {
@@ -38,7 +27,7 @@ static int cards_unfreeze(const struct ctl *c, int argc, char **argv)
     if (db == NULL)
         return CTL_EXIT_FAIL;
     char who[128];
-    const char *v[] = {uid, ctl_opt(o, 1, "reason"), actor(who, sizeof who)};
+    const char *v[] = {uid, ctl_opt(o, 1, "reason"), ctl_actor(who, sizeof who)};
     PGresult *r =
         ctl_exec(db, "unfreezing the card", "SELECT ota_admin_unfreeze($1::bytea, $2, $3)", 3, v);
     int rc = CTL_EXIT_FAIL;

@@ -8,9 +8,11 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dbconn.h"
 #include "hex.h"
@@ -141,6 +143,14 @@ PGresult *ctl_exec(PGconn *db, const char *what, const char *sql, int n, const c
     fprintf(stderr, "ota-ctl: %s failed: %s", what, msg != NULL && *msg ? msg : PQerrorMessage(db));
     PQclear(r);
     return NULL;
+}
+
+const char *ctl_actor(char *buf, size_t cap)
+{
+    const char *s = getenv("SUDO_USER");
+    struct passwd *pw = getpwuid(getuid());
+    snprintf(buf, cap, "ota-ctl:%s", s != NULL && *s ? s : pw != NULL ? pw->pw_name : "unknown");
+    return buf;
 }
 
 int ctl_uid_param(const char *hex, char *out, size_t cap)

@@ -245,11 +245,12 @@ int ctl_cmd_ledger(struct ctl *c, int argc, char **argv)
         {"show", ledger_show},           {"list", ledger_show},
         {"daily", ledger_daily},         {"in-doubt", ledger_in_doubt},
         {"liability", ledger_liability}, {"reconcile", ledger_reconcile},
+        {"resolve", ctl_ledger_resolve},
     };
     for (size_t i = 0; argc >= 1 && i < sizeof subs / sizeof subs[0]; i++)
         if (strcmp(argv[0], subs[i].name) == 0)
             return subs[i].fn(c, argc - 1, argv + 1);
-    fprintf(stderr, "usage: ota-ctl ledger show|list|daily|in-doubt|liability|reconcile "
+    fprintf(stderr, "usage: ota-ctl ledger show|list|daily|in-doubt|liability|reconcile|resolve "
                     "[options]\n");
     return CTL_EXIT_USAGE;
 }

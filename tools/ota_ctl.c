@@ -32,6 +32,7 @@ static void ctl_usage(FILE *f)
           "  ledger in-doubt [--card UID] [--min-age SECONDS] [--format F]\n"
           "  ledger liability [--per-card] [--card UID] [--format F]\n"
           "  ledger reconcile [--severity violation|review] [--format F]\n"
+          "  ledger resolve TXN --committed|--voided --reason TEXT\n"
           "  cards show UID | cards frozen | cards unfreeze UID --reason TEXT\n"
           "  operator token-hash                hash a token read on stdin\n"
           "  audit                              check the ledger's invariants (exit 1 on a "

@@ -11,11 +11,14 @@ Options (tests only):
   --uid HEX       name this UID instead of the card's (a lying client)
   --corrupt N     flip one bit of the card's answer to command N (counting
                   from 1), as a relay that tampers with the card's bytes
+  --corrupt-after-write INS
+                  the same, for the first command with instruction byte INS
+                  (hex) after the WriteRecord (0x3B) went out: money at risk
 
 Exit status: 0 a result arrived (whatever its status), 4 none arrived.
 
 usage: proxy_client.py HOST:PORT SRC_ADDR CARD_FILE OPERATION [AUTHCODE]
-                       [--uid HEX] [--corrupt N]
+                       [--uid HEX] [--corrupt N] [--corrupt-after-write INS]
 """
 import asyncio
 import json
@@ -27,7 +30,7 @@ import websockets
 
 
 def parse_args(argv):
-    opts = {"uid": None, "corrupt": 0}
+    opts = {"uid": None, "corrupt": 0, "after_write": None}
     pos = []
     i = 0
     while i < len(argv):
@@ -37,6 +40,9 @@ def parse_args(argv):
             i += 2
         elif a == "--corrupt":
             opts["corrupt"] = int(argv[i + 1])
+            i += 2
+        elif a == "--corrupt-after-write":
+            opts["after_write"] = int(argv[i + 1], 16)
             i += 2
         else:
             pos.append(a)
@@ -62,6 +68,7 @@ async def session(hostport, src, card, operation, authcode, opts):
         uid = opts["uid"]
     result = None
     n = 0
+    written = False
     try:
         async with websockets.connect(f"ws://{host}:{port}/v1/session", sock=sock,
                                       max_size=4096, open_timeout=10) as ws:
@@ -75,7 +82,13 @@ async def session(hostport, src, card, operation, authcode, opts):
                     relay.stdin.write(msg["data"] + "\n")
                     relay.stdin.flush()
                     answer = relay.stdout.readline().strip()
-                    if n == opts["corrupt"] and len(answer) >= 2:
+                    ins = int(msg["data"][2:4], 16) if len(msg["data"]) >= 4 else -1
+                    target = n == opts["corrupt"]
+                    if written and ins == opts["after_write"]:
+                        target = True
+                        opts["after_write"] = None
+                    written = written or ins == 0x3B
+                    if target and len(answer) >= 2:
                         answer = "%02x" % (int(answer[:2], 16) ^ 0x01) + answer[2:]
                     await ws.send(json.dumps({"type": "response", "data": answer}))
                 elif msg["type"] == "result":

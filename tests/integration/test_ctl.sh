@@ -255,6 +255,49 @@ rel=$(/usr/bin/python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], "/"
 grep -q "host=$tmp/nonexistent" "$tmp/err" && ok "a connect error names the resolved directory" || fail "connect error: $(cat "$tmp/err")"
 grep -q 'pw-in-conninfo' "$tmp/err" && fail "a connect error shows the password" || ok "a connect error hides the password"
 
+# --- ledger resolve (issue 16): an operator decides an entry in doubt
+uid4='\x04000000000004'
+h6='\x'$(printf '%064d' 96)
+h7='\x'$(printf '%064d' 97)
+h8='\x'$(printf '%064d' 98)
+pg_psql -c "INSERT INTO codes (code_hash, amount) VALUES ('$h6', 600), ('$h7', 800), ('$h8', 50)" >/dev/null
+r6=$(sql_value "SELECT txn_id FROM ota_worker_reserve('$uid4', '$h6', '', 5, 20, 3600)")
+r7=$(sql_value "SELECT txn_id FROM ota_worker_reserve('$uid4', '$h7', '', 5, 20, 3600)")
+r8=$(sql_value "SELECT txn_id FROM ota_worker_reserve('$uid4', '$h8', '', 5, 20, 3600)")
+eq "three entries in doubt" "$(sql_value "SELECT count(*) FROM finance_in_doubt WHERE card_uid = '04000000000004'")" 3
+rows=$(sql_value "SELECT count(*) FROM ledger")
+expect 2 "resolve needs a reason" ctl ledger resolve "$r6" --voided
+expect 2 "resolve needs exactly one outcome" ctl ledger resolve "$r6" --voided --committed --reason x
+expect 2 "resolve needs an outcome" ctl ledger resolve "$r6" --reason x
+expect 2 "resolve refuses a txn id that is not a UUID" ctl ledger resolve 12345 --voided --reason x
+expect 1 "resolve refuses an unknown txn" ctl ledger resolve 00000000-0000-0000-0000-000000000000 --voided --reason x
+eq "refusals wrote nothing" "$(sql_value "SELECT count(*) FROM ledger")" "$rows"
+expect 0 "resolve --voided" ctl ledger resolve "$r6" --voided --reason "card destroyed, customer refunded by re-use"
+eq "  the voided entry is appended" "$(sql_value "SELECT string_agg(kind, ',' ORDER BY id) FROM ledger WHERE txn_id = '$r6'")" reserved,voided
+eq "  the code is released (issued again)" "$(sql_value "SELECT state FROM codes WHERE code_hash = '$h6'")" issued
+eq "  recorded with who and why" "$(sql_value "SELECT outcome || ':' || reason || ':' || (actor LIKE 'ota-ctl:%') FROM ledger_resolutions WHERE txn_id = '$r6'")" "voided:card destroyed, customer refunded by re-use:true"
+expect 1 "resolve refuses an entry that already has its final entry" ctl ledger resolve "$r6" --committed --reason again
+grep -q 'already voided' "$tmp/err" && ok "  and says why" || fail "  resolve error: $(cat "$tmp/err")"
+eq "  the worker's settle of it is now a conflict" "$(sql_value "SELECT ota_worker_settle('$uid4', '$r6', 'committed', 0)")" conflict
+# The txn at risk was flagged by an integrity failure: resolving it
+# committed keeps the flag (a flag alone never refunds, FINANCE.md).
+sql_value "SELECT ota_worker_integrity_failure('$uid4', '$r7')" >/dev/null
+expect 0 "resolve --committed" ctl ledger resolve "$r7" --committed --reason "card seen by support, record present"
+eq "  the committed entry is appended with the txn's flags" "$(sql_value "SELECT kind || ':' || flags FROM ledger WHERE txn_id = '$r7' AND kind <> 'reserved'")" committed:1
+eq "  the code is used" "$(sql_value "SELECT state FROM codes WHERE code_hash = '$h7'")" used
+eq "  the worker's settle voided of it is a conflict" "$(sql_value "SELECT ota_worker_settle('$uid4', '$r7', 'voided', 0)")" conflict
+eq "  two entries more, no row changed (append-only)" "$(sql_value "SELECT count(*) FROM ledger")" $((rows + 2))
+sql_value "SELECT ota_worker_lease_acquire('$uid4', '\x02', 90000)" >/dev/null
+expect 1 "resolve refuses while the card is in a session (lease held)" ctl ledger resolve "$r8" --voided --reason x
+grep -q 'in a session' "$tmp/err" && ok "  and says why" || fail "  resolve error: $(cat "$tmp/err")"
+sql_value "SELECT ota_worker_lease_release('$uid4', '\x02')" >/dev/null
+sql_fails "the worker cannot resolve" "SELECT ota_admin_resolve('$r8', 'voided', 'x', 'y')" wrk
+sql_fails "finance cannot resolve" "SELECT ota_admin_resolve('$r8', 'voided', 'x', 'y')" fin
+eq "an ota_admin login can" "$(sql_value "SELECT ota_admin_resolve('$r8', 'voided', 'checked', 'adm-test')" adm)" 04000000000004
+sql_fails "resolutions are append-only" "UPDATE ledger_resolutions SET reason = 'other'"
+eq "finance sees the resolutions" "$(sql_value "SELECT string_agg(outcome || ':' || amount, ',' ORDER BY resolved_at, amount) FROM finance_resolutions" fin)" "voided:600,committed:800,voided:50"
+eq "nothing of that card is in doubt any more" "$(sql_value "SELECT count(*) FROM finance_in_doubt WHERE card_uid = '04000000000004'")" 0
+
 # --- operator token
 echo "operator-token-for-tests-0123456789" | ctl operator token-hash >"$tmp/out" 2>"$tmp/err" &&
     ok "operator token-hash" || fail "operator token-hash failed: $(cat "$tmp/err")"

@@ -1,8 +1,8 @@
 #!/bin/sh
 # The hardening points of issue 9 on the whole system (real processes, a
 # real PostgreSQL that logs every statement with its parameters):
-#   1. a freeze: a record on a card whose txn_id the ledger does not know,
-#      and 3 integrity failures in a row; finance and ops see it; top-up
+#   1. a freeze: a record on a card whose txn_id the ledger does not know;
+#      finance and ops see it; top-up
 #      answers card-error until `ota-ctl cards unfreeze`, which is recorded;
 #   2. a card personalized through the system keeps its application: the
 #      factory PICC keys are dead, DeleteApplication is refused
@@ -13,6 +13,7 @@
 #      limit, locks its key memory and runs unprivileged;
 #   4. code-failure limits per client address (PROXY protocol v1 through
 #      proxy_client.py) and per authenticated card, never per claimed UID;
+#      over a limit wrong codes are throttled, a valid code always tops up;
 #   5. the worker refuses a database with synchronous_commit off;
 #   6. last: no log of the whole run holds a code, a token or a key, and
 #      the gateway's and workers' logs hold no full card UID.
@@ -275,6 +276,7 @@ cat >>"$CONF" <<CONF
 gateway.proxy_protocol_from = 127.0.0.1
 worker.code_failures_per_card = 3
 worker.code_failures_per_peer = 4
+worker.code_failure_delay_ms = 300
 CONF
 PUB_PORT=${PUB_URL#ws://127.0.0.1:}
 PUB_PORT=${PUB_PORT%%/*}
@@ -302,15 +304,20 @@ check "per address: no failure of those cards names the load balancer's own addr
     [ "$(sys_sql "SELECT count(*) FROM code_failures WHERE card_uid::text LIKE '\\\\x04e1%' AND peer IS DISTINCT FROM '$A'")" = 0 ]
 check "control: without a PROXY header (the scenario above) the TCP peer was counted" \
     [ "$(sys_sql "SELECT count(*) FROM code_failures WHERE peer = '127.0.0.1'")" -ge 2 ]
-cv1=$(codes 120 1)
+# Issue 16: over the limit, wrong codes are throttled; a valid one never
+# refused (one address may be thousands of phones).
 fresh=$(card 04e1e1e1e1e105)
-out=$(pc "$A" "$fresh" topup "$cv1")
-check "per address: a good code from $A on a fresh card answers limit-exceeded" \
+out=$(pc "$A" "$fresh" topup "$(unknown_code)")
+check "per address: a fifth unknown code from $A answers limit-exceeded (throttled)" \
     [ "$(echo "$out" | field error)" = limit-exceeded ]
-other=$(card 04e1e1e1e1e106)
-out=$(pc 203.0.113.9 "$other" topup "$cv1")
-check "per address: another address is unaffected (the same code tops up)" \
+cv1=$(codes 120 1)
+out=$(pc "$A" "$fresh" topup "$cv1")
+check "per address: a good code from $A on a fresh card tops up (never refused by the limit)" \
     [ "$(echo "$out" | field status)/$(echo "$out" | field balance)" = ok/120 ]
+other=$(card 04e1e1e1e1e106)
+out=$(pc 203.0.113.9 "$other" topup "$(unknown_code)")
+check "per address: another address is unaffected (its unknown code answers code-invalid)" \
+    [ "$(echo "$out" | field error)" = code-invalid ]
 
 # Per card: 3 failures on one card, each from another address.
 PCUID=04e2e2e2e2e201
@@ -321,16 +328,17 @@ for i in 1 2 3; do
     [ "$(echo "$out" | field error)" = code-invalid ] && n=$((n + 1))
 done
 check "per card: 3 unknown codes from 3 addresses answer code-invalid" [ $n -eq 3 ]
-cv2=$(codes 130 1)
-out=$(pc 192.0.2.4 "$pcard" topup "$cv2")
-check "per card: a good code from a fourth address answers limit-exceeded" \
+out=$(pc 192.0.2.4 "$pcard" topup "$(unknown_code)")
+check "per card: an unknown code from a fourth address answers limit-exceeded (throttled)" \
     [ "$(echo "$out" | field error)" = limit-exceeded ]
+cv2=$(codes 130 1)
 out=$(pc 192.0.2.5 "$pcard" topup "$cv2")
-check "per card: and from a fifth" [ "$(echo "$out" | field error)" = limit-exceeded ]
+check "per card: the holder's good code from a fifth address tops up (a stranger's wrong codes never block it)" \
+    [ "$(echo "$out" | field status)/$(echo "$out" | field balance)" = ok/130 ]
 other=$(card 04e2e2e2e2e202)
-out=$(pc 192.0.2.4 "$other" topup "$cv2")
-check "per card: the same code on another card from that address tops up" \
-    [ "$(echo "$out" | field status)" = ok ]
+out=$(pc 192.0.2.4 "$other" topup "$(unknown_code)")
+check "per card: another card from that address is not limited (code-invalid)" \
+    [ "$(echo "$out" | field error)" = code-invalid ]
 
 # A claimed UID alone never counts.
 VUID=04e3e3e3e3e301
@@ -367,26 +375,50 @@ check "typos: 5 mistyped codes answer code-invalid and use up no limit (the good
     [ "$n/$(echo "$out" | field status)" = 5/ok ]
 
 # ------------------------------------ 1b. freeze: 3 integrity failures
+# Issue 16: only failures with money at risk (after the WriteRecord went
+# out) count toward freezing; anyone who reaches a card can tamper with
+# the answers before it.
 IUID=04e5e5e5e5e501
 icard=$(card "$IUID")
 ci=$(codes 170 1)
+integrity_total() {
+    metrics | awk '/^ota_worker_integrity_failures_total/ {s += $NF} END {print s + 0}'
+}
+m0=$(integrity_total)
 n=0
-for i in 1 2 3; do
+for i in 1 2 3 4; do
     # Command 4 is the AbortTransaction right after authentication.
     out=$(pc 192.0.2.50 "$icard" topup "$ci" --corrupt 4)
     [ "$(echo "$out" | field error)" = integrity ] && n=$((n + 1))
 done
-check "integrity: 3 sessions with a tampered answer MAC answer integrity" [ $n -eq 3 ]
-check "integrity: after 3 in a row the card is frozen (reason integrity)" \
-    [ "$(sys_sql "SELECT frozen_reason FROM cards WHERE card_uid = '\\x$IUID' AND frozen")" = integrity ]
+check "integrity: 4 sessions with a tampered answer before the WriteRecord answer integrity" [ $n -eq 4 ]
+check "integrity: they never count toward freezing (card not frozen, counter 0)" \
+    [ "$(sys_sql "SELECT count(*) FROM cards WHERE card_uid = '\\x$IUID' AND (frozen OR integrity_failures > 0)")" = 0 ]
+integrity_is() { [ "$(integrity_total)" -ge "$1" ]; }
+wait_for 20 integrity_is $((m0 + 4))
+rc=$?
+check "integrity: ops still see them (ota_worker_integrity_failures_total $m0 -> $(integrity_total))" [ "$rc" -eq 0 ]
 out=$(pc 192.0.2.50 "$icard" topup "$ci")
+check "integrity: the card's holder then tops up" \
+    [ "$(echo "$out" | field status)/$(echo "$out" | field balance)" = ok/170 ]
+n=0
+for i in 1 2 3; do
+    # The read-back GetValue (0x6C) after the WriteRecord: booked, flagged.
+    out=$(pc 192.0.2.50 "$icard" topup "$(codes 10 1)" --corrupt-after-write 6c)
+    [ "$(echo "$out" | field status)" = ok ] && n=$((n + 1))
+done
+check "integrity: 3 top-ups with a tampered read-back are booked" [ $n -eq 3 ]
+check "integrity: with money at risk, 3 in a row freeze the card (reason integrity)" \
+    [ "$(sys_sql "SELECT frozen_reason FROM cards WHERE card_uid = '\\x$IUID' AND frozen")" = integrity ]
+ci2=$(codes 20 1)
+out=$(pc 192.0.2.50 "$icard" topup "$ci2")
 check "integrity: a clean top-up on the frozen card answers card-error" \
     [ "$(echo "$out" | field error)" = card-error ]
 ota-ctl --config "$CONF" cards unfreeze "$IUID" --reason "hardening test: relay replaced" \
     >>"$T/ctl.out" 2>>"$CTL_ERR"
-out=$(pc 192.0.2.50 "$icard" topup "$ci")
+out=$(pc 192.0.2.50 "$icard" topup "$ci2")
 check "integrity: after ota-ctl cards unfreeze the same code tops up" \
-    [ "$(echo "$out" | field status)/$(echo "$out" | field balance)" = ok/170 ]
+    [ "$(echo "$out" | field status)/$(echo "$out" | field balance)" = ok/220 ]
 check "integrity: freeze and unfreeze recorded in card_events" \
     [ "$(sys_sql "SELECT string_agg(event || ':' || reason, ',' ORDER BY id) FROM card_events WHERE card_uid = '\\x$IUID'")" = "freeze:integrity,unfreeze:hardening test: relay replaced" ]
 
