@@ -15,6 +15,11 @@ EXTRA_DIST += tests/integration/test_operator_token.sh tests/integration/token_f
 TESTS += tests/integration/test_result_early.sh
 EXTRA_DIST += tests/integration/test_result_early.sh
 
+# Issue 16 point 5: 1,000 wrong codes from one address never block the 100
+# phones topping up behind it.
+TESTS += tests/integration/test_shared_address.sh
+EXTRA_DIST += tests/integration/test_shared_address.sh
+
 # Test-only helpers run by test_hardening.sh (never installed).
 check_PROGRAMS += tests/integration/card_forge tests/unit/test_picc_lock
 tests_integration_card_forge_SOURCES = tests/integration/card_forge.c
