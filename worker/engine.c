@@ -356,10 +356,8 @@ void eng_note_integrity(struct eng_session *s, const char *what)
     s->ctx->integrity_total++;
     /* Money may be at risk once the WriteRecord went out: only then does the
      * failure reach the ledger's counter (and freeze at three). */
-    if (s->write_sent) {
-        s->integrity_at_risk = 1;
+    if (s->write_sent)
         s->need_integrity = 1;
-    }
     char tail[8];
     log_warn("card_integrity_failure", "session=%llu uid=%s step=%s what=\"%s\" at_risk=%d",
              (unsigned long long)s->id, log_uid_tail(s->card.uid, s->card.uid_len, tail), s->step,

@@ -111,7 +111,6 @@ struct eng_session {
     struct eng_settle_plan plan;
     int settle_idx;
     int integrity_failures;   /* this session; > 0 means not clean */
-    int integrity_at_risk;    /* one of them came after the WriteRecord went out */
     uint32_t prior_integrity; /* the ledger's counter at CARD_STATE */
 
     /* Top-up. */
