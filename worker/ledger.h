@@ -112,7 +112,7 @@ enum ledger_status {
     LEDGER_ST_BUSY = 1,           /* LEASE_ACQUIRE: held by another live holder */
     LEDGER_ST_CODE_INVALID = 2,   /* RESERVE: unknown / expired / revoked code */
     LEDGER_ST_CODE_USED = 3,      /* RESERVE: code already reserved or used */
-    LEDGER_ST_LIMIT_EXCEEDED = 4, /* RESERVE: too many failed attempts (card or peer) */
+    LEDGER_ST_LIMIT_EXCEEDED = 4, /* RESERVE: a wrong code over a limit (card or peer) */
     LEDGER_ST_CONFLICT = 5,       /* SETTLE: the other final entry exists, or txn of
                                    * another card */
     LEDGER_ST_ERROR = 6,          /* outcome unknown: database unreachable or failed */
