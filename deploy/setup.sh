@@ -15,7 +15,7 @@ PACKAGES="
   libwslay-dev libjansson-dev
   postgresql postgresql-client
   pcscd libpcsclite-dev vsmartcard-vpcd libfreefare-dev libfreefare-bin libnfc-dev
-  dpkg-dev debhelper libusb-dev libusb-1.0-0-dev
+  dpkg-dev debhelper lintian mandoc man-db libusb-dev libusb-1.0-0-dev
   python3 python3-websockets python3-aiohttp python3-pycryptodome
   haproxy prometheus
   clang clang-format libclang-rt-14-dev valgrind git

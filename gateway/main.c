@@ -33,14 +33,16 @@
 #include "listen.h"
 #include "log.h"
 #include "pool.h"
+#include "version.h"
 #include "wire.h"
 
 #define PROG "ota-gateway"
 
-static void usage(void)
+static void usage(FILE *f)
 {
-    fprintf(stderr, "usage: " PROG " [--config FILE] [--key=value ...]\n"
-                    "every key is documented in deploy/ota.conf.example\n");
+    fprintf(f, "usage: " PROG " [--config FILE] [--key=value ...]\n"
+               "       " PROG " --help | --version\n"
+               "every key is documented in ota.conf(5) and deploy/ota.conf.example\n");
 }
 
 static int parse_args(struct gw *g, int argc, char **argv)
@@ -53,7 +55,10 @@ static int parse_args(struct gw *g, int argc, char **argv)
         else if (strncmp(argv[i], "--config=", 9) == 0)
             path = argv[i] + 9;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage();
+            usage(stdout);
+            exit(0);
+        } else if (strcmp(argv[i], "--version") == 0) {
+            fputs(OTA_VERSION_LINE(PROG), stdout);
             exit(0);
         }
     }
@@ -77,7 +82,7 @@ static int parse_args(struct gw *g, int argc, char **argv)
         if (strncmp(argv[i], "--config=", 9) == 0)
             continue;
         fprintf(stderr, PROG ": unknown argument '%s'\n", argv[i]);
-        usage();
+        usage(stderr);
         return -1;
     }
     return 0;

@@ -7,11 +7,13 @@
 
 #include "card_cmd.h"
 #include "card_run.h"
+#include "version.h"
 
 static void ota_card_usage(FILE *f)
 {
     fprintf(f, "usage: " CARD_USAGE_NEW "       " CARD_USAGE_VICC "       " CARD_USAGE_SHOW
-               "       " CARD_USAGE_RELAY "       ota-card run ... (see ota-card run --help)\n");
+               "       " CARD_USAGE_RELAY "       ota-card run ... (see ota-card run --help)\n"
+               "       ota-card --help | --version\n");
 }
 
 int main(int argc, char **argv)
@@ -31,6 +33,10 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "help") == 0) {
         ota_card_usage(stdout);
+        return CARD_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        fputs(OTA_VERSION_LINE("ota-card"), stdout);
         return CARD_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)

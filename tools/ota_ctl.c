@@ -9,10 +9,12 @@
 #include "ctl.h"
 #include "ctl_curve.h"
 #include "ota_err.h"
+#include "version.h"
 
 static void ctl_usage(FILE *f)
 {
     fputs("usage: ota-ctl [--config FILE] [--key=value ...] COMMAND\n"
+          "       ota-ctl --help | --version\n"
           "  db migrate [--schema-dir DIR]      apply schema/*.sql not yet applied\n"
           "  db status [--schema-dir DIR]       applied and pending migrations\n"
           "  keys gen-kek FILE [--force]        write a 32-byte key-encryption key (0600)\n"
@@ -77,6 +79,9 @@ int main(int argc, char **argv)
             strcmp(argv[i], "help") == 0) {
             ctl_usage(stdout);
             return CTL_EXIT_OK;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            fputs(OTA_VERSION_LINE("ota-ctl"), stdout);
+            return CTL_EXIT_OK;
         }
 
     struct ctl c = {.cfg = cfg_new(), .argv0 = argv[0]};
@@ -110,7 +115,8 @@ int main(int argc, char **argv)
             if (strcmp(argv[1], cmds[i].name) == 0)
                 rc = cmds[i].fn(&c, argc - 2, argv + 2);
     if (rc == -1) {
-        fprintf(stderr, "ota-ctl: unknown command '%s'\n", argv[1]);
+        fprintf(stderr, "ota-ctl: unknown %s '%s'\n", argv[1][0] == '-' ? "option" : "command",
+                argv[1]);
         ctl_usage(stderr);
         rc = CTL_EXIT_USAGE;
     }

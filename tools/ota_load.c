@@ -29,6 +29,7 @@
 #include "load_sess.h"
 #include "ota_err.h"
 #include "sim_card.h"
+#include "version.h"
 #include "num.h"
 
 #define LOAD_SWEEP_US 100000ULL
@@ -41,7 +42,8 @@
     "usage: ota-load --url ws://HOST:PORT/v1/session --master-keys K0,K1,K2,K3\n"                  \
     "                [--concurrency N] [--duration S | --count N] [--ramp-up S]\n"                 \
     "                [--warmup S] [--delay-ms MS] [--codes FILE] [--mix check=W,topup=W]\n"        \
-    "                [--system-id ASCII] [--balance N] [--timeout-ms MS] [--seed N] [--json]\n"
+    "                [--system-id ASCII] [--balance N] [--timeout-ms MS] [--seed N] [--json]\n"    \
+    "       ota-load --help | --version\n"
 
 #define LOAD_HELP                                                                                  \
     "  --url URL          the gateway (plain ws://; put TLS in front with a proxy)\n"              \
@@ -62,6 +64,7 @@
     "                     (default 90000)\n"                                                       \
     "  --seed N           operation mix and UIDs reproducible (default: random)\n"                 \
     "  --json             print the report as one JSON object\n"                                   \
+    "  --help, --version  this text; the program's version\n"                                      \
     "Exit status: 0 every operation ok, 1 some did not, 2 usage.\n"
 
 struct load_args {
@@ -220,12 +223,16 @@ static int load_parse_args(int argc, char **argv, struct load_args *a, int *help
             *help = 1;
             return 0;
         }
+        if (strcmp(o, "--version") == 0) {
+            *help = 2;
+            return 0;
+        }
         if (strcmp(o, "--json") == 0) {
             a->json = 1;
             continue;
         }
         if (v == NULL) {
-            fprintf(stderr, "ota-load: %s needs a value\n", o);
+            fprintf(stderr, "ota-load: %s is not an option or needs a value\n", o);
             return load_usage(NULL);
         }
         i++;
@@ -650,8 +657,8 @@ int main(int argc, char **argv)
     r = load_parse_args(argc, argv, &a, &help);
     if (r != 0)
         return r;
-    if (help) {
-        fputs(LOAD_USAGE "\n" LOAD_HELP, stdout);
+    if (help) { /* 1: --help, 2: --version */
+        fputs(help == 2 ? OTA_VERSION_LINE("ota-load") : LOAD_USAGE "\n" LOAD_HELP, stdout);
         return 0;
     }
     if (sodium_init() < 0)

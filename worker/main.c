@@ -35,6 +35,7 @@
 #include "ota_err.h"
 #include "shell.h"
 #include "token_check.h"
+#include "version.h"
 #include "wire.h"
 #include "num.h"
 
@@ -85,10 +86,14 @@ struct worker {
     uint64_t counts_at_ms, counts_asked_ms;
 };
 
-static void usage(void)
+static void usage(FILE *f)
 {
-    fprintf(stderr, "usage: " PROG " --config FILE --connect ENDPOINT --worker-id N "
-                    "[--key=value ...]\n");
+    fprintf(f, "usage: " PROG " --config FILE --connect ENDPOINT --worker-id N "
+               "[--key=value ...]\n"
+               "       " PROG " --help | --version\n"
+               "ota-gateway starts its local workers itself; run one by hand only as a\n"
+               "remote worker (--connect tcp://HOST:PORT).  Every key is documented in\n"
+               "ota.conf(5) and deploy/ota.conf.example.\n");
 }
 
 /* Before anything secret exists in this process. */
@@ -126,6 +131,16 @@ static int parse_args(struct worker *w, int argc, char **argv)
     const char *path = arg_value(argc, argv, "config");
     const char *id = NULL;
 
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            fputs(OTA_VERSION_LINE(PROG), stdout);
+            exit(0);
+        }
+    }
     w->cfg = cfg_new();
     if (!w->cfg) {
         fprintf(stderr, PROG ": out of memory\n");
@@ -157,14 +172,14 @@ static int parse_args(struct worker *w, int argc, char **argv)
         }
         if (!known) {
             fprintf(stderr, PROG ": unknown argument '%s'\n", a);
-            usage();
+            usage(stderr);
             return -1;
         }
     }
     w->endpoint = arg_value(argc, argv, "connect");
     id = arg_value(argc, argv, "worker-id");
     if (!w->endpoint || !*w->endpoint || !id) {
-        usage();
+        usage(stderr);
         return -1;
     }
     long long v;
