@@ -3,7 +3,8 @@
 # everything a host needs in place: the five programs, every migration of
 # schema/, the six manual pages, the systemd units with their paths
 # rewritten to the prefix, ota.conf.example under sysconfdir, and the
-# documentation; `make uninstall` removes all of it again.
+# documentation; `make uninstall` removes all of it again.  And `make
+# distdir` puts every file of the git checkout in the tarball.
 # Runs standalone or from make check (OTA_SRCDIR, OTA_BUILDDIR).
 set -u
 SRC=${OTA_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -83,6 +84,27 @@ if [ -z "$left" ]; then
 else
     fail "make uninstall left:"
     echo "$left" | sed 's/^/#   /'
+fi
+
+# The tarball holds every file of the checkout, so that `make distcheck`
+# (which builds and tests from it) sees what a checkout sees.
+if git -C "$SRC" rev-parse --git-dir >/dev/null 2>&1; then
+    if make -s -C "$BLD" distdir distdir="$T/dist" >"$T/dist.out" 2>&1; then
+        git -C "$SRC" ls-files | sort >"$T/git.txt"
+        (cd "$T/dist" && find . -type f | sed 's|^\./||' | sort) >"$T/dist.txt"
+        missing=$(comm -13 "$T/dist.txt" "$T/git.txt")
+        if [ -z "$missing" ]; then
+            ok "make distdir: the tarball holds every file of git ls-files"
+        else
+            fail "make distdir: not in the tarball (add them to EXTRA_DIST in a .mk fragment):"
+            echo "$missing" | sed 's/^/#   /'
+        fi
+    else
+        fail "make distdir failed:"
+        tail -20 "$T/dist.out" | sed 's/^/#   /'
+    fi
+else
+    echo "# skip: not a git checkout (a release tree); the tarball contents are not compared"
 fi
 
 tap_summary

@@ -19,3 +19,5 @@ check_PROGRAMS += tests/unit/test_desfire_session
 tests_unit_test_desfire_session_SOURCES = tests/unit/test_desfire_session.c
 tests_unit_test_desfire_session_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_desfire_session_LDADD = $(TEST_LIBS)
+# The public vectors the test reads (OTA_SRCDIR/tests/vectors) and their notes.
+EXTRA_DIST += tests/vectors
