@@ -15,7 +15,7 @@ dist_examples_DATA = deploy/prometheus/prometheus.yml deploy/prometheus/alerts.y
 # installed copies name $(bindir) and $(docdir) instead.
 OTA_UNITS = ota-gateway.service ota-worker@.service
 EXTRA_DIST += deploy/systemd/ota-gateway.service deploy/systemd/ota-worker@.service \
-	deploy/setup.sh deploy/quickstart
+	deploy/setup.sh deploy/quickstart debian
 install-data-local: install-units
 uninstall-local: uninstall-units
 install-units:
