@@ -86,6 +86,7 @@ else
     (cd "$SRC" && tar --exclude=./build --exclude=./_build --exclude=./_inst --exclude=./var -cf - .) |
         tar -C "$T/src" -xf -
 fi
+chmod -R u+w "$T/src" # a release tree under make distcheck is read-only
 VERSION=$(sed -n 's/^AC_INIT(\[[^]]*\], \[\([^]]*\)\].*/\1/p' "$T/src/configure.ac")
 DEBVERSION=$(dpkg-parsechangelog -l "$T/src/debian/changelog" -S Version)
 check "debian/changelog's version ($DEBVERSION) is configure's ($VERSION)" [ "$DEBVERSION" = "$VERSION" ]
