@@ -88,7 +88,8 @@ fi
 
 # The tarball holds every file of the checkout, so that `make distcheck`
 # (which builds and tests from it) sees what a checkout sees.
-if git -C "$SRC" rev-parse --git-dir >/dev/null 2>&1; then
+# A git checkout of its own (a release tree may sit inside another checkout).
+if [ "$(git -C "$SRC" rev-parse --show-toplevel 2>/dev/null)" = "$(cd "$SRC" && pwd -P)" ]; then
     if make -s -C "$BLD" distdir distdir="$T/dist" >"$T/dist.out" 2>&1; then
         git -C "$SRC" ls-files | sort >"$T/git.txt"
         (cd "$T/dist" && find . -type f | sed 's|^\./||' | sort) >"$T/dist.txt"

@@ -80,7 +80,8 @@ leftovers >"$T/before.txt"
 
 # ---- 1. build --------------------------------------------------------------
 mkdir "$T/src"
-if git -C "$SRC" rev-parse --git-dir >/dev/null 2>&1; then
+# A git checkout of its own (a release tree may sit inside another checkout).
+if [ "$(git -C "$SRC" rev-parse --show-toplevel 2>/dev/null)" = "$(cd "$SRC" && pwd -P)" ]; then
     (cd "$SRC" && git ls-files -z | tar --null -T - -cf -) | tar -C "$T/src" -xf -
 else
     (cd "$SRC" && tar --exclude=./build --exclude=./_build --exclude=./_inst --exclude=./var -cf - .) |
@@ -89,7 +90,7 @@ fi
 chmod -R u+w "$T/src" # a release tree under make distcheck is read-only
 VERSION=$(sed -n 's/^AC_INIT(\[[^]]*\], \[\([^]]*\)\].*/\1/p' "$T/src/configure.ac")
 DEBVERSION=$(dpkg-parsechangelog -l "$T/src/debian/changelog" -S Version)
-check "debian/changelog's version ($DEBVERSION) is configure's ($VERSION)" [ "$DEBVERSION" = "$VERSION" ]
+check "debian/changelog's version ($DEBVERSION) is configure's ($VERSION)" [ "${VERSION:-none}" = "$DEBVERSION" ]
 start=$(date +%s)
 if (cd "$T/src" && DEB_BUILD_OPTIONS="nocheck parallel=2" dpkg-buildpackage -us -uc -b) >"$T/build.log" 2>&1; then
     ok "dpkg-buildpackage -us -uc -b built the package in $(($(date +%s) - start)) s"
