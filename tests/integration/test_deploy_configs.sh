@@ -214,9 +214,13 @@ if command -v systemd-analyze >/dev/null 2>&1; then
     chmod 755 "$T/bin/ota-gateway" "$T/bin/ota-worker"
     sed "s#/usr/local/bin/#$T/bin/#g" "$SRC/deploy/systemd/ota-gateway.service" >"$T/units/ota-gateway.service"
     sed "s#/usr/local/bin/#$T/bin/#g" "$SRC/deploy/systemd/ota-worker@.service" >"$T/units/ota-worker@gw1a.service"
+    # verify also runs man for Documentation=man:PAGE(8): give it ours.
+    mkdir -p "$T/man/man8"
+    cp "$SRC/man/ota-gateway.8" "$SRC/man/ota-worker.8" "$T/man/man8/"
     for u in ota-gateway.service ota-worker@gw1a.service; do
         # verify exits 0 on unknown keys and bad values; any message fails.
-        if (cd "$T/units" && systemd-analyze verify "./$u") >"$T/sd.out" 2>&1 && [ ! -s "$T/sd.out" ]; then
+        if (cd "$T/units" && MANPATH="$T/man" systemd-analyze verify "./$u") >"$T/sd.out" 2>&1 &&
+            [ ! -s "$T/sd.out" ]; then
             ok "systemd-analyze verify $u: no complaint"
         else
             fail "systemd-analyze verify $u:"

@@ -138,6 +138,16 @@ if grep -qx 'ExecStart=/usr/bin/ota-gateway .*' /lib/systemd/system/ota-gateway.
 else
     fail "the units are missing from /lib/systemd/system or do not name /usr/bin"
 fi
+if command -v systemd-analyze >/dev/null 2>&1; then
+    # The installed unit: its program, its man page, its syntax.
+    if systemd-analyze verify /lib/systemd/system/ota-gateway.service >"$T/sd.out" 2>&1 &&
+        [ ! -s "$T/sd.out" ]; then
+        ok "systemd-analyze verify: the installed ota-gateway.service finds its program and manual page"
+    else
+        fail "systemd-analyze verify /lib/systemd/system/ota-gateway.service:"
+        sed 's/^/#   /' "$T/sd.out"
+    fi
+fi
 if [ ! -e /etc/systemd/system/multi-user.target.wants/ota-gateway.service ] &&
     ! ls /var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/ota-gateway.service >/dev/null 2>&1; then
     ok "ota-gateway.service is shipped disabled"
