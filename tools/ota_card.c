@@ -43,7 +43,8 @@ int main(int argc, char **argv)
         if (strcmp(argv[1], cmds[i].name) == 0)
             return cmds[i].fn(argc - 1, argv + 1);
 
-    fprintf(stderr, "ota-card: unknown command '%s'\n", argv[1]);
+    fprintf(stderr, "ota-card: unknown %s '%s'\n", argv[1][0] == '-' ? "option" : "command",
+            argv[1]);
     ota_card_usage(stderr);
     return CARD_EXIT_USAGE;
 }
