@@ -130,8 +130,33 @@ for p in ota-gateway ota-worker ota-card ota-load; do
 done
 check "ota-gateway, ota-worker, ota-card, ota-load in /usr/bin say $VERSION${bad:+ (not:$bad)}" [ -z "$bad" ]
 check "the system user and group ota exist" sh -c 'getent passwd ota >/dev/null && getent group ota >/dev/null'
-check "the postinst creates the ota user with adduser --system" \
-    grep -q 'adduser --system' /var/lib/dpkg/info/ota-topup.postinst
+# deploy/setup.sh made the ota user on a test machine already, so the
+# postinst's own account creation runs again in a private mount namespace
+# whose /etc (a copy) has no ota user: it must make a system user and
+# group ota with no login.
+mkuser=$(sed -n '/^    if ! getent passwd ota/,/^    fi$/p' /var/lib/dpkg/info/ota-topup.postinst)
+if [ -z "$mkuser" ]; then
+    fail "the installed postinst has no 'if ! getent passwd ota' block"
+else
+    cp -a /etc "$T/etc"
+    for f in passwd group shadow gshadow; do
+        [ -f "$T/etc/$f" ] && sed -i '/^ota:/d' "$T/etc/$f"
+    done
+    printf '%s\n' "$mkuser" >"$T/mkuser.sh"
+    unshare -m sh -c "mount --bind '$T/etc' /etc && ! getent passwd ota && sh -e '$T/mkuser.sh' &&
+        getent passwd ota && getent group ota" >"$T/user.out" 2>&1
+    rc=$?
+    line=$(grep '^ota:' "$T/user.out" | head -n 1)
+    uid=$(echo "$line" | cut -d: -f3)
+    if [ $rc = 0 ] && [ -n "$uid" ] && [ "$uid" -lt 1000 ] &&
+        [ "$(echo "$line" | cut -d: -f6-)" = "/nonexistent:/usr/sbin/nologin" ] &&
+        grep -q '^ota:' "$T/user.out"; then
+        ok "the postinst creates ota as a system user (uid $uid, no home, nologin) where it is missing"
+    else
+        fail "the postinst's user creation, on an /etc without ota:"
+        sed 's/^/#   /' "$T/user.out"
+    fi
+fi
 if grep -qx 'ExecStart=/usr/bin/ota-gateway .*' /lib/systemd/system/ota-gateway.service 2>/dev/null &&
     grep -q '^ExecStart=/usr/bin/ota-worker ' /lib/systemd/system/ota-worker@.service 2>/dev/null; then
     ok "the units are in /lib/systemd/system and start /usr/bin/ota-gateway and /usr/bin/ota-worker"
