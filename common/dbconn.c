@@ -44,6 +44,26 @@ static char *put_quoted(char *o, const char *s, size_t n)
     return o;
 }
 
+/* Appends cwd/rel, quoted.  When that directory exists, its canonical
+ * path instead if it is not longer: "../.." from a deep working directory
+ * would otherwise push the socket path (directory + "/.s.PGSQL.5432")
+ * past the 107 bytes a unix socket address holds (make distcheck builds
+ * five levels down). */
+static char *put_dir(char *o, const char *cwd, size_t cwdlen, const char *rel, size_t len)
+{
+    char joined[PATH_MAX], canon[PATH_MAX];
+    int slash = cwdlen == 0 || cwd[cwdlen - 1] != '/';
+    size_t n = cwdlen + (size_t)slash + len;
+    memcpy(joined, cwd, cwdlen);
+    if (slash)
+        joined[cwdlen] = '/';
+    memcpy(joined + cwdlen + (size_t)slash, rel, len);
+    joined[n] = '\0';
+    if (realpath(joined, canon) != NULL && strlen(canon) <= n)
+        return put_quoted(o, canon, strlen(canon));
+    return put_quoted(o, joined, n);
+}
+
 /* Writes the host list with its relative elements made absolute. */
 static int put_hosts(char **op, const char *v, const char *cwd)
 {
@@ -63,11 +83,10 @@ static int put_hosts(char **op, const char *v, const char *cwd)
             }
             if (cwdlen + 1 + len >= PATH_MAX)
                 return OTA_ERR_LENGTH;
-            o = put_quoted(o, cwd, cwdlen);
-            if (cwdlen == 0 || cwd[cwdlen - 1] != '/')
-                *o++ = '/';
+            o = put_dir(o, cwd, cwdlen, p, len);
+        } else {
+            o = put_quoted(o, p, len);
         }
-        o = put_quoted(o, p, len);
         if (comma == NULL)
             break;
         *o++ = ',';

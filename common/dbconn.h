@@ -19,7 +19,8 @@
 
 /* Sets *out to a malloc'd conninfo (free with dbconn_free) equal to
  * `conninfo` but with every relative socket directory in host= prefixed
- * with the working directory.  Returns 0, OTA_ERR_PARSE (libpq cannot
+ * with the working directory (an existing directory by its canonical path
+ * when that is not longer: no "..").  Returns 0, OTA_ERR_PARSE (libpq cannot
  * parse it; why in err), OTA_ERR_IO (no working directory), OTA_ERR_LENGTH
  * (a resolved path longer than PATH_MAX) or OTA_ERR_NOMEM. */
 int dbconn_resolve(const char *conninfo, char **out, char *err, size_t errlen);

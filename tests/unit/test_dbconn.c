@@ -1,5 +1,6 @@
 /* Tests for common/dbconn.c: relative socket directories become absolute
- * (keyword and URI forms, host lists, "./"), everything else passes
+ * (keyword and URI forms, host lists, "./"; an existing one by its
+ * canonical path), everything else passes
  * through unchanged (checked by parsing the result back with libpq),
  * quoting survives spaces, quotes and backslashes, parse errors are
  * reported without echoing the conninfo, and describe never shows a
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dbconn.h"
@@ -64,6 +66,31 @@ START_TEST(relative_host_becomes_absolute)
     out = resolve_at("host=../pg", "/srv/ota");
     expect_value(out, "host", "/srv/ota/../pg");
     dbconn_free(out);
+}
+END_TEST
+
+/* An existing directory is named by its canonical path when that is not
+ * longer, so "../.." from a deep directory keeps socket paths short. */
+START_TEST(existing_directory_is_canonical)
+{
+    char base[] = "/tmp/ota-dbconn.XXXXXX", deep[PATH_MAX], pg[PATH_MAX];
+    ck_assert_ptr_nonnull(mkdtemp(base));
+    snprintf(pg, sizeof pg, "%s/pg", base);
+    snprintf(deep, sizeof deep, "%s/a", base);
+    ck_assert_int_eq(mkdir(pg, 0700), 0);
+    ck_assert_int_eq(mkdir(deep, 0700), 0);
+    char *out = resolve_at("host=../pg dbname=ota", deep);
+    expect_value(out, "host", pg);
+    dbconn_free(out);
+    /* A directory that does not exist (yet) keeps the joined form. */
+    out = resolve_at("host=../nothing dbname=ota", deep);
+    char want[PATH_MAX + 16];
+    snprintf(want, sizeof want, "%s/../nothing", deep);
+    expect_value(out, "host", want);
+    dbconn_free(out);
+    ck_assert_int_eq(rmdir(deep), 0);
+    ck_assert_int_eq(rmdir(pg), 0);
+    ck_assert_int_eq(rmdir(base), 0);
 }
 END_TEST
 
@@ -180,6 +207,7 @@ int main(void)
     Suite *s = suite_create("dbconn");
     TCase *tc = tcase_create("dbconn");
     tcase_add_test(tc, relative_host_becomes_absolute);
+    tcase_add_test(tc, existing_directory_is_canonical);
     tcase_add_test(tc, absolute_names_and_addresses_unchanged);
     tcase_add_test(tc, host_lists);
     tcase_add_test(tc, uri_form);
