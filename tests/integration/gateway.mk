@@ -16,3 +16,7 @@ EXTRA_DIST += $(GATEWAY_TESTS) tests/integration/gw_badinput.py tests/integratio
 # workers): added here, after tools/ctl.mk has defined ota-ctl's sources.
 tools_ota_ctl_SOURCES += tools/ctl_curve.c tools/ctl_curve.h
 tools_ota_ctl_LDADD += $(ZMQ_LIBS)
+# test_gw_ws_node.sh caches the npm package ws in $(builddir)/node; a
+# cache, so distclean (and make distcheck's distcleancheck) removes it.
+distclean-local:
+	-rm -rf node
