@@ -40,7 +40,23 @@ struct pg_job {
     ledger_pg_counts_fn counts_cb;
     void *counts_arg;
     uint32_t old_s;
+    /* A release of a lease whose session is gone (see struct orphan):
+     * answered here, never through the callback. */
+    int orphan;
 };
+
+/* The lease of a session that ended while the database was unreachable.
+ * Its release failed, so the card would stay locked for the lease's whole
+ * lifetime; we release it as soon as a connection is usable again
+ * (ARCHITECTURE.md money rule 4).  Safe: the release deletes the lease
+ * only if this holder (worker instance and session) still holds it, and
+ * the session sends no card command any more. */
+struct orphan {
+    struct ledger_card card;
+    uint8_t holder[LEDGER_HOLDER_LEN];
+};
+/* More cut sessions than this at once: the oldest simply expire. */
+#define MAX_ORPHANS 65536
 
 enum pgc_state {
     PGC_WAIT = 0, /* no connection; back-off timer armed */
@@ -80,10 +96,14 @@ struct ledger_pg {
     struct {
         struct pg_job *job;
         enum ledger_status st;
+        int down; /* the database was unreachable (reply.db_down) */
     } * failed;
     size_t nfailed, capfailed;
     struct event *ev_deliver;
     struct ledger_pg_latency lat;
+    struct orphan *orphans; /* leases to release once the database is back */
+    size_t norphans, caporphans;
+    uint64_t orphans_dropped;
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -405,8 +425,21 @@ static void observe(struct ledger_pg *pg, const struct pg_job *job, enum ledger_
         l->errors++;
 }
 
+static void remember_orphan(struct ledger_pg *pg, const struct ledger_req *req);
+
 static void reply(struct ledger_pg *pg, struct pg_job *job, const struct ledger_reply *rep)
 {
+    int unreleased =
+        job->req.type == LEDGER_LEASE_RELEASE && rep->status == LEDGER_ST_ERROR && rep->db_down;
+    if (job->orphan) {
+        if (unreleased)
+            remember_orphan(pg, &job->req);
+        sodium_memzero(&job->req, sizeof job->req);
+        free(job);
+        return;
+    }
+    if (unreleased)
+        remember_orphan(pg, &job->req);
     if (job->counts_cb) {
         /* Only failures come this way; finish_job answers the others. */
         ledger_pg_counts_fn cb = job->counts_cb;
@@ -422,13 +455,14 @@ static void reply(struct ledger_pg *pg, struct pg_job *job, const struct ledger_
     pg->cb(pg->cb_arg, session, rep);
 }
 
-static void reply_status(struct ledger_pg *pg, struct pg_job *job, enum ledger_status st)
+static void reply_status(struct ledger_pg *pg, struct pg_job *job, enum ledger_status st, int down)
 {
     struct ledger_reply rep;
     memset(&rep, 0, sizeof rep);
     rep.id = job->req.id;
     rep.type = job->req.type;
     rep.status = st;
+    rep.db_down = (uint8_t)(down != 0);
     reply(pg, job, &rep);
 }
 
@@ -440,7 +474,7 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
     /* Take the current batch: callbacks may submit (and fail) more. */
     size_t n = pg->nfailed;
     for (size_t i = 0; i < n; i++)
-        reply_status(pg, pg->failed[i].job, pg->failed[i].st);
+        reply_status(pg, pg->failed[i].job, pg->failed[i].st, pg->failed[i].down);
     memmove(pg->failed, pg->failed + n, (pg->nfailed - n) * sizeof *pg->failed);
     pg->nfailed -= n;
     if (pg->nfailed)
@@ -450,7 +484,7 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
 /* Answers job with st from the loop.  Falls back to a direct call only if
  * memory is exhausted (never from ledger_pg_submit's own stack then: the
  * caller guarantees that). */
-static void fail_later(struct ledger_pg *pg, struct pg_job *job, enum ledger_status st)
+static void fail_later(struct ledger_pg *pg, struct pg_job *job, enum ledger_status st, int down)
 {
     if (pg->nfailed == pg->capfailed) {
         size_t cap = pg->capfailed ? pg->capfailed * 2 : 64;
@@ -468,6 +502,7 @@ static void fail_later(struct ledger_pg *pg, struct pg_job *job, enum ledger_sta
     }
     pg->failed[pg->nfailed].job = job;
     pg->failed[pg->nfailed].st = st;
+    pg->failed[pg->nfailed].down = down;
     pg->nfailed++;
     event_active(pg->ev_deliver, EV_READ, 0);
 }
@@ -492,7 +527,7 @@ static void fail_queue(struct ledger_pg *pg)
         struct pg_job *job = pg->q_head;
         pg->q_head = job->next;
         pg->queued--;
-        fail_later(pg, job, LEDGER_ST_ERROR);
+        fail_later(pg, job, LEDGER_ST_ERROR, 1);
     }
     pg->q_tail = NULL;
 }
@@ -548,7 +583,7 @@ static void conn_fail(struct pgc *c, const char *why, const char *detail)
     c->backoff_ms = c->backoff_ms * 2 > pg->backoff_max_ms ? pg->backoff_max_ms : c->backoff_ms * 2;
     if (job) {
         pg->inflight--;
-        fail_later(pg, job, LEDGER_ST_ERROR);
+        fail_later(pg, job, LEDGER_ST_ERROR, 1);
     }
     /* With no usable connection at all, waiting helps nobody: the engine
      * answers pending/failed now rather than at its own timeout. */
@@ -615,7 +650,7 @@ static void start_job(struct pgc *c, struct pg_job *job)
     if (build_call(&job->req, &call) != 0) {
         log_error("ledger_bad_request", "req=%s session=%" PRIu64, ledger_req_name(job->req.type),
                   job->req.session);
-        fail_later(pg, job, LEDGER_ST_ERROR);
+        fail_later(pg, job, LEDGER_ST_ERROR, 0);
         return;
     }
     c->job = job;
@@ -641,6 +676,70 @@ static void dispatch(struct ledger_pg *pg)
     }
 }
 
+/* Keeps a lease whose release could not reach the database. */
+static void remember_orphan(struct ledger_pg *pg, const struct ledger_req *req)
+{
+    if (pg->norphans == pg->caporphans) {
+        size_t cap = pg->caporphans ? pg->caporphans * 2 : 64;
+        void *p = cap <= MAX_ORPHANS ? realloc(pg->orphans, cap * sizeof *pg->orphans) : NULL;
+        if (!p) {
+            /* The oldest goes; its lease expires by itself. */
+            if (pg->norphans == 0)
+                return;
+            sodium_memzero(&pg->orphans[0], sizeof pg->orphans[0]);
+            memmove(pg->orphans, pg->orphans + 1, (pg->norphans - 1) * sizeof *pg->orphans);
+            pg->norphans--;
+            pg->orphans_dropped++;
+        } else {
+            pg->orphans = p;
+            pg->caporphans = cap;
+        }
+    }
+    struct orphan *o = &pg->orphans[pg->norphans++];
+    o->card = req->card;
+    memcpy(o->holder, req->u.lease.holder, LEDGER_HOLDER_LEN);
+}
+
+/* A connection is usable again: the remembered releases go first, ahead
+ * of every waiting request, so a card whose session the outage cut is
+ * free before a new session of this worker asks for it. */
+static void replay_orphans(struct ledger_pg *pg)
+{
+    if (pg->norphans == 0)
+        return;
+    size_t n = pg->norphans, queued = 0;
+    struct pg_job *head = NULL, *last = NULL;
+    for (size_t i = 0; i < n; i++) {
+        struct pg_job *job = calloc(1, sizeof *job);
+        if (!job)
+            break;
+        job->orphan = 1;
+        job->req.type = LEDGER_LEASE_RELEASE;
+        job->req.card = pg->orphans[i].card;
+        memcpy(job->req.u.lease.holder, pg->orphans[i].holder, LEDGER_HOLDER_LEN);
+        job->submit_us = mono_us();
+        if (last)
+            last->next = job;
+        else
+            head = job;
+        last = job;
+        queued++;
+    }
+    /* What did not fit in memory stays for the next connection. */
+    sodium_memzero(pg->orphans, queued * sizeof *pg->orphans);
+    memmove(pg->orphans, pg->orphans + queued, (n - queued) * sizeof *pg->orphans);
+    pg->norphans = n - queued;
+    if (!head)
+        return;
+    last->next = pg->q_head;
+    if (!pg->q_head)
+        pg->q_tail = last;
+    pg->q_head = head;
+    pg->queued += queued;
+    log_info("db_lease_release_replay", "leases=%zu dropped_total=%" PRIu64, queued,
+             pg->orphans_dropped);
+}
+
 /* The SHOW synchronous_commit answer of a fresh connection. */
 static void finish_check(struct pgc *c, const PGresult *res)
 {
@@ -657,6 +756,7 @@ static void finish_check(struct pgc *c, const PGresult *res)
     c->backoff_ms = pg->backoff_min_ms;
     c->was_up = 1;
     log_info("db_connected", "conn=%u server_version=%d", c->idx, PQserverVersion(c->conn));
+    replay_orphans(pg);
     dispatch(pg);
 }
 
@@ -687,6 +787,16 @@ static void finish_counts(struct ledger_pg *pg, struct pg_job *job, PGresult *re
     free(job);
     dispatch(pg);
     cb(arg, ok ? &counts : NULL);
+}
+
+/* SQLSTATEs that mean "the database is not there for us right now" (a
+ * failover, a restart) rather than "it refused this statement": connection
+ * exceptions, operator intervention (shutdown, crash recovery), and a read
+ * only transaction (a node that became a standby).  No state: no result. */
+static int unreachable_state(const char *state)
+{
+    return state == NULL || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
+           strcmp(state, "25006") == 0;
 }
 
 /* The job's statement is complete: result in c->res (or none). */
@@ -720,6 +830,7 @@ static void finish_job(struct pgc *c)
                   c->idx, ledger_req_name(job->req.type), job->req.session, state ? state : "-",
                   msg);
         rep.status = LEDGER_ST_ERROR;
+        rep.db_down = (uint8_t)unreachable_state(state);
     } else if (parse_result(&job->req, res, &rep) != 0) {
         log_error("db_bad_answer", "conn=%u req=%s session=%" PRIu64 " rows=%d cols=%d", c->idx,
                   ledger_req_name(job->req.type), job->req.session, PQntuples(res), PQnfields(res));
@@ -875,7 +986,7 @@ struct ledger_pg *ledger_pg_new(struct event_base *base, const struct ledger_pg_
     pg->nconns = o->nconns ? o->nconns : 4;
     pg->timeout_ms = o->request_timeout_ms ? o->request_timeout_ms : 15000;
     pg->backoff_min_ms = o->backoff_min_ms ? o->backoff_min_ms : 100;
-    pg->backoff_max_ms = o->backoff_max_ms ? o->backoff_max_ms : 5000;
+    pg->backoff_max_ms = o->backoff_max_ms ? o->backoff_max_ms : 1000;
     if (pg->backoff_max_ms < pg->backoff_min_ms)
         pg->backoff_max_ms = pg->backoff_min_ms;
     /* A relative socket directory means the working directory of now. */
@@ -930,6 +1041,9 @@ void ledger_pg_free(struct ledger_pg *pg)
         free(pg->failed[i].job);
     }
     free(pg->failed);
+    if (pg->orphans)
+        sodium_memzero(pg->orphans, pg->caporphans * sizeof *pg->orphans);
+    free(pg->orphans);
     if (pg->ev_deliver)
         event_free(pg->ev_deliver);
     dbconn_free(pg->conninfo);
@@ -955,7 +1069,7 @@ void ledger_pg_submit(struct ledger_pg *pg, const struct ledger_req *req)
 static void enqueue(struct ledger_pg *pg, struct pg_job *job)
 {
     if (usable_conns(pg) == 0) {
-        fail_later(pg, job, LEDGER_ST_ERROR);
+        fail_later(pg, job, LEDGER_ST_ERROR, 1);
         return;
     }
     if (pg->q_tail)

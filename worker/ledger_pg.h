@@ -5,7 +5,9 @@
  * time, so a slow query holds up only its own session.  Requests wait in a
  * FIFO for a free connection.  A connection that dies is reopened with
  * back-off; the requests it had in flight get LEDGER_ST_ERROR (outcome
- * unknown), and so does every request while no connection is usable.  Every
+ * unknown, with db_down set), and so does every request while no connection
+ * is usable.  A lease release that could not reach the database is kept
+ * and sent again as soon as a connection is usable (money rule 4).  Every
  * connection checks, before its first request, that synchronous_commit is
  * on (ARCHITECTURE.md rule 7).  The worker role's statements only: it never
  * runs DDL and never sees codes, only their hashes. */
@@ -26,7 +28,7 @@ struct ledger_pg_opts {
     unsigned nconns;             /* pool size, 1..LEDGER_PG_MAX_CONNS (0: 4) */
     uint32_t request_timeout_ms; /* no reply by then: ERROR, connection reset (0: 15000) */
     uint32_t backoff_min_ms;     /* first reconnect delay (0: 100) */
-    uint32_t backoff_max_ms;     /* doubling up to (0: 5000) */
+    uint32_t backoff_max_ms;     /* doubling up to (0: 1000: back soon after a failover) */
 };
 
 /* Called once per submitted request, from the event loop (never from inside
