@@ -7,7 +7,10 @@
  * (schema/NNN_worker_ledger.sql), so each request is exactly one transaction and
  * its atomicity lives in the database.  Requests wait in one FIFO for an
  * idle connection.  A dead connection, a request timeout or a database
- * error gives LEDGER_ST_ERROR ("unknown outcome"), never a guess.
+ * error gives LEDGER_ST_ERROR ("unknown outcome"), never a guess; the
+ * reply says (db_down) whether the database was unreachable.  A lease
+ * release that could not reach it is kept and replayed, ahead of every
+ * waiting request, when a connection is usable again.
  *
  * Must never: block once ledger_pg_new() returned (no synchronous libpq
  * call), call the reply callback from inside ledger_pg_submit(), or log a

@@ -113,8 +113,11 @@ check "the finance login reached the standby" wait_for 30 eval \
 sys_sql "SELECT pg_stat_statements_reset()" >/dev/null
 ota-ctl --config "$CONF" "--db.finance_conninfo=host=$SB_DIR dbname=ota user=fin_replica" \
     ledger liability --per-card --format csv >"$T/fin.csv" 2>"$T/fin.err"
-check "the finance login's liability report from the standby equals the primary's" \
-    cmp -s "$T/fin.csv" "$T/primary-reports/5"
+if [ "$(wc -l <"$T/fin.csv")" -ge 3 ] && cmp -s "$T/fin.csv" "$T/primary-reports/5"; then
+    ok "the finance login's liability report (two cards) from the standby equals the primary's"
+else
+    fail "the finance login's liability report: $(head -c 300 "$T/fin.csv" "$T/fin.err")"
+fi
 eq "...and ran no finance query on the primary" "$(stmt_calls)" 0
 
 # --- the standby cannot be written
