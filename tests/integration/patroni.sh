@@ -109,7 +109,7 @@ ha_start() {
     ha__wait "${HA_TIMEOUT:-90}" "node 2 to be the synchronous standby (REST /sync)" \
         curl -fsS "http://127.0.0.1:$HA_REST2/sync" || { ha__logs; return 1; }
     ha_psql_db 1 postgres -c "CREATE DATABASE ota" >/dev/null || return 1
-    HA_CONNINFO="host=127.0.0.1,127.0.0.1 port=$HA_PORT1,$HA_PORT2 dbname=ota user=ota target_session_attrs=read-write connect_timeout=2"
+    HA_CONNINFO="host=127.0.0.1,127.0.0.1 port=$HA_PORT1,$HA_PORT2 dbname=ota user=ota target_session_attrs=read-write connect_timeout=2 tcp_user_timeout=5000 keepalives_idle=5 keepalives_interval=2 keepalives_count=2"
     export HA_CONNINFO HA_PORT1 HA_PORT2 HA_REST1 HA_REST2
 }
 
