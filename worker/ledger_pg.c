@@ -46,7 +46,20 @@ struct pg_job {
     /* A release of a lease whose session is gone (see struct orphan):
      * answered here, never through the callback. */
     int orphan;
+    /* A LEASE_ACQUIRE that found the card busy, asked again later. */
+    unsigned busy_retries;
+    struct event *ev_retry;
+    struct ledger_pg *pg;
 };
+
+/* A card's lease held by another session is asked for again this many
+ * times, this far apart, before the answer is BUSY: the holder has
+ * usually just ended (a top-up's result goes out before its lease is
+ * released, and a phone starts its next session at once; after an outage
+ * another worker may be releasing the leases it cut).  A real second
+ * session on the card still gets BUSY, 0.4 s later. */
+#define BUSY_RETRIES 4
+#define BUSY_RETRY_MS 100
 
 /* The lease of a session that ended while the database was unreachable.
  * Its release failed, so the card would stay locked for the lease's whole
@@ -89,11 +102,14 @@ struct ledger_pg {
     char *conninfo;
     unsigned nconns;
     uint32_t timeout_ms, backoff_min_ms, backoff_max_ms;
+    int busy_once;
     ledger_pg_reply_fn cb;
     void *cb_arg;
     struct pgc conns[LEDGER_PG_MAX_CONNS];
     struct pg_job *q_head, *q_tail; /* waiting for a connection */
     size_t queued, inflight;
+    struct pg_job *busy; /* LEASE_ACQUIREs waiting to ask again */
+    size_t nbusy;
     /* Replies decided without a connection (no database), delivered from
      * the loop so the callback never runs inside ledger_pg_submit(). */
     struct {
@@ -453,6 +469,8 @@ static void reply(struct ledger_pg *pg, struct pg_job *job, const struct ledger_
     }
     observe(pg, job, rep->status);
     uint64_t session = job->req.session;
+    if (job->ev_retry)
+        event_free(job->ev_retry);
     sodium_memzero(&job->req, sizeof job->req);
     free(job);
     pg->cb(pg->cb_arg, session, rep);
@@ -496,6 +514,8 @@ static void fail_later(struct ledger_pg *pg, struct pg_job *job, enum ledger_sta
             log_error("out_of_memory", "what=ledger_reply req=%s session=%" PRIu64,
                       ledger_req_name(job->req.type), job->req.session);
             /* The session's own timeouts end it; its request is lost. */
+            if (job->ev_retry)
+                event_free(job->ev_retry);
             sodium_memzero(&job->req, sizeof job->req);
             free(job);
             return;
@@ -792,6 +812,46 @@ static void finish_counts(struct ledger_pg *pg, struct pg_job *job, PGresult *re
     cb(arg, ok ? &counts : NULL);
 }
 
+static void enqueue(struct ledger_pg *pg, struct pg_job *job);
+
+static void on_busy_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pg_job *job = arg;
+    struct ledger_pg *pg = job->pg;
+    for (struct pg_job **p = &pg->busy; *p; p = &(*p)->next)
+        if (*p == job) {
+            *p = job->next;
+            break;
+        }
+    pg->nbusy--;
+    job->next = NULL;
+    enqueue(pg, job);
+}
+
+/* Parks a LEASE_ACQUIRE that found the card busy (see BUSY_RETRIES);
+ * 0 when it has asked often enough (or no timer): answer BUSY now. */
+static int retry_busy_later(struct ledger_pg *pg, struct pg_job *job)
+{
+    if (job->req.type != LEDGER_LEASE_ACQUIRE || job->busy_retries >= BUSY_RETRIES || pg->busy_once)
+        return 0;
+    if (!job->ev_retry) {
+        job->pg = pg;
+        job->ev_retry = evtimer_new(pg->base, on_busy_retry, job);
+        if (!job->ev_retry)
+            return 0;
+    }
+    struct timeval tv = {0, BUSY_RETRY_MS * 1000};
+    if (evtimer_add(job->ev_retry, &tv) != 0)
+        return 0;
+    job->busy_retries++;
+    job->next = pg->busy;
+    pg->busy = job;
+    pg->nbusy++;
+    return 1;
+}
+
 /* SQLSTATEs that mean "the database is not there for us right now" (a
  * failover, a restart) rather than "it refused this statement": connection
  * exceptions, operator intervention (shutdown, crash recovery), and a read
@@ -844,6 +904,8 @@ static void finish_job(struct pgc *c)
         PQclear(res);
     /* Hand the connection on before the callback, which may submit more. */
     dispatch(pg);
+    if (rep.status == LEDGER_ST_BUSY && retry_busy_later(pg, job))
+        return;
     reply(pg, job, &rep);
 }
 
@@ -988,6 +1050,7 @@ struct ledger_pg *ledger_pg_new(struct event_base *base, const struct ledger_pg_
     pg->cb_arg = arg;
     pg->nconns = o->nconns ? o->nconns : 4;
     pg->timeout_ms = o->request_timeout_ms ? o->request_timeout_ms : 15000;
+    pg->busy_once = o->busy_once;
     pg->backoff_min_ms = o->backoff_min_ms ? o->backoff_min_ms : 100;
     pg->backoff_max_ms = o->backoff_max_ms ? o->backoff_max_ms : 1000;
     if (pg->backoff_max_ms < pg->backoff_min_ms)
@@ -1029,6 +1092,8 @@ void ledger_pg_free(struct ledger_pg *pg)
         if (c->ev_timer)
             event_free(c->ev_timer);
         if (c->job) {
+            if (c->job->ev_retry)
+                event_free(c->job->ev_retry);
             sodium_memzero(&c->job->req, sizeof c->job->req);
             free(c->job);
         }
@@ -1036,10 +1101,21 @@ void ledger_pg_free(struct ledger_pg *pg)
     while (pg->q_head) {
         struct pg_job *j = pg->q_head;
         pg->q_head = j->next;
+        if (j->ev_retry)
+            event_free(j->ev_retry);
+        sodium_memzero(&j->req, sizeof j->req);
+        free(j);
+    }
+    while (pg->busy) {
+        struct pg_job *j = pg->busy;
+        pg->busy = j->next;
+        event_free(j->ev_retry);
         sodium_memzero(&j->req, sizeof j->req);
         free(j);
     }
     for (size_t i = 0; i < pg->nfailed; i++) {
+        if (pg->failed[i].job->ev_retry)
+            event_free(pg->failed[i].job->ev_retry);
         sodium_memzero(&pg->failed[i].job->req, sizeof pg->failed[i].job->req);
         free(pg->failed[i].job);
     }
@@ -1052,8 +1128,6 @@ void ledger_pg_free(struct ledger_pg *pg)
     dbconn_free(pg->conninfo);
     free(pg);
 }
-
-static void enqueue(struct ledger_pg *pg, struct pg_job *job);
 
 void ledger_pg_submit(struct ledger_pg *pg, const struct ledger_req *req)
 {
@@ -1091,7 +1165,7 @@ int ledger_pg_ready(const struct ledger_pg *pg)
 
 size_t ledger_pg_pending(const struct ledger_pg *pg)
 {
-    return pg ? pg->queued + pg->inflight + pg->nfailed : 0;
+    return pg ? pg->queued + pg->inflight + pg->nfailed + pg->nbusy : 0;
 }
 
 void ledger_pg_latency(const struct ledger_pg *pg, struct ledger_pg_latency *out)

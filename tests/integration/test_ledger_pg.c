@@ -749,6 +749,42 @@ START_TEST(test_release_replayed_after_outage)
 }
 END_TEST
 
+START_TEST(test_busy_asked_again)
+{
+    /* A lease released a moment after a second session asked for it goes
+     * to that session (a top-up's result goes out before its release); one
+     * that stays held is still BUSY. */
+    struct ledger_pg_opts o = {.conninfo = conninfo, .nconns = 2};
+    struct ledger_pg *saved = pg;
+    pg = ledger_pg_new(base, &o, on_reply, NULL);
+    ck_assert_ptr_nonnull(pg);
+    wait_ready();
+    struct ledger_card c = card_n(150);
+    struct ledger_req a = mkreq(LEDGER_LEASE_ACQUIRE, &c);
+    holder_n(1, a.u.lease.holder);
+    a.u.lease.ttl_ms = 600000;
+    ck_assert_int_eq(run(&a).status, LEDGER_ST_OK);
+    struct ledger_req b = mkreq(LEDGER_LEASE_ACQUIRE, &c);
+    holder_n(2, b.u.lease.holder);
+    b.u.lease.ttl_ms = 60000;
+    nreplies = 0;
+    ledger_pg_submit(pg, &b);
+    spin(150); /* b found it busy and waits to ask again */
+    ck_assert_int_eq(nreplies, 0);
+    char uid[2 + 2 * WIRE_MAX_UID + 1];
+    hex_bytea(uid, c.uid, c.uid_len);
+    const char *v[1] = {uid};
+    PQclear(sql("DELETE FROM card_leases WHERE card_uid = $1", 1, v));
+    wait_replies(1);
+    ck_assert_int_eq(replies[0].rep.status, LEDGER_ST_OK);
+
+    a.id = next_id++;
+    ck_assert_int_eq(run(&a).status, LEDGER_ST_BUSY); /* b holds it now */
+    ledger_pg_free(pg);
+    pg = saved;
+}
+END_TEST
+
 START_TEST(test_server_restart)
 {
     const char *cmd = getenv("OTA_TEST_PG_RESTART");
@@ -787,8 +823,11 @@ static void setup(void)
     ck_assert_int_eq(PQstatus(admin), CONNECTION_OK);
     base = event_base_new();
     ck_assert_ptr_nonnull(base);
-    struct ledger_pg_opts o = {
-        .conninfo = conninfo, .nconns = 4, .backoff_min_ms = 50, .backoff_max_ms = 400};
+    struct ledger_pg_opts o = {.conninfo = conninfo,
+                               .nconns = 4,
+                               .backoff_min_ms = 50,
+                               .backoff_max_ms = 400,
+                               .busy_once = 1};
     pg = ledger_pg_new(base, &o, on_reply, NULL);
     ck_assert_ptr_nonnull(pg);
     wait_ready();
@@ -827,6 +866,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_request_timeout);
     tcase_add_test(t, test_backend_killed);
     tcase_add_test(t, test_release_replayed_after_outage);
+    tcase_add_test(t, test_busy_asked_again);
     tcase_add_test(t, test_server_restart);
     suite_add_tcase(s, t);
     return s;
