@@ -45,6 +45,7 @@ static const struct cfg_key keys[] = {
     STR("log.level", "info"),
     STR("db.conninfo", "host=var/pg dbname=ota"),
     INT("db.request_timeout_ms", "15000", 100, 600000),
+    STR("db.finance_conninfo", ""),
     STR("card.system_id", "OTA1"),
     STR("card.picc_key", "des0"),
     STR("currency", "EUR"),

@@ -18,6 +18,7 @@ PACKAGES="
   dpkg-dev debhelper lintian mandoc man-db libusb-dev libusb-1.0-0-dev
   python3 python3-websockets python3-aiohttp python3-pycryptodome
   haproxy prometheus
+  patroni etcd-server python3-etcd
   clang clang-format libclang-rt-14-dev valgrind git
   util-linux iproute2 procps curl ca-certificates openssl
 "

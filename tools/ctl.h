@@ -20,7 +20,8 @@
 
 struct ctl {
     struct cfg *cfg;
-    const char *argv0; /* for locating the schema directory */
+    const char *argv0;    /* for locating the schema directory */
+    const char *conninfo; /* --conninfo: every connection goes there (or NULL) */
 };
 
 /* One option of a subcommand: --name=value, --name value, or a bare flag
@@ -47,6 +48,11 @@ int ctl_parse_ll(const char *what, const char *s, long long min, long long max, 
  * relative to the working directory), sets the session time zone to UTC.
  * Prints why on failure and returns NULL. */
 PGconn *ctl_connect(const struct ctl *c);
+/* The same for the finance reports (ledger, codes list and summary,
+ * audit): db.finance_conninfo when set (a hot standby, so reports never
+ * load the primary), else db.conninfo; --conninfo overrides both.  The
+ * session is read-only. */
+PGconn *ctl_connect_finance(const struct ctl *c);
 /* Runs one statement with text parameters; prints `what` and the server's
  * message and returns NULL unless it succeeded. */
 PGresult *ctl_exec(PGconn *db, const char *what, const char *sql, int n, const char *const *values);
@@ -74,7 +80,8 @@ int ctl_parse_format(const char *s, enum ctl_format *out);
  * quoting, a NULL is an empty field; JSON: an array of objects, integers
  * and booleans typed, NULL as null, everything else a string. */
 void ctl_print_result(const PGresult *res, enum ctl_format fmt);
-/* Connects, runs one read-only query and prints it; a CTL_EXIT_ code. */
+/* Connects for finance (ctl_connect_finance), runs one read-only query
+ * and prints it; a CTL_EXIT_ code. */
 int ctl_report(const struct ctl *c, const char *what, const char *sql, int n,
                const char *const *values, enum ctl_format fmt);
 

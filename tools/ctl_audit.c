@@ -91,7 +91,7 @@ int ctl_cmd_audit(struct ctl *c, int argc, char **argv)
         fprintf(stderr, "usage: ota-ctl audit\n");
         return CTL_EXIT_USAGE;
     }
-    PGconn *db = ctl_connect(c);
+    PGconn *db = ctl_connect_finance(c);
     if (db == NULL)
         return CTL_EXIT_FAIL;
     /* One snapshot for every check, read-only. */

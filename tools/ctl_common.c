@@ -104,11 +104,30 @@ int ctl_parse_ll(const char *what, const char *s, long long min, long long max, 
     return 0;
 }
 
+static PGconn *connect_to(const char *given, const char *setup);
+
 PGconn *ctl_connect(const struct ctl *c)
+{
+    return connect_to(c->conninfo != NULL ? c->conninfo : cfg_str(c->cfg, "db.conninfo"),
+                      "SET TIME ZONE 'UTC'; SET client_min_messages = warning");
+}
+
+PGconn *ctl_connect_finance(const struct ctl *c)
+{
+    const char *ci = c->conninfo;
+    if (ci == NULL)
+        ci = cfg_str(c->cfg, "db.finance_conninfo");
+    if (ci == NULL || ci[0] == '\0')
+        ci = cfg_str(c->cfg, "db.conninfo");
+    return connect_to(ci, "SET TIME ZONE 'UTC'; SET client_min_messages = warning; "
+                          "SET default_transaction_read_only = on");
+}
+
+static PGconn *connect_to(const char *given, const char *setup)
 {
     char err[512], where[512];
     char *conninfo = NULL;
-    if (dbconn_resolve(cfg_str(c->cfg, "db.conninfo"), &conninfo, err, sizeof err) != OTA_OK) {
+    if (dbconn_resolve(given, &conninfo, err, sizeof err) != OTA_OK) {
         fprintf(stderr, "ota-ctl: %s\n", err);
         return NULL;
     }
@@ -122,7 +141,7 @@ PGconn *ctl_connect(const struct ctl *c)
         PQfinish(db);
         return NULL;
     }
-    PGresult *r = PQexec(db, "SET TIME ZONE 'UTC'; SET client_min_messages = warning");
+    PGresult *r = PQexec(db, setup);
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     if (!ok) {
@@ -327,7 +346,7 @@ void ctl_print_result(const PGresult *res, enum ctl_format fmt)
 int ctl_report(const struct ctl *c, const char *what, const char *sql, int n,
                const char *const *values, enum ctl_format fmt)
 {
-    PGconn *db = ctl_connect(c);
+    PGconn *db = ctl_connect_finance(c);
     if (db == NULL)
         return CTL_EXIT_FAIL;
     PGresult *r = ctl_exec(db, what, sql, n, values);

@@ -141,7 +141,7 @@ static int ledger_show(const struct ctl *c, int argc, char **argv)
     if (code != NULL && ctl_is_code_id(code) &&
         ctl_parse_ll("--code", code, 1, 999999999999999999LL, &id) != 0)
         return CTL_EXIT_USAGE;
-    PGconn *db = ctl_connect(c);
+    PGconn *db = ctl_connect_finance(c);
     if (db == NULL)
         return CTL_EXIT_FAIL;
     if (code != NULL && !ctl_is_code_id(code)) {

@@ -13,8 +13,10 @@
 
 static void ctl_usage(FILE *f)
 {
-    fputs("usage: ota-ctl [--config FILE] [--key=value ...] COMMAND\n"
+    fputs("usage: ota-ctl [--config FILE] [--conninfo CONNINFO] [--key=value ...] COMMAND\n"
           "       ota-ctl --help | --version\n"
+          "  (--conninfo: connect there instead of db.conninfo, and for the reports\n"
+          "   instead of db.finance_conninfo)\n"
           "  db migrate [--schema-dir DIR]      apply schema/*.sql not yet applied\n"
           "  db status [--schema-dir DIR]       applied and pending migrations\n"
           "  keys gen-kek FILE [--force]        write a 32-byte key-encryption key (0600)\n"
@@ -42,26 +44,31 @@ static void ctl_usage(FILE *f)
           f);
 }
 
-/* Takes --config FILE / --config=FILE out of argv (anywhere before the
- * command's own words) and returns the path or NULL. */
-static const char *take_config(int *argc, char **argv)
+/* Takes --NAME VALUE / --NAME=VALUE (NAME is config or conninfo) out of
+ * argv, anywhere before the command's own words, and returns the value
+ * or NULL. */
+static const char *take_opt(int *argc, char **argv, const char *name)
 {
-    const char *path = NULL;
+    const char *value = NULL;
+    size_t n = strlen(name);
     int out = 1;
     for (int i = 1; i < *argc; i++) {
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < *argc) {
-            path = argv[++i];
-            continue;
-        }
-        if (strncmp(argv[i], "--config=", 9) == 0) {
-            path = argv[i] + 9;
-            continue;
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) == 0 && strncmp(a + 2, name, n) == 0) {
+            if (a[2 + n] == '\0' && i + 1 < *argc) {
+                value = argv[++i];
+                continue;
+            }
+            if (a[2 + n] == '=') {
+                value = a + 3 + n;
+                continue;
+            }
         }
         argv[out++] = argv[i];
     }
     *argc = out;
     argv[out] = NULL;
-    return path;
+    return value;
 }
 
 int main(int argc, char **argv)
@@ -90,7 +97,8 @@ int main(int argc, char **argv)
         return CTL_EXIT_FAIL;
     }
     char err[512];
-    const char *path = take_config(&argc, argv);
+    const char *path = take_opt(&argc, argv, "config");
+    c.conninfo = take_opt(&argc, argv, "conninfo");
     if (path != NULL && cfg_load_file(c.cfg, path, err, sizeof err) != OTA_OK) {
         fprintf(stderr, "ota-ctl: %s\n", err);
         cfg_free(c.cfg);

@@ -314,6 +314,9 @@ void eng_fail(struct eng_session *s, enum wire_error err)
 {
     if (s->state == ES_CLOSING || s->state == ES_DONE)
         return;
+    /* A database outage (a failover) is no bug: the client may retry. */
+    if (err == WIRE_E_INTERNAL && s->db_down)
+        err = WIRE_E_OVERLOADED;
     int in_doubt = s->have_txn && s->write_sent && !s->booked;
     set_result(s, in_doubt ? WIRE_ST_PENDING : WIRE_ST_FAILED, err);
     if (s->have_txn && !s->write_sent)
@@ -576,6 +579,7 @@ void eng_on_ledger_reply(struct eng_session *s, const struct ledger_reply *r, ui
         eng_ledger_cb cb = s->ledger_cb;
         s->req_id = 0;
         s->ledger_cb = NULL;
+        s->db_down = r->status == LEDGER_ST_ERROR && r->db_down;
         if (s->state == ES_WAIT_LEDGER)
             s->state = ES_RUNNING;
         cb(s, r);

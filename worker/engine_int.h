@@ -102,6 +102,9 @@ struct eng_session {
     uint64_t req_id;
     enum ledger_req_type req_type;
     eng_ledger_cb ledger_cb;
+    /* The last ledger reply said the database was unreachable: a failure
+     * from here on is answered `overloaded` (retry later), not `internal`. */
+    int db_down;
 
     /* Steps 1-3. */
     void (*after_open)(struct eng_session *s);

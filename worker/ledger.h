@@ -206,6 +206,12 @@ struct ledger_reply {
     uint64_t id; /* the request's id */
     enum ledger_req_type type;
     enum ledger_status status;
+    /* With LEDGER_ST_ERROR: 1 when the database could not be reached (no
+     * connection, connection lost, timeout, server shutting down or read
+     * only after a failover), a condition that passes; 0 when it answered
+     * with an error.  The engine answers the first `overloaded` (retry
+     * later) and the second `internal`. */
+    uint8_t db_down;
     union {
         struct ledger_card_state card; /* CARD_STATE, when OK */
         struct {

@@ -355,8 +355,9 @@ int ledger_mem_handle(struct ledger_mem *m, const struct ledger_req *req, uint64
         fault = m->fail_next[req->type];
         m->fail_left[req->type]--;
     }
-    if (fault == LEDGER_MEM_FAIL_BEFORE) {
+    if (fault == LEDGER_MEM_FAIL_BEFORE || fault == LEDGER_MEM_FAIL_DOWN) {
         rep->status = LEDGER_ST_ERROR;
+        rep->db_down = fault == LEDGER_MEM_FAIL_DOWN;
         return 0;
     }
     rep->status = apply(m, req, now_ms, rep);

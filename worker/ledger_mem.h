@@ -33,6 +33,7 @@ enum ledger_mem_txn_state {
 enum ledger_mem_fault {
     LEDGER_MEM_FAIL_BEFORE = 1, /* answer ERROR, change nothing */
     LEDGER_MEM_FAIL_AFTER = 2,  /* apply, then answer ERROR */
+    LEDGER_MEM_FAIL_DOWN = 3,   /* answer ERROR with db_down (unreachable), change nothing */
 };
 
 struct ledger_mem *ledger_mem_new(void);

@@ -7,7 +7,10 @@
  * (schema/NNN_worker_ledger.sql), so each request is exactly one transaction and
  * its atomicity lives in the database.  Requests wait in one FIFO for an
  * idle connection.  A dead connection, a request timeout or a database
- * error gives LEDGER_ST_ERROR ("unknown outcome"), never a guess.
+ * error gives LEDGER_ST_ERROR ("unknown outcome"), never a guess; the
+ * reply says (db_down) whether the database was unreachable.  A lease
+ * release that could not reach it is kept and replayed, ahead of every
+ * waiting request, when a connection is usable again.
  *
  * Must never: block once ledger_pg_new() returned (no synchronous libpq
  * call), call the reply callback from inside ledger_pg_submit(), or log a
@@ -40,7 +43,36 @@ struct pg_job {
     ledger_pg_counts_fn counts_cb;
     void *counts_arg;
     uint32_t old_s;
+    /* A release of a lease whose session is gone (see struct orphan):
+     * answered here, never through the callback. */
+    int orphan;
+    /* A LEASE_ACQUIRE that found the card busy, asked again later. */
+    unsigned busy_retries;
+    struct event *ev_retry;
+    struct ledger_pg *pg;
 };
+
+/* A card's lease held by another session is asked for again this many
+ * times, this far apart, before the answer is BUSY: the holder has
+ * usually just ended (a top-up's result goes out before its lease is
+ * released, and a phone starts its next session at once; after an outage
+ * another worker may be releasing the leases it cut).  A real second
+ * session on the card still gets BUSY, 0.4 s later. */
+#define BUSY_RETRIES 4
+#define BUSY_RETRY_MS 100
+
+/* The lease of a session that ended while the database was unreachable.
+ * Its release failed, so the card would stay locked for the lease's whole
+ * lifetime; we release it as soon as a connection is usable again
+ * (ARCHITECTURE.md money rule 4).  Safe: the release deletes the lease
+ * only if this holder (worker instance and session) still holds it, and
+ * the session sends no card command any more. */
+struct orphan {
+    struct ledger_card card;
+    uint8_t holder[LEDGER_HOLDER_LEN];
+};
+/* More cut sessions than this at once: the oldest simply expire. */
+#define MAX_ORPHANS 65536
 
 enum pgc_state {
     PGC_WAIT = 0, /* no connection; back-off timer armed */
@@ -70,20 +102,27 @@ struct ledger_pg {
     char *conninfo;
     unsigned nconns;
     uint32_t timeout_ms, backoff_min_ms, backoff_max_ms;
+    int busy_once;
     ledger_pg_reply_fn cb;
     void *cb_arg;
     struct pgc conns[LEDGER_PG_MAX_CONNS];
     struct pg_job *q_head, *q_tail; /* waiting for a connection */
     size_t queued, inflight;
+    struct pg_job *busy; /* LEASE_ACQUIREs waiting to ask again */
+    size_t nbusy;
     /* Replies decided without a connection (no database), delivered from
      * the loop so the callback never runs inside ledger_pg_submit(). */
     struct {
         struct pg_job *job;
         enum ledger_status st;
+        int down; /* the database was unreachable (reply.db_down) */
     } * failed;
     size_t nfailed, capfailed;
     struct event *ev_deliver;
     struct ledger_pg_latency lat;
+    struct orphan *orphans; /* leases to release once the database is back */
+    size_t norphans, caporphans;
+    uint64_t orphans_dropped;
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -405,8 +444,21 @@ static void observe(struct ledger_pg *pg, const struct pg_job *job, enum ledger_
         l->errors++;
 }
 
+static void remember_orphan(struct ledger_pg *pg, const struct ledger_req *req);
+
 static void reply(struct ledger_pg *pg, struct pg_job *job, const struct ledger_reply *rep)
 {
+    int unreleased =
+        job->req.type == LEDGER_LEASE_RELEASE && rep->status == LEDGER_ST_ERROR && rep->db_down;
+    if (job->orphan) {
+        if (unreleased)
+            remember_orphan(pg, &job->req);
+        sodium_memzero(&job->req, sizeof job->req);
+        free(job);
+        return;
+    }
+    if (unreleased)
+        remember_orphan(pg, &job->req);
     if (job->counts_cb) {
         /* Only failures come this way; finish_job answers the others. */
         ledger_pg_counts_fn cb = job->counts_cb;
@@ -417,18 +469,21 @@ static void reply(struct ledger_pg *pg, struct pg_job *job, const struct ledger_
     }
     observe(pg, job, rep->status);
     uint64_t session = job->req.session;
+    if (job->ev_retry)
+        event_free(job->ev_retry);
     sodium_memzero(&job->req, sizeof job->req);
     free(job);
     pg->cb(pg->cb_arg, session, rep);
 }
 
-static void reply_status(struct ledger_pg *pg, struct pg_job *job, enum ledger_status st)
+static void reply_status(struct ledger_pg *pg, struct pg_job *job, enum ledger_status st, int down)
 {
     struct ledger_reply rep;
     memset(&rep, 0, sizeof rep);
     rep.id = job->req.id;
     rep.type = job->req.type;
     rep.status = st;
+    rep.db_down = (uint8_t)(down != 0);
     reply(pg, job, &rep);
 }
 
@@ -440,7 +495,7 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
     /* Take the current batch: callbacks may submit (and fail) more. */
     size_t n = pg->nfailed;
     for (size_t i = 0; i < n; i++)
-        reply_status(pg, pg->failed[i].job, pg->failed[i].st);
+        reply_status(pg, pg->failed[i].job, pg->failed[i].st, pg->failed[i].down);
     memmove(pg->failed, pg->failed + n, (pg->nfailed - n) * sizeof *pg->failed);
     pg->nfailed -= n;
     if (pg->nfailed)
@@ -450,7 +505,7 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
 /* Answers job with st from the loop.  Falls back to a direct call only if
  * memory is exhausted (never from ledger_pg_submit's own stack then: the
  * caller guarantees that). */
-static void fail_later(struct ledger_pg *pg, struct pg_job *job, enum ledger_status st)
+static void fail_later(struct ledger_pg *pg, struct pg_job *job, enum ledger_status st, int down)
 {
     if (pg->nfailed == pg->capfailed) {
         size_t cap = pg->capfailed ? pg->capfailed * 2 : 64;
@@ -459,6 +514,8 @@ static void fail_later(struct ledger_pg *pg, struct pg_job *job, enum ledger_sta
             log_error("out_of_memory", "what=ledger_reply req=%s session=%" PRIu64,
                       ledger_req_name(job->req.type), job->req.session);
             /* The session's own timeouts end it; its request is lost. */
+            if (job->ev_retry)
+                event_free(job->ev_retry);
             sodium_memzero(&job->req, sizeof job->req);
             free(job);
             return;
@@ -468,6 +525,7 @@ static void fail_later(struct ledger_pg *pg, struct pg_job *job, enum ledger_sta
     }
     pg->failed[pg->nfailed].job = job;
     pg->failed[pg->nfailed].st = st;
+    pg->failed[pg->nfailed].down = down;
     pg->nfailed++;
     event_active(pg->ev_deliver, EV_READ, 0);
 }
@@ -492,7 +550,7 @@ static void fail_queue(struct ledger_pg *pg)
         struct pg_job *job = pg->q_head;
         pg->q_head = job->next;
         pg->queued--;
-        fail_later(pg, job, LEDGER_ST_ERROR);
+        fail_later(pg, job, LEDGER_ST_ERROR, 1);
     }
     pg->q_tail = NULL;
 }
@@ -548,7 +606,7 @@ static void conn_fail(struct pgc *c, const char *why, const char *detail)
     c->backoff_ms = c->backoff_ms * 2 > pg->backoff_max_ms ? pg->backoff_max_ms : c->backoff_ms * 2;
     if (job) {
         pg->inflight--;
-        fail_later(pg, job, LEDGER_ST_ERROR);
+        fail_later(pg, job, LEDGER_ST_ERROR, 1);
     }
     /* With no usable connection at all, waiting helps nobody: the engine
      * answers pending/failed now rather than at its own timeout. */
@@ -615,7 +673,7 @@ static void start_job(struct pgc *c, struct pg_job *job)
     if (build_call(&job->req, &call) != 0) {
         log_error("ledger_bad_request", "req=%s session=%" PRIu64, ledger_req_name(job->req.type),
                   job->req.session);
-        fail_later(pg, job, LEDGER_ST_ERROR);
+        fail_later(pg, job, LEDGER_ST_ERROR, 0);
         return;
     }
     c->job = job;
@@ -641,6 +699,70 @@ static void dispatch(struct ledger_pg *pg)
     }
 }
 
+/* Keeps a lease whose release could not reach the database. */
+static void remember_orphan(struct ledger_pg *pg, const struct ledger_req *req)
+{
+    if (pg->norphans == pg->caporphans) {
+        size_t cap = pg->caporphans ? pg->caporphans * 2 : 64;
+        void *p = cap <= MAX_ORPHANS ? realloc(pg->orphans, cap * sizeof *pg->orphans) : NULL;
+        if (!p) {
+            /* The oldest goes; its lease expires by itself. */
+            if (pg->norphans == 0)
+                return;
+            sodium_memzero(&pg->orphans[0], sizeof pg->orphans[0]);
+            memmove(pg->orphans, pg->orphans + 1, (pg->norphans - 1) * sizeof *pg->orphans);
+            pg->norphans--;
+            pg->orphans_dropped++;
+        } else {
+            pg->orphans = p;
+            pg->caporphans = cap;
+        }
+    }
+    struct orphan *o = &pg->orphans[pg->norphans++];
+    o->card = req->card;
+    memcpy(o->holder, req->u.lease.holder, LEDGER_HOLDER_LEN);
+}
+
+/* A connection is usable again: the remembered releases go first, ahead
+ * of every waiting request, so a card whose session the outage cut is
+ * free before a new session of this worker asks for it. */
+static void replay_orphans(struct ledger_pg *pg)
+{
+    if (pg->norphans == 0)
+        return;
+    size_t n = pg->norphans, queued = 0;
+    struct pg_job *head = NULL, *last = NULL;
+    for (size_t i = 0; i < n; i++) {
+        struct pg_job *job = calloc(1, sizeof *job);
+        if (!job)
+            break;
+        job->orphan = 1;
+        job->req.type = LEDGER_LEASE_RELEASE;
+        job->req.card = pg->orphans[i].card;
+        memcpy(job->req.u.lease.holder, pg->orphans[i].holder, LEDGER_HOLDER_LEN);
+        job->submit_us = mono_us();
+        if (last)
+            last->next = job;
+        else
+            head = job;
+        last = job;
+        queued++;
+    }
+    /* What did not fit in memory stays for the next connection. */
+    sodium_memzero(pg->orphans, queued * sizeof *pg->orphans);
+    memmove(pg->orphans, pg->orphans + queued, (n - queued) * sizeof *pg->orphans);
+    pg->norphans = n - queued;
+    if (!head)
+        return;
+    last->next = pg->q_head;
+    if (!pg->q_head)
+        pg->q_tail = last;
+    pg->q_head = head;
+    pg->queued += queued;
+    log_info("db_lease_release_replay", "leases=%zu dropped_total=%" PRIu64, queued,
+             pg->orphans_dropped);
+}
+
 /* The SHOW synchronous_commit answer of a fresh connection. */
 static void finish_check(struct pgc *c, const PGresult *res)
 {
@@ -657,6 +779,7 @@ static void finish_check(struct pgc *c, const PGresult *res)
     c->backoff_ms = pg->backoff_min_ms;
     c->was_up = 1;
     log_info("db_connected", "conn=%u server_version=%d", c->idx, PQserverVersion(c->conn));
+    replay_orphans(pg);
     dispatch(pg);
 }
 
@@ -687,6 +810,56 @@ static void finish_counts(struct ledger_pg *pg, struct pg_job *job, PGresult *re
     free(job);
     dispatch(pg);
     cb(arg, ok ? &counts : NULL);
+}
+
+static void enqueue(struct ledger_pg *pg, struct pg_job *job);
+
+static void on_busy_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pg_job *job = arg;
+    struct ledger_pg *pg = job->pg;
+    for (struct pg_job **p = &pg->busy; *p; p = &(*p)->next)
+        if (*p == job) {
+            *p = job->next;
+            break;
+        }
+    pg->nbusy--;
+    job->next = NULL;
+    enqueue(pg, job);
+}
+
+/* Parks a LEASE_ACQUIRE that found the card busy (see BUSY_RETRIES);
+ * 0 when it has asked often enough (or no timer): answer BUSY now. */
+static int retry_busy_later(struct ledger_pg *pg, struct pg_job *job)
+{
+    if (job->req.type != LEDGER_LEASE_ACQUIRE || job->busy_retries >= BUSY_RETRIES || pg->busy_once)
+        return 0;
+    if (!job->ev_retry) {
+        job->pg = pg;
+        job->ev_retry = evtimer_new(pg->base, on_busy_retry, job);
+        if (!job->ev_retry)
+            return 0;
+    }
+    struct timeval tv = {0, BUSY_RETRY_MS * 1000};
+    if (evtimer_add(job->ev_retry, &tv) != 0)
+        return 0;
+    job->busy_retries++;
+    job->next = pg->busy;
+    pg->busy = job;
+    pg->nbusy++;
+    return 1;
+}
+
+/* SQLSTATEs that mean "the database is not there for us right now" (a
+ * failover, a restart) rather than "it refused this statement": connection
+ * exceptions, operator intervention (shutdown, crash recovery), and a read
+ * only transaction (a node that became a standby).  No state: no result. */
+static int unreachable_state(const char *state)
+{
+    return state == NULL || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
+           strcmp(state, "25006") == 0;
 }
 
 /* The job's statement is complete: result in c->res (or none). */
@@ -720,6 +893,7 @@ static void finish_job(struct pgc *c)
                   c->idx, ledger_req_name(job->req.type), job->req.session, state ? state : "-",
                   msg);
         rep.status = LEDGER_ST_ERROR;
+        rep.db_down = (uint8_t)unreachable_state(state);
     } else if (parse_result(&job->req, res, &rep) != 0) {
         log_error("db_bad_answer", "conn=%u req=%s session=%" PRIu64 " rows=%d cols=%d", c->idx,
                   ledger_req_name(job->req.type), job->req.session, PQntuples(res), PQnfields(res));
@@ -730,6 +904,8 @@ static void finish_job(struct pgc *c)
         PQclear(res);
     /* Hand the connection on before the callback, which may submit more. */
     dispatch(pg);
+    if (rep.status == LEDGER_ST_BUSY && retry_busy_later(pg, job))
+        return;
     reply(pg, job, &rep);
 }
 
@@ -874,8 +1050,9 @@ struct ledger_pg *ledger_pg_new(struct event_base *base, const struct ledger_pg_
     pg->cb_arg = arg;
     pg->nconns = o->nconns ? o->nconns : 4;
     pg->timeout_ms = o->request_timeout_ms ? o->request_timeout_ms : 15000;
+    pg->busy_once = o->busy_once;
     pg->backoff_min_ms = o->backoff_min_ms ? o->backoff_min_ms : 100;
-    pg->backoff_max_ms = o->backoff_max_ms ? o->backoff_max_ms : 5000;
+    pg->backoff_max_ms = o->backoff_max_ms ? o->backoff_max_ms : 1000;
     if (pg->backoff_max_ms < pg->backoff_min_ms)
         pg->backoff_max_ms = pg->backoff_min_ms;
     /* A relative socket directory means the working directory of now. */
@@ -915,6 +1092,8 @@ void ledger_pg_free(struct ledger_pg *pg)
         if (c->ev_timer)
             event_free(c->ev_timer);
         if (c->job) {
+            if (c->job->ev_retry)
+                event_free(c->job->ev_retry);
             sodium_memzero(&c->job->req, sizeof c->job->req);
             free(c->job);
         }
@@ -922,21 +1101,33 @@ void ledger_pg_free(struct ledger_pg *pg)
     while (pg->q_head) {
         struct pg_job *j = pg->q_head;
         pg->q_head = j->next;
+        if (j->ev_retry)
+            event_free(j->ev_retry);
+        sodium_memzero(&j->req, sizeof j->req);
+        free(j);
+    }
+    while (pg->busy) {
+        struct pg_job *j = pg->busy;
+        pg->busy = j->next;
+        event_free(j->ev_retry);
         sodium_memzero(&j->req, sizeof j->req);
         free(j);
     }
     for (size_t i = 0; i < pg->nfailed; i++) {
+        if (pg->failed[i].job->ev_retry)
+            event_free(pg->failed[i].job->ev_retry);
         sodium_memzero(&pg->failed[i].job->req, sizeof pg->failed[i].job->req);
         free(pg->failed[i].job);
     }
     free(pg->failed);
+    if (pg->orphans)
+        sodium_memzero(pg->orphans, pg->caporphans * sizeof *pg->orphans);
+    free(pg->orphans);
     if (pg->ev_deliver)
         event_free(pg->ev_deliver);
     dbconn_free(pg->conninfo);
     free(pg);
 }
-
-static void enqueue(struct ledger_pg *pg, struct pg_job *job);
 
 void ledger_pg_submit(struct ledger_pg *pg, const struct ledger_req *req)
 {
@@ -955,7 +1146,7 @@ void ledger_pg_submit(struct ledger_pg *pg, const struct ledger_req *req)
 static void enqueue(struct ledger_pg *pg, struct pg_job *job)
 {
     if (usable_conns(pg) == 0) {
-        fail_later(pg, job, LEDGER_ST_ERROR);
+        fail_later(pg, job, LEDGER_ST_ERROR, 1);
         return;
     }
     if (pg->q_tail)
@@ -974,7 +1165,7 @@ int ledger_pg_ready(const struct ledger_pg *pg)
 
 size_t ledger_pg_pending(const struct ledger_pg *pg)
 {
-    return pg ? pg->queued + pg->inflight + pg->nfailed : 0;
+    return pg ? pg->queued + pg->inflight + pg->nfailed + pg->nbusy : 0;
 }
 
 void ledger_pg_latency(const struct ledger_pg *pg, struct ledger_pg_latency *out)

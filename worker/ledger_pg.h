@@ -5,7 +5,11 @@
  * time, so a slow query holds up only its own session.  Requests wait in a
  * FIFO for a free connection.  A connection that dies is reopened with
  * back-off; the requests it had in flight get LEDGER_ST_ERROR (outcome
- * unknown), and so does every request while no connection is usable.  Every
+ * unknown, with db_down set), and so does every request while no connection
+ * is usable.  A lease release that could not reach the database is kept
+ * and sent again as soon as a connection is usable (money rule 4).  A
+ * lease found busy is asked for again a few times within 0.4 s before the
+ * answer is BUSY (its holder has usually just ended).  Every
  * connection checks, before its first request, that synchronous_commit is
  * on (ARCHITECTURE.md rule 7).  The worker role's statements only: it never
  * runs DDL and never sees codes, only their hashes. */
@@ -26,7 +30,9 @@ struct ledger_pg_opts {
     unsigned nconns;             /* pool size, 1..LEDGER_PG_MAX_CONNS (0: 4) */
     uint32_t request_timeout_ms; /* no reply by then: ERROR, connection reset (0: 15000) */
     uint32_t backoff_min_ms;     /* first reconnect delay (0: 100) */
-    uint32_t backoff_max_ms;     /* doubling up to (0: 5000) */
+    uint32_t backoff_max_ms;     /* doubling up to (0: 1000: back soon after a failover) */
+    int busy_once;               /* tests: LEASE_ACQUIRE answers BUSY at the first refusal
+                                  * (default: asks again 4 times, 100 ms apart) */
 };
 
 /* Called once per submitted request, from the event loop (never from inside

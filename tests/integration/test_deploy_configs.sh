@@ -3,6 +3,7 @@
 # real tools that read them:
 #   - promtool check rules / test rules (alerts.yml, alerts_test.yml) and
 #     promtool check config (prometheus.yml);
+#   - haproxy -c on deploy/patroni/haproxy-db.cfg (the database primary);
 #   - haproxy -c on haproxy.cfg.in rendered for two gateways on loopback,
 #     then a live run of that configuration in front of two fake gateways
 #     (deploy_fake_gw.py): /readyz health checks on the admin ports, the
@@ -101,6 +102,16 @@ if need haproxy; then
         fail "render.sh accepted a gateway without a numeric port"
     else
         ok "render.sh refuses a gateway without a numeric port"
+    fi
+
+    # The database side: HAProxy in front of Patroni (GET /primary).
+    if haproxy -c -f "$SRC/deploy/patroni/haproxy-db.cfg" >"$T/hadb.out" 2>&1 &&
+        ! grep -q 'WARNING\|ALERT' "$T/hadb.out" &&
+        grep -q '^    option httpchk GET /primary$' "$SRC/deploy/patroni/haproxy-db.cfg"; then
+        ok "haproxy -c -f deploy/patroni/haproxy-db.cfg: valid, no warnings, checks GET /primary"
+    else
+        fail "deploy/patroni/haproxy-db.cfg:"
+        sed 's/^/#   /' "$T/hadb.out"
     fi
 
     # Live, in front of two fake gateways: the same configuration minus

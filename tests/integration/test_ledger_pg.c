@@ -683,6 +683,108 @@ START_TEST(test_backend_killed)
 }
 END_TEST
 
+static int lease_rows(const struct ledger_card *c)
+{
+    char uid[2 + 2 * WIRE_MAX_UID + 1];
+    hex_bytea(uid, c->uid, c->uid_len);
+    const char *v[1] = {uid};
+    PGresult *r = sql("SELECT count(*) FROM card_leases WHERE card_uid = $1", 1, v);
+    int n = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+START_TEST(test_release_replayed_after_outage)
+{
+    /* Money rule 4: the lease of a session that ended while the database
+     * was unreachable is released as soon as it is back, not after its
+     * ttl.  The outage: the pool's role can no longer log in and its
+     * sessions are cut (a failover looks the same to the pool). */
+    PQclear(sql("DROP ROLE IF EXISTS ota_test_outage", 0, NULL));
+    PQclear(sql("CREATE ROLE ota_test_outage LOGIN IN ROLE ota_worker", 0, NULL));
+    char ci[1024];
+    snprintf(ci, sizeof ci, "%s user=ota_test_outage", conninfo);
+    struct ledger_pg_opts o = {
+        .conninfo = ci, .nconns = 2, .backoff_min_ms = 50, .backoff_max_ms = 200};
+    struct ledger_pg *saved = pg;
+    pg = ledger_pg_new(base, &o, on_reply, NULL);
+    ck_assert_ptr_nonnull(pg);
+    wait_ready();
+    struct ledger_card c = card_n(140);
+    struct ledger_req a = mkreq(LEDGER_LEASE_ACQUIRE, &c);
+    holder_n(1, a.u.lease.holder);
+    a.u.lease.ttl_ms = 600000;
+    ck_assert_int_eq(run(&a).status, LEDGER_ST_OK);
+
+    PQclear(sql("ALTER ROLE ota_test_outage NOLOGIN", 0, NULL));
+    PQclear(sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE usename = 'ota_test_outage'",
+                0, NULL));
+    for (int i = 0; i < 200 && ledger_pg_ready(pg); i++)
+        spin(50);
+    ck_assert_msg(!ledger_pg_ready(pg), "the pool still had a connection 10 s into the outage");
+    struct ledger_req rel = mkreq(LEDGER_LEASE_RELEASE, &c);
+    holder_n(1, rel.u.lease.holder);
+    struct ledger_reply rep = run(&rel);
+    ck_assert_int_eq(rep.status, LEDGER_ST_ERROR);
+    ck_assert_int_eq(rep.db_down, 1); /* unreachable, not refused */
+    spin(300);
+    ck_assert_int_eq(lease_rows(&c), 1);
+
+    /* Back: the pool releases the lease by itself. */
+    PQclear(sql("ALTER ROLE ota_test_outage LOGIN", 0, NULL));
+    wait_ready();
+    for (int i = 0; i < 200 && lease_rows(&c) != 0; i++)
+        spin(50);
+    ck_assert_msg(lease_rows(&c) == 0, "the lease was not released within 10 s of reconnecting");
+    /* A replayed release answers nobody: still only our own reply. */
+    ck_assert_int_eq(nreplies, 1);
+    struct ledger_req b = mkreq(LEDGER_LEASE_ACQUIRE, &c);
+    holder_n(2, b.u.lease.holder);
+    b.u.lease.ttl_ms = 60000;
+    ck_assert_int_eq(run(&b).status, LEDGER_ST_OK);
+    ledger_pg_free(pg);
+    pg = saved;
+    PQclear(sql("DROP ROLE ota_test_outage", 0, NULL));
+}
+END_TEST
+
+START_TEST(test_busy_asked_again)
+{
+    /* A lease released a moment after a second session asked for it goes
+     * to that session (a top-up's result goes out before its release); one
+     * that stays held is still BUSY. */
+    struct ledger_pg_opts o = {.conninfo = conninfo, .nconns = 2};
+    struct ledger_pg *saved = pg;
+    pg = ledger_pg_new(base, &o, on_reply, NULL);
+    ck_assert_ptr_nonnull(pg);
+    wait_ready();
+    struct ledger_card c = card_n(150);
+    struct ledger_req a = mkreq(LEDGER_LEASE_ACQUIRE, &c);
+    holder_n(1, a.u.lease.holder);
+    a.u.lease.ttl_ms = 600000;
+    ck_assert_int_eq(run(&a).status, LEDGER_ST_OK);
+    struct ledger_req b = mkreq(LEDGER_LEASE_ACQUIRE, &c);
+    holder_n(2, b.u.lease.holder);
+    b.u.lease.ttl_ms = 60000;
+    nreplies = 0;
+    ledger_pg_submit(pg, &b);
+    spin(150); /* b found it busy and waits to ask again */
+    ck_assert_int_eq(nreplies, 0);
+    char uid[2 + 2 * WIRE_MAX_UID + 1];
+    hex_bytea(uid, c.uid, c.uid_len);
+    const char *v[1] = {uid};
+    PQclear(sql("DELETE FROM card_leases WHERE card_uid = $1", 1, v));
+    wait_replies(1);
+    ck_assert_int_eq(replies[0].rep.status, LEDGER_ST_OK);
+
+    a.id = next_id++;
+    ck_assert_int_eq(run(&a).status, LEDGER_ST_BUSY); /* b holds it now */
+    ledger_pg_free(pg);
+    pg = saved;
+}
+END_TEST
+
 START_TEST(test_server_restart)
 {
     const char *cmd = getenv("OTA_TEST_PG_RESTART");
@@ -721,8 +823,11 @@ static void setup(void)
     ck_assert_int_eq(PQstatus(admin), CONNECTION_OK);
     base = event_base_new();
     ck_assert_ptr_nonnull(base);
-    struct ledger_pg_opts o = {
-        .conninfo = conninfo, .nconns = 4, .backoff_min_ms = 50, .backoff_max_ms = 400};
+    struct ledger_pg_opts o = {.conninfo = conninfo,
+                               .nconns = 4,
+                               .backoff_min_ms = 50,
+                               .backoff_max_ms = 400,
+                               .busy_once = 1};
     pg = ledger_pg_new(base, &o, on_reply, NULL);
     ck_assert_ptr_nonnull(pg);
     wait_ready();
@@ -760,6 +865,8 @@ static Suite *suite(void)
     tcase_add_test(t, test_append_only);
     tcase_add_test(t, test_request_timeout);
     tcase_add_test(t, test_backend_killed);
+    tcase_add_test(t, test_release_replayed_after_outage);
+    tcase_add_test(t, test_busy_asked_again);
     tcase_add_test(t, test_server_restart);
     suite_add_tcase(s, t);
     return s;

@@ -279,6 +279,36 @@ START_TEST(booking_fails_twice_is_pending_then_settled)
 }
 END_TEST
 
+/* A database that cannot be reached (a failover) is answered `overloaded`,
+ * which a client retries; a database that answered with an error stays
+ * `internal`.  Before the card is at risk, nothing is left in doubt. */
+START_TEST(database_down_answers_overloaded)
+{
+    static const enum ledger_req_type types[] = {LEDGER_LEASE_ACQUIRE, LEDGER_CARD_STATE,
+                                                 LEDGER_RESERVE};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        for (int down = 0; down <= 1; down++) {
+            struct hx h;
+            hx_init(&h, 0);
+            int c = hx_add_code(&h, AMOUNT);
+            ledger_mem_fail_next(h.lm, types[i],
+                                 down ? LEDGER_MEM_FAIL_DOWN : LEDGER_MEM_FAIL_BEFORE);
+            struct hx_run r;
+            hx_topup(&h, c, NULL, &r);
+            ck_assert_int_eq(r.result.status, WIRE_ST_FAILED);
+            ck_assert_msg(r.result.error == (down ? WIRE_E_OVERLOADED : WIRE_E_INTERNAL),
+                          "%s down=%d answered %s", ledger_req_name(types[i]), down,
+                          wire_error_name(r.result.error));
+            hx_assert_invariants(&h, 1, 0);
+            /* The next session succeeds. */
+            hx_topup(&h, c, NULL, &r);
+            ck_assert_int_eq(r.result.status, WIRE_ST_OK);
+            hx_free(&h);
+        }
+    }
+}
+END_TEST
+
 START_TEST(operation_deadline_at_every_step)
 {
     /* Each exchange takes 3 ms of simulated time; with the operation's
@@ -327,6 +357,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, operation_deadline_at_every_step);
     tcase_add_test(tc, booking_retry_is_idempotent);
     tcase_add_test(tc, booking_fails_twice_is_pending_then_settled);
+    tcase_add_test(tc, database_down_answers_overloaded);
     suite_add_tcase(s, tc);
     return s;
 }
