@@ -2,9 +2,10 @@
 """report.py: the table of tests/bench/run from the raw files of one run.
 
 Reads DIR/<level>.load.json (ota-load --json), DIR/<level>.meta.json (the
-runner's memory samples and load average), DIR/pgbench-c*.out and
-DIR/machine.json; prints the table and the three targets of issue 7, or
-with --json one object.  It reports; it never judges a run as failed.
+runner's memory samples, CPU snapshots and load average),
+DIR/pgbench-SCRIPT-cN-rK.{out,cpu}, DIR/stats-*.json and DIR/machine.json;
+prints the tables and the targets of issues 7 and 13, each met or MISSED,
+or with --json one object.  It reports; it never judges a run as failed.
 """
 import glob
 import json
@@ -33,10 +34,30 @@ def load_levels(d):
     return rows
 
 
-def load_pgbench(d):
+def cpu_delta(snaps, clk):
+    """Two snapshots "ns gateway workers postgres load xacts" -> seconds of
+    wall time, CPU seconds per process and committed transactions."""
+    if not snaps or len(snaps) != 2 or len(snaps[0]) != 6 or len(snaps[1]) != 6:
+        return None
+    a, b = snaps
+    return {"wall_s": (b[0] - a[0]) / 1e9,
+            "gateway_s": (b[1] - a[1]) / clk, "workers_s": (b[2] - a[2]) / clk,
+            "postgres_s": (b[3] - a[3]) / clk, "load_s": (b[4] - a[4]) / clk,
+            "xacts": b[5] - a[5] - 1}
+
+
+def read_cpu_file(path):
+    try:
+        rows = [[int(x) for x in line.split()] for line in open(path) if line.strip()]
+    except (OSError, ValueError):
+        return None
+    return rows
+
+
+def load_pgbench(d, clk):
     runs = []
-    for p in sorted(glob.glob(os.path.join(d, "pgbench-c*.out"))):
-        clients = int(re.search(r"pgbench-c(\d+)\.out$", p).group(1))
+    for p in sorted(glob.glob(os.path.join(d, "pgbench-*-c*-r*.out"))):
+        m = re.search(r"pgbench-(\w+)-c(\d+)-r(\d+)\.out$", p)
         text = open(p).read()
         tps = re.search(r"^tps = ([0-9.]+)", text, re.M)
         lat = re.search(r"^latency average = ([0-9.]+) ms", text, re.M)
@@ -47,14 +68,21 @@ def load_pgbench(d):
             load1 = float(open(p[: -len(".out")] + ".load1").read())
         except (OSError, ValueError):
             pass
-        runs.append({
-            "clients": clients,
+        run = {
+            "script": m.group(1),
+            "clients": int(m.group(2)),
+            "round": int(m.group(3)),
             "topups_per_s": float(tps.group(1)) if tps else None,
             "latency_ms": float(lat.group(1)) if lat else None,
             "topups": int(n.group(1)) if n else None,
             "failed": int(failed.group(1)) if failed else None,
             "load1": load1,
-        })
+        }
+        cpu = cpu_delta(read_cpu_file(p[: -len(".out")] + ".cpu"), clk)
+        if cpu and run["topups"]:
+            run["postgres_ms_per_topup"] = 1000 * cpu["postgres_s"] / run["topups"]
+            run["xacts_per_topup"] = cpu["xacts"] / run["topups"]
+        runs.append(run)
     return runs
 
 
@@ -82,6 +110,15 @@ def row_of(meta, load, ceiling, d):
     r["session_ms"] = [load["session_us"]["p50"] / 1000, load["session_us"]["p99"] / 1000]
     for k in ("exchange_us", "exchange_card_us", "exchange_ledger_us"):
         r[k] = [load[k]["p50"], load[k]["p99"]]
+    cpu = cpu_delta(meta.get("cpu"), meta.get("clk_tck", 100))
+    if cpu and cpu["wall_s"] > 0 and w["topups_per_s"] > 0:
+        # Top-ups in the CPU window: the measured rate over its wall time.
+        n = w["topups_per_s"] * cpu["wall_s"]
+        r["cpu_ms_per_topup"] = {k: 1000 * cpu[k + "_s"] / n
+                                 for k in ("gateway", "workers", "postgres", "load")}
+        r["cpu_cores"] = {k: cpu[k + "_s"] / cpu["wall_s"]
+                          for k in ("gateway", "workers", "postgres", "load")}
+        r["xacts_per_topup"] = cpu["xacts"] / n
     r["completed"] = load["completed"]
     r["ok"] = load["ok"]
     r["failures"] = load["completed"] - load["ok"]
@@ -138,7 +175,7 @@ def gw_note(r):
             % (le_us(g["p50_le_s"]), le_us(g["p99_le_s"]), 100 * g["within_100us"]))
 
 
-def targets(rows, ceiling):
+def targets(rows, ceiling, pgb, stats):
     out = []
     by = {r["name"]: r for r in rows}
     for name, label in (("c64", "with phone delay"), ("c64-nodelay", "without phone delay")):
@@ -160,6 +197,7 @@ def targets(rows, ceiling):
                     "all exchanges p50 %d us p99 %d us; card-crypto-only exchanges p50 %d us "
                     "p99 %d us (as the client sees them: the server plus both loopback hops "
                     "and ota-load's own wake-up)%s" % (p50, p99, c50, c99, gw_note(r))))
+    out += targets_13(by, pgb, stats)
     for r in rows:
         if r["name"].startswith("big") and "failures" in r:
             kib = r["gateway_kib_per_session"]
@@ -167,6 +205,71 @@ def targets(rows, ceiling):
                         r["concurrency"], kib <= 16 and r["failures"] == 0,
                         "%.1f KiB per session, %d failures of %d" %
                         (kib, r["failures"], r["completed"])))
+    return out
+
+
+def median(v):
+    v = sorted(x for x in v if x is not None)
+    if not v:
+        return None
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def rng(v, spec="{:.2f}"):
+    v = [x for x in v if x is not None]
+    if not v:
+        return "-"
+    lo, hi = min(v), max(v)
+    return spec.format(lo) if lo == hi else (spec + "-" + spec).format(lo, hi)
+
+
+def targets_13(by, pgb, stats):
+    """Issue 13's targets, from the no-delay level at 64 sessions."""
+    out = []
+    r = by.get("c64-nodelay")
+    cpu = r.get("cpu_ms_per_topup") if r else None
+    if cpu:
+        out.append(("committing database round trips per top-up <= 2 at 64 phones",
+                    r["xacts_per_topup"] <= 2.0, "%.2f" % r["xacts_per_topup"]))
+        out.append(("postgres CPU per top-up <= 1.0 ms at 64 phones", cpu["postgres"] <= 1.0,
+                    "%.2f ms" % cpu["postgres"]))
+        gw = cpu["gateway"] + cpu["workers"]
+        out.append(("gateway + workers CPU per top-up <= 0.6 ms at 64 phones", gw <= 0.6,
+                    "%.2f ms (gateway %.2f, workers %.2f)" % (gw, cpu["gateway"], cpu["workers"])))
+    for name, label in (("c64-nodelay", "64 phones without delay"),
+                        ("c1000", "1,000 phones x 50 ms")):
+        x = by.get(name)
+        if x and "topups_per_s" in x:
+            out.append(("top-ups/s >= 1,000 at %s" % label, x["topups_per_s"] >= 1000,
+                        "%.0f/s" % x["topups_per_s"]))
+    for c in sorted({p["clients"] for p in pgb}):
+        w = median([p["topups_per_s"] for p in pgb if p["clients"] == c and p["script"] == "topup"])
+        f = median([p["topups_per_s"] for p in pgb if p["clients"] == c and p["script"] == "floor"])
+        if w and f:
+            out.append(("pgbench: the worker's statements >= 0.8 x floor.pgbench, %d clients" % c,
+                        w >= 0.8 * f, "%.0f/s vs %.0f/s = %.2f (medians of alternating runs)"
+                        % (w, f, w / f)))
+    p = by.get("c64-nodelay-preloaded")
+    if cpu and p and p.get("cpu_ms_per_topup"):
+        a, b = cpu["postgres"], p["cpu_ms_per_topup"]["postgres"]
+        out.append(("postgres CPU per top-up with the data preloaded within +-15 %",
+                    abs(b - a) <= 0.15 * a, "%.2f ms -> %.2f ms (%+.0f %%)" % (a, b, 100 * (b - a) / a)))
+    if "base" in stats and "preloaded" in stats:
+        a, b = stats["base"]["ms"] / stats["base"]["calls"], \
+            stats["preloaded"]["ms"] / stats["preloaded"]["calls"]
+        # Below 0.1 ms a call, the difference is noise, not growth.
+        out.append(("statistics query with the data preloaded within +-15 %",
+                    abs(b - a) <= max(0.15 * a, 0.1), "%.3f ms -> %.3f ms a call" % (a, b)))
+    return out
+
+
+def load_stats(d):
+    out = {}
+    for p in glob.glob(os.path.join(d, "stats-*.json")):
+        try:
+            out[os.path.basename(p)[6:-5]] = json.load(open(p))
+        except (OSError, ValueError):
+            pass
     return out
 
 
@@ -179,11 +282,13 @@ def main(argv):
     d = args[0]
     with open(os.path.join(d, "machine.json")) as f:
         machine = json.load(f)
-    pgb = load_pgbench(d)
-    rates = [p["topups_per_s"] for p in pgb if p["topups_per_s"]]
+    clk = 100
+    pgb = load_pgbench(d, clk)
+    stats = load_stats(d)
+    rates = [p["topups_per_s"] for p in pgb if p["topups_per_s"] and p["script"] == "topup"]
     ceiling = max(rates) if rates else None
     rows = [row_of(m, l, ceiling, d) for m, l in load_levels(d)]
-    goals = targets(rows, ceiling)
+    goals = targets(rows, ceiling, pgb, stats)
     floor = []
     try:
         with open(os.path.join(d, "zmq_floor.jsonl")) as f:
@@ -202,6 +307,7 @@ def main(argv):
             "levels": rows,
             "pgbench": pgb,
             "pgbench_codes": pgmeta,
+            "stats_query": stats,
             "ceiling_topups_per_s": ceiling,
             "zmq_floor": floor,
             "targets": [{"target": t, "met": m, "measured": s} for t, m, s in goals],
@@ -231,6 +337,17 @@ def main(argv):
             r["failures"], r["gateway_kib_per_session"], r["workers_kib_per_session"],
             r["load1"]))
     print()
+    print("CPU per top-up over each level's measured window (/proc/PID/stat), ms, and cores busy:")
+    print("%-24s %9s %8s %8s %8s %8s %9s %9s" % ("level", "top-ups/s", "gateway", "workers",
+                                               "postgres", "ota-load", "db writes", "cores"))
+    for r in rows:
+        c = r.get("cpu_ms_per_topup")
+        if not c:
+            continue
+        print("%-24s %9.1f %8.3f %8.3f %8.3f %8.3f %9.2f %9.2f" % (
+            r["name"], r["topups_per_s"], c["gateway"], c["workers"], c["postgres"], c["load"],
+            r["xacts_per_topup"], sum(r["cpu_cores"].values())))
+    print()
     print("the gateway's own measure of its added time per exchange "
           "(ota_gateway_exchange_added_seconds, whole level):")
     for r in rows:
@@ -246,11 +363,23 @@ def main(argv):
               % (f["pause_us"], f["zmq_ipc_us"][0], f["zmq_ipc_us"][1], f["zmq_ipc_us"][2],
                  f["unix_socketpair_us"][0], f["unix_socketpair_us"][2]))
     print()
+    what = {"topup": "the worker's statements (topup.pgbench)",
+            "floor": "the two-statement floor (floor.pgbench)"}
     for p in pgb:
-        print("pgbench -c %d: %s top-ups/s (5 statements, 4 commits each), latency %s ms, "
-              "%s failed, load %s" % (p["clients"], fmt(p["topups_per_s"], "{:.1f}"),
-                                      fmt(p["latency_ms"], "{:.1f}"), fmt(p["failed"]),
-                                      fmt(p["load1"], "{:.2f}")))
+        print("pgbench %-5s -c %d round %d: %s top-ups/s, latency %s ms, postgres %s ms CPU and "
+              "%s writing transactions per top-up, %s failed, load %s" % (
+                  p["script"], p["clients"], p["round"], fmt(p["topups_per_s"], "{:.1f}"),
+                  fmt(p["latency_ms"], "{:.1f}"), fmt(p.get("postgres_ms_per_topup"), "{:.3f}"),
+                  fmt(p.get("xacts_per_topup"), "{:.2f}"), fmt(p["failed"]),
+                  fmt(p["load1"], "{:.2f}")))
+    for sc in ("topup", "floor"):
+        v = [p for p in pgb if p["script"] == sc]
+        if v:
+            print("  %s: %s top-ups/s, postgres %s ms CPU per top-up (range over runs)" % (
+                what[sc], rng([p["topups_per_s"] for p in v], "{:.0f}"),
+                rng([p.get("postgres_ms_per_topup") for p in v], "{:.3f}")))
+    for k, v in sorted(stats.items()):
+        print("statistics query (ota_worker_stats), %s: %.3f ms a call" % (k, v["ms"] / v["calls"]))
     if pgmeta and pgmeta["taken"] >= pgmeta["codes"]:
         print("pgbench ran out of pre-inserted codes: the ceiling is understated")
     print()
