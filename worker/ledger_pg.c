@@ -5,7 +5,10 @@
  * synchronous_commit) -> IDLE <-> BUSY (one request in flight).  A request
  * is one statement: a call of the worker's stored function for its type
  * (schema/NNN_worker_ledger.sql), so each request is exactly one transaction and
- * its atomicity lives in the database.  Requests wait in one FIFO for an
+ * its atomicity lives in the database.  Each connection prepares every
+ * statement once, in the round trip of its synchronous_commit check, and
+ * then runs them by name: the database parses and plans each call's
+ * statement once per connection, not once per call.  Requests wait in one FIFO for an
  * idle connection.  A dead connection, a request timeout or a database
  * error gives LEDGER_ST_ERROR ("unknown outcome"), never a guess; the
  * reply says (db_down) whether the database was unreachable.  A lease
@@ -93,6 +96,7 @@ struct pgc {
     struct event *ev_timer; /* back-off, connect timeout or request timeout */
     struct pg_job *job;
     PGresult *res; /* first result of the job's statement */
+    int prepared;  /* the PREPAREs of the check succeeded: run by name */
     uint32_t backoff_ms;
     int was_up; /* for "connection restored" logs */
 };
@@ -105,6 +109,7 @@ struct ledger_pg {
     int busy_once;
     ledger_pg_reply_fn cb;
     void *cb_arg;
+    char *check_sql; /* SHOW synchronous_commit; then one PREPARE per statement */
     struct pgc conns[LEDGER_PG_MAX_CONNS];
     struct pg_job *q_head, *q_tail; /* waiting for a connection */
     size_t queued, inflight;
@@ -221,6 +226,49 @@ static const char *SQL_FREEZE = "SELECT ota_worker_freeze($1, $2, $3)";
 static const char *SQL_PERSONALIZED = "SELECT ota_worker_personalized($1)";
 static const char *SQL_COUNTS = "SELECT in_doubt, in_doubt_old, in_doubt_oldest_s, codes_reserved, "
                                 "cards_frozen FROM ota_worker_stats($1)";
+
+/* Every statement above by its prepared name (ota_ + the request's name). */
+static const struct {
+    const char *const *sql;
+    const char *name;
+} STATEMENTS[] = {
+    {&SQL_LEASE_ACQUIRE, "ota_lease_acquire"},
+    {&SQL_LEASE_RELEASE, "ota_lease_release"},
+    {&SQL_CARD_STATE, "ota_card_state"},
+    {&SQL_SETTLE, "ota_settle"},
+    {&SQL_RESERVE, "ota_reserve"},
+    {&SQL_CODE_FAILURE, "ota_code_failure"},
+    {&SQL_INTEGRITY_FAILURE, "ota_integrity_failure"},
+    {&SQL_INTEGRITY_RESET, "ota_integrity_reset"},
+    {&SQL_FREEZE, "ota_freeze"},
+    {&SQL_PERSONALIZED, "ota_personalized"},
+    {&SQL_COUNTS, "ota_counts"},
+};
+
+static const char *statement_name(const char *sql)
+{
+    for (size_t i = 0; i < sizeof STATEMENTS / sizeof STATEMENTS[0]; i++)
+        if (*STATEMENTS[i].sql == sql)
+            return STATEMENTS[i].name;
+    return NULL;
+}
+
+/* "SHOW synchronous_commit; PREPARE ota_... AS ...; ..." (malloc'd). */
+static char *check_sql_new(void)
+{
+    static const char show[] = "SHOW synchronous_commit";
+    size_t len = sizeof show;
+    for (size_t i = 0; i < sizeof STATEMENTS / sizeof STATEMENTS[0]; i++)
+        len += strlen("; PREPARE  AS ") + strlen(STATEMENTS[i].name) + strlen(*STATEMENTS[i].sql);
+    char *out = malloc(len);
+    if (!out)
+        return NULL;
+    size_t at = (size_t)snprintf(out, len, "%s", show);
+    for (size_t i = 0; i < sizeof STATEMENTS / sizeof STATEMENTS[0]; i++)
+        at += (size_t)snprintf(out + at, len - at, "; PREPARE %s AS %s", STATEMENTS[i].name,
+                               *STATEMENTS[i].sql);
+    return out;
+}
 
 /* Fills c for req; OTA_ERR_INVAL for a request this code cannot express
  * (a bug in the engine: answered ERROR without touching the database). */
@@ -649,7 +697,10 @@ static int conn_flush(struct pgc *c)
 
 static void conn_send(struct pgc *c, const char *sql, int n, const char *const *values)
 {
-    if (!PQsendQueryParams(c->conn, sql, n, NULL, values, NULL, NULL, 0) || conn_flush(c) != 0) {
+    const char *name = c->prepared ? statement_name(sql) : NULL;
+    int sent = name ? PQsendQueryPrepared(c->conn, name, n, values, NULL, NULL, 0)
+                    : PQsendQueryParams(c->conn, sql, n, NULL, values, NULL, NULL, 0);
+    if (!sent || conn_flush(c) != 0) {
         conn_fail(c, "send", PQerrorMessage(c->conn));
         return;
     }
@@ -951,10 +1002,16 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             }
             return;
         }
-        if (!c->res)
+        if (!c->res) {
             c->res = r;
-        else
+            /* The check's PREPAREs follow its SHOW; all must succeed. */
+            if (c->state == PGC_CHECKING)
+                c->prepared = 1;
+        } else {
+            if (c->state == PGC_CHECKING && PQresultStatus(r) != PGRES_COMMAND_OK)
+                c->prepared = 0;
             PQclear(r);
+        }
     }
 }
 
@@ -1001,7 +1058,14 @@ static void connect_step(struct pgc *c, PostgresPollingStatusType st)
             return;
         }
         c->state = PGC_CHECKING;
-        conn_send(c, "SHOW synchronous_commit", 0, NULL);
+        /* A simple query: several statements, one round trip.  Until its
+         * PREPAREs are known to have worked, statements go by their text. */
+        c->prepared = 0;
+        if (!PQsendQuery(c->conn, pg->check_sql) || conn_flush(c) != 0) {
+            conn_fail(c, "send", PQerrorMessage(c->conn));
+            return;
+        }
+        arm_timeout(c);
         return;
     }
     short ev = st == PGRES_POLLING_READING ? EV_READ : EV_WRITE;
@@ -1062,8 +1126,9 @@ struct ledger_pg *ledger_pg_new(struct event_base *base, const struct ledger_pg_
         log_error("db_conninfo", "detail=\"%s\"", msg);
         goto fail;
     }
+    pg->check_sql = check_sql_new();
     pg->ev_deliver = event_new(base, -1, 0, on_deliver, pg);
-    if (!pg->ev_deliver)
+    if (!pg->check_sql || !pg->ev_deliver)
         goto fail;
     for (unsigned i = 0; i < pg->nconns; i++) {
         struct pgc *c = &pg->conns[i];
@@ -1126,6 +1191,7 @@ void ledger_pg_free(struct ledger_pg *pg)
     if (pg->ev_deliver)
         event_free(pg->ev_deliver);
     dbconn_free(pg->conninfo);
+    free(pg->check_sql);
     free(pg);
 }
 
