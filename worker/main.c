@@ -363,8 +363,9 @@ static void send_ready(struct worker *w)
 }
 
 /* One received message: a single part (one frame), or an empty delimiter
- * and one part (a REQ-style envelope). Anything else is dropped. */
-static void handle_message(struct worker *w)
+ * and one part (a REQ-style envelope). Anything else is dropped.  Returns
+ * 0 when there was none (EAGAIN). */
+static int handle_message(struct worker *w)
 {
     zmq_msg_t parts[2];
     int n = 0, more = 0, bad = 0;
@@ -385,7 +386,7 @@ static void handle_message(struct worker *w)
         }
     } while (more);
     if (n == 0)
-        return;
+        return 0;
 
     zmq_msg_t *frame = NULL;
     if (!bad && n == 1)
@@ -409,6 +410,7 @@ static void handle_message(struct worker *w)
         sodium_memzero(zmq_msg_data(&parts[i]), zmq_msg_size(&parts[i]));
         zmq_msg_close(&parts[i]);
     }
+    return 1;
 }
 
 static void on_zmq(evutil_socket_t fd, short what, void *arg)
@@ -416,17 +418,13 @@ static void on_zmq(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct worker *w = arg;
-    for (int i = 0; i < ZMQ_BATCH; i++) {
-        int events = 0;
-        size_t sz = sizeof events;
-        if (zmq_getsockopt(w->zsock, ZMQ_EVENTS, &events, &sz) != 0) {
-            log_error("zmq_failed", "worker=%u errno=%d", w->id, errno);
+    /* ZMQ_FD is edge-triggered: receive until a receive finds nothing
+     * (EAGAIN: libzmq then has taken in its pending commands, so the next
+     * message raises the edge again).  Cheaper than asking ZMQ_EVENTS
+     * before each message: one poll() and getpid() less per message. */
+    for (int i = 0; i < ZMQ_BATCH; i++)
+        if (!handle_message(w))
             return;
-        }
-        if (!(events & ZMQ_POLLIN))
-            return;
-        handle_message(w);
-    }
     /* More is waiting: let timers and the database run first. */
     event_active(w->ev_zmq, EV_READ, 0);
 }
