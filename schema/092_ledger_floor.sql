@@ -14,6 +14,8 @@
 --   code was moved by hand is not seen here; finance_reconciliation
 --   reports it ('open-txn-code-not-reserved') and ota-ctl audit fails on
 --   it.  The committed history reads the newest entries of the card only.
+-- * SETTLE can release the lease in the same statement
+--   (ota_worker_settle_release): a top-up commits three times, not four.
 -- * The functions are PL/pgSQL: PostgreSQL 15 plans the body of an SQL
 --   function again on every call, PL/pgSQL keeps its plans per connection
 --   (CARD_STATE keeps one generic plan: see below).
@@ -84,6 +86,23 @@ RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     DELETE FROM card_leases WHERE card_uid = p_uid AND holder = p_holder;
     RETURN true;
+END
+$$;
+
+-- SETTLE with the lease release: the booking of a top-up and the end of
+-- its session in one transaction, one round trip.  The lease goes only if
+-- the settle answered 'ok' (a conflict leaves the card leased to the
+-- session, which freezes it first and releases the lease last).
+CREATE FUNCTION ota_worker_settle_release(p_uid bytea, p_txn uuid, p_outcome text,
+                                          p_flags integer, p_holder bytea)
+RETURNS text LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    st text := ota_worker_settle(p_uid, p_txn, p_outcome, p_flags);
+BEGIN
+    IF st = 'ok' THEN
+        DELETE FROM card_leases WHERE card_uid = p_uid AND holder = p_holder;
+    END IF;
+    RETURN st;
 END
 $$;
 

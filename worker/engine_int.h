@@ -109,6 +109,7 @@ struct eng_session {
     /* Steps 1-3. */
     void (*after_open)(struct eng_session *s);
     int lease_requested;
+    int book_releases; /* the booking statement also releases the lease */
     struct eng_card_view view;
     struct ledger_card_state lstate;
     struct eng_settle_plan plan;

@@ -156,6 +156,11 @@ struct ledger_req {
             uint32_t flags; /* LEDGER_FLAG_* (committed only) */
             uint8_t retry;  /* a repeat of this session's settle (statistics
                              * count each booking once) */
+            /* Also release the session's lease (held by `holder`) in the
+             * same transaction, if and only if the settle answers OK: the
+             * last two requests of a top-up as one round trip. */
+            uint8_t release;
+            uint8_t holder[LEDGER_HOLDER_LEN];
         } settle;
         struct {
             uint8_t code_hash[CODE_HASH_LEN];

@@ -296,8 +296,14 @@ static enum ledger_status apply(struct ledger_mem *m, const struct ledger_req *r
     case LEDGER_CARD_STATE:
         card_state(m, &req->card, &rep->u.card);
         return LEDGER_ST_OK;
-    case LEDGER_SETTLE:
-        return settle(m, req);
+    case LEDGER_SETTLE: {
+        enum ledger_status st = settle(m, req);
+        k = find_card(m, &req->card);
+        if (st == LEDGER_ST_OK && req->u.settle.release && k && k->lease &&
+            memcmp(k->holder, req->u.settle.holder, LEDGER_HOLDER_LEN) == 0)
+            k->lease = 0;
+        return st;
+    }
     case LEDGER_RESERVE:
         return reserve(m, req, now_ms, rep);
     case LEDGER_CODE_FAILURE:

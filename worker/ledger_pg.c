@@ -217,6 +217,7 @@ static const char *SQL_CARD_STATE =
     "SELECT kind, frozen, has_history, integrity_failures, txn_id, amount, flags "
     "FROM ota_worker_card_state($1, $2, $3) ORDER BY ord";
 static const char *SQL_SETTLE = "SELECT ota_worker_settle($1, $2, $3, $4)";
+static const char *SQL_SETTLE_RELEASE = "SELECT ota_worker_settle_release($1, $2, $3, $4, $5)";
 static const char *SQL_RESERVE =
     "SELECT status, txn_id, amount, unix_time FROM ota_worker_reserve($1, $2, $3, $4, $5, $6)";
 static const char *SQL_CODE_FAILURE = "SELECT ota_worker_code_failure($1, $2)";
@@ -236,6 +237,7 @@ static const struct {
     {&SQL_LEASE_RELEASE, "ota_lease_release"},
     {&SQL_CARD_STATE, "ota_card_state"},
     {&SQL_SETTLE, "ota_settle"},
+    {&SQL_SETTLE_RELEASE, "ota_settle_release"},
     {&SQL_RESERVE, "ota_reserve"},
     {&SQL_CODE_FAILURE, "ota_code_failure"},
     {&SQL_INTEGRITY_FAILURE, "ota_integrity_failure"},
@@ -312,6 +314,11 @@ static int build_call(const struct ledger_req *req, struct sql_call *c)
         snprintf(c->buf[3], PARAM_LEN, "%" PRIu32,
                  req->u.settle.outcome == LEDGER_COMMITTED ? req->u.settle.flags : 0);
         c->nparams = 4;
+        if (req->u.settle.release) {
+            c->sql = SQL_SETTLE_RELEASE;
+            put_bytea(c->buf[4], req->u.settle.holder, LEDGER_HOLDER_LEN);
+            c->nparams = 5;
+        }
         break;
     case LEDGER_RESERVE:
         if (memchr(req->u.reserve.peer, '\0', sizeof req->u.reserve.peer) == NULL)

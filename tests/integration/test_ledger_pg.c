@@ -352,6 +352,52 @@ START_TEST(test_reserve_and_settle)
 }
 END_TEST
 
+/* SETTLE with release: the lease goes in the same statement when the
+ * settle is OK, and stays when it is a conflict. */
+START_TEST(test_settle_releases_lease)
+{
+    struct ledger_card c = card_n(36), other = card_n(37);
+    struct ledger_req a = mkreq(LEDGER_LEASE_ACQUIRE, &c);
+    holder_n(5, a.u.lease.holder);
+    a.u.lease.ttl_ms = 60000;
+    ck_assert_int_eq(run(&a).status, LEDGER_ST_OK);
+    issue_code(160, 400, 0);
+    struct ledger_reply r1 = reserve(&c, 160, "192.0.2.1");
+    ck_assert_int_eq(r1.status, LEDGER_ST_OK);
+    struct ledger_req b = mkreq(LEDGER_LEASE_ACQUIRE, &c);
+    holder_n(6, b.u.lease.holder);
+    b.u.lease.ttl_ms = 60000;
+
+    /* A conflict (another card's txn) keeps the lease. */
+    struct ledger_req s = mkreq(LEDGER_SETTLE, &other);
+    memcpy(s.u.settle.txn_id, r1.u.reserve.txn_id, 16);
+    s.u.settle.outcome = LEDGER_COMMITTED;
+    s.u.settle.release = 1;
+    holder_n(5, s.u.settle.holder);
+    ck_assert_int_eq(run(&s).status, LEDGER_ST_CONFLICT);
+    ck_assert_int_eq(run(&b).status, LEDGER_ST_BUSY);
+    s.card = c;
+
+    /* Committed with release by another holder: booked, the lease stays. */
+    s.id = next_id++;
+    s.u.settle.outcome = LEDGER_COMMITTED;
+    s.u.settle.release = 1;
+    holder_n(6, s.u.settle.holder);
+    ck_assert_int_eq(run(&s).status, LEDGER_ST_OK);
+    ck_assert_str_eq(code_state(160), "used");
+    b.id = next_id++;
+    ck_assert_int_eq(run(&b).status, LEDGER_ST_BUSY);
+
+    /* The holder's own (a retry, idempotent): booked once, lease gone. */
+    s.id = next_id++;
+    holder_n(5, s.u.settle.holder);
+    ck_assert_int_eq(run(&s).status, LEDGER_ST_OK);
+    ck_assert_int_eq(ledger_entries(r1.u.reserve.txn_id), 2);
+    b.id = next_id++;
+    ck_assert_int_eq(run(&b).status, LEDGER_ST_OK);
+}
+END_TEST
+
 START_TEST(test_void_releases_code)
 {
     struct ledger_card c = card_n(40);
@@ -855,6 +901,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_concurrent_leases);
     tcase_add_test(t, test_card_state_empty);
     tcase_add_test(t, test_reserve_and_settle);
+    tcase_add_test(t, test_settle_releases_lease);
     tcase_add_test(t, test_void_releases_code);
     tcase_add_test(t, test_concurrent_reserve);
     tcase_add_test(t, test_concurrent_settle);

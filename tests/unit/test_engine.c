@@ -527,6 +527,43 @@ START_TEST(freeze_after_three_integrity_failures_at_risk)
 }
 END_TEST
 
+/* The booking of a clean top-up also releases its lease: three committing
+ * requests (lease, reserve, settle), not four.  A top-up that must reset
+ * the card's integrity count first keeps the release for the end. */
+START_TEST(topup_books_and_releases_in_one_request)
+{
+    struct hx h;
+    hx_init(&h, 0);
+    int c = hx_add_code(&h, 700);
+    struct hx_run r;
+    hx_topup(&h, c, NULL, &r);
+    assert_result(&r, WIRE_ST_OK, WIRE_E_NONE);
+    ck_assert(!ledger_mem_lease_held(h.lm, &h.lcard, h.now));
+    ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_LEASE_ACQUIRE), 1);
+    ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_SETTLE), 1);
+    ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_LEASE_RELEASE), 0);
+
+    /* One integrity failure on record (a tampered read-back: money at
+     * risk, so it counts and the release waits for it); the next clean
+     * top-up resets it, then releases the lease on its own. */
+    struct hx_fault f = {.kind = HX_TAMPER, .at = read_back_exchange(1), .pos = 0};
+    hx_topup(&h, hx_add_code(&h, 100), &f, &r);
+    ck_assert(r.fault_applied);
+    assert_result(&r, WIRE_ST_OK, WIRE_E_NONE);
+    ck_assert_uint_eq(ledger_mem_integrity_failures(h.lm, &h.lcard), 1);
+    ck_assert(!ledger_mem_lease_held(h.lm, &h.lcard, h.now));
+    unsigned released = ledger_mem_requests(h.lm, LEDGER_LEASE_RELEASE);
+    int c2 = hx_add_code(&h, 300);
+    hx_topup(&h, c2, NULL, &r);
+    assert_result(&r, WIRE_ST_OK, WIRE_E_NONE);
+    ck_assert_uint_eq(ledger_mem_integrity_failures(h.lm, &h.lcard), 0);
+    ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_LEASE_RELEASE), released + 1);
+    ck_assert(!ledger_mem_lease_held(h.lm, &h.lcard, h.now));
+    hx_assert_invariants(&h, 1, 0);
+    hx_free(&h);
+}
+END_TEST
+
 START_TEST(closing_grace_outlasts_the_ledger_timeout)
 {
     /* Issue 16 point 11: a closing request answered after the database's
@@ -816,6 +853,7 @@ static Suite *engine_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, check_fresh_card);
     tcase_add_test(tc, topup_ok);
+    tcase_add_test(tc, topup_books_and_releases_in_one_request);
     tcase_add_test(tc, topup_many_wraps_records);
     tcase_add_test(tc, topup_used_code);
     tcase_add_test(tc, topup_unknown_code);
