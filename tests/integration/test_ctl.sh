@@ -318,5 +318,14 @@ pg_psql -c "SET session_replication_role = replica; UPDATE codes SET state = 'is
 expect 1 "audit fails when a committed txn's code is not used" ctl audit
 grep -q 'VIOLATION committed-code-not-used' "$tmp/out" && ok "and names the rule" || fail "audit output: $(cat "$tmp/out")"
 eq "finance sees the same finding" "$(sql_value "SELECT count(*) FROM finance_reconciliation WHERE severity = 'violation'" fin)" 1
+# The workers find a card's open txns through its reserved codes
+# (092_ledger_floor.sql): an open txn whose code was moved by hand is a
+# violation the audit names.
+uid2='\x04a1b2c3d4e5f7'
+txn2=$(sql_value "SELECT txn_id FROM ota_worker_reserve('$uid2', '$h2', 'peer1', 5, 20, 3600)")
+eq "card state lists the open txn" "$(sql_value "SELECT txn_id FROM ota_worker_card_state('$uid2', 9, 8) WHERE kind = 'in_doubt'")" "$txn2"
+pg_psql -c "UPDATE codes SET state = 'issued', txn_id = NULL, card_uid = NULL, reserved_at = NULL WHERE code_hash = '$h2'" >/dev/null
+expect 1 "audit fails when an open txn's code is no longer reserved by it" ctl audit
+grep -q "VIOLATION open-txn-code-not-reserved: txn=$txn2" "$tmp/out" && ok "and names the rule and the txn" || fail "audit output: $(cat "$tmp/out")"
 
 tap_summary
