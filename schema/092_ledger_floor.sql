@@ -92,7 +92,10 @@ $$;
 -- SETTLE with the lease release: the booking of a top-up and the end of
 -- its session in one transaction, one round trip.  The lease goes only if
 -- the settle answered 'ok' (a conflict leaves the card leased to the
--- session, which freezes it first and releases the lease last).
+-- session, which freezes it first and releases the lease last), and never
+-- waits for it: if another transaction holds the lease row locked, the
+-- booking commits without it and answers 'ok-held' (the worker releases
+-- the lease on its own afterwards), so nothing delays the booking.
 CREATE FUNCTION ota_worker_settle_release(p_uid bytea, p_txn uuid, p_outcome text,
                                           p_flags integer, p_holder bytea)
 RETURNS text LANGUAGE plpgsql VOLATILE AS $$
@@ -100,7 +103,14 @@ DECLARE
     st text := ota_worker_settle(p_uid, p_txn, p_outcome, p_flags);
 BEGIN
     IF st = 'ok' THEN
-        DELETE FROM card_leases WHERE card_uid = p_uid AND holder = p_holder;
+        DELETE FROM card_leases
+         WHERE ctid = (SELECT ctid FROM card_leases
+                        WHERE card_uid = p_uid AND holder = p_holder
+                          FOR UPDATE SKIP LOCKED);
+        IF NOT FOUND AND EXISTS (SELECT 1 FROM card_leases
+                                  WHERE card_uid = p_uid AND holder = p_holder) THEN
+            RETURN 'ok-held';
+        END IF;
     END IF;
     RETURN st;
 END

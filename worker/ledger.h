@@ -157,8 +157,10 @@ struct ledger_req {
             uint8_t retry;  /* a repeat of this session's settle (statistics
                              * count each booking once) */
             /* Also release the session's lease (held by `holder`) in the
-             * same transaction, if and only if the settle answers OK: the
-             * last two requests of a top-up as one round trip. */
+             * same transaction, if the settle answers OK and the lease row
+             * is not locked by someone else (never waits for it; the reply
+             * says whether it went): the last two requests of a top-up as
+             * one round trip. */
             uint8_t release;
             uint8_t holder[LEDGER_HOLDER_LEN];
         } settle;
@@ -225,6 +227,9 @@ struct ledger_reply {
             int64_t unix_time;       /* the reserved entry's time (seconds) */
         } reserve;                   /* RESERVE, when OK */
         uint32_t integrity_failures; /* INTEGRITY_FAILURE, when OK */
+        uint8_t released;            /* SETTLE with release, when OK: the lease
+                                      * is gone (0: it is still held, e.g. its
+                                      * row was locked; release it later) */
     } u;
 };
 

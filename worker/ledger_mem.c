@@ -302,6 +302,7 @@ static enum ledger_status apply(struct ledger_mem *m, const struct ledger_req *r
         if (st == LEDGER_ST_OK && req->u.settle.release && k && k->lease &&
             memcmp(k->holder, req->u.settle.holder, LEDGER_HOLDER_LEN) == 0)
             k->lease = 0;
+        rep->u.released = st == LEDGER_ST_OK && req->u.settle.release;
         return st;
     }
     case LEDGER_RESERVE:

@@ -5,10 +5,11 @@
  * synchronous_commit) -> IDLE <-> BUSY (one request in flight).  A request
  * is one statement: a call of the worker's stored function for its type
  * (schema/NNN_worker_ledger.sql), so each request is exactly one transaction and
- * its atomicity lives in the database.  Each connection prepares every
- * statement once, in the round trip of its synchronous_commit check, and
- * then runs them by name: the database parses and plans each call's
- * statement once per connection, not once per call.  Requests wait in one FIFO for an
+ * its atomicity lives in the database.  A connection prepares each
+ * statement the first time it needs it (one extra round trip, once) and
+ * then runs it by name: the database parses and plans each statement once
+ * per connection, not once per call.  Each is prepared on its own, so
+ * pg_stat_activity shows the statement itself.  Requests wait in one FIFO for an
  * idle connection.  A dead connection, a request timeout or a database
  * error gives LEDGER_ST_ERROR ("unknown outcome"), never a guess; the
  * reply says (db_down) whether the database was unreachable.  A lease
@@ -95,8 +96,10 @@ struct pgc {
     struct event *ev_write; /* once connected: one-shot, while output is queued */
     struct event *ev_timer; /* back-off, connect timeout or request timeout */
     struct pg_job *job;
-    PGresult *res; /* first result of the job's statement */
-    int prepared;  /* the PREPAREs of the check succeeded: run by name */
+    PGresult *res;     /* first result of the job's statement */
+    uint32_t prepared; /* bit i: STATEMENTS[i] is prepared on this connection */
+    int preparing;     /* STATEMENTS index being prepared for the job, or -1 */
+    int no_prepare;    /* a prepare failed: statements go by their text */
     uint32_t backoff_ms;
     int was_up; /* for "connection restored" logs */
 };
@@ -109,7 +112,6 @@ struct ledger_pg {
     int busy_once;
     ledger_pg_reply_fn cb;
     void *cb_arg;
-    char *check_sql; /* SHOW synchronous_commit; then one PREPARE per statement */
     struct pgc conns[LEDGER_PG_MAX_CONNS];
     struct pg_job *q_head, *q_tail; /* waiting for a connection */
     size_t queued, inflight;
@@ -247,29 +249,12 @@ static const struct {
     {&SQL_COUNTS, "ota_counts"},
 };
 
-static const char *statement_name(const char *sql)
+static int statement_index(const char *sql)
 {
     for (size_t i = 0; i < sizeof STATEMENTS / sizeof STATEMENTS[0]; i++)
         if (*STATEMENTS[i].sql == sql)
-            return STATEMENTS[i].name;
-    return NULL;
-}
-
-/* "SHOW synchronous_commit; PREPARE ota_... AS ...; ..." (malloc'd). */
-static char *check_sql_new(void)
-{
-    static const char show[] = "SHOW synchronous_commit";
-    size_t len = sizeof show;
-    for (size_t i = 0; i < sizeof STATEMENTS / sizeof STATEMENTS[0]; i++)
-        len += strlen("; PREPARE  AS ") + strlen(STATEMENTS[i].name) + strlen(*STATEMENTS[i].sql);
-    char *out = malloc(len);
-    if (!out)
-        return NULL;
-    size_t at = (size_t)snprintf(out, len, "%s", show);
-    for (size_t i = 0; i < sizeof STATEMENTS / sizeof STATEMENTS[0]; i++)
-        at += (size_t)snprintf(out + at, len - at, "; PREPARE %s AS %s", STATEMENTS[i].name,
-                               *STATEMENTS[i].sql);
-    return out;
+            return (int)i;
+    return -1;
 }
 
 /* Fills c for req; OTA_ERR_INVAL for a request this code cannot express
@@ -439,8 +424,11 @@ static int parse_result(const struct ledger_req *req, const PGresult *res, struc
     case LEDGER_SETTLE:
         if (!one)
             return OTA_ERR_PARSE;
-        if (strcmp(v, "ok") == 0)
+        if (strcmp(v, "ok") == 0) {
             rep->status = LEDGER_ST_OK;
+            rep->u.released = req->u.settle.release;
+        } else if (strcmp(v, "ok-held") == 0 && req->u.settle.release)
+            rep->status = LEDGER_ST_OK; /* booked; the lease stays */
         else if (strcmp(v, "conflict") == 0)
             rep->status = LEDGER_ST_CONFLICT;
         else
@@ -702,11 +690,21 @@ static int conn_flush(struct pgc *c)
     return 0;
 }
 
+/* Sends sql by name if it is prepared here, prepares it first if not (the
+ * job's statement follows when the prepare answers: send_job again), or
+ * sends its text (not one of STATEMENTS, or prepares fail here). */
 static void conn_send(struct pgc *c, const char *sql, int n, const char *const *values)
 {
-    const char *name = c->prepared ? statement_name(sql) : NULL;
-    int sent = name ? PQsendQueryPrepared(c->conn, name, n, values, NULL, NULL, 0)
-                    : PQsendQueryParams(c->conn, sql, n, NULL, values, NULL, NULL, 0);
+    int i = c->no_prepare ? -1 : statement_index(sql);
+    int sent;
+    if (i >= 0 && (c->prepared & (1u << i))) {
+        sent = PQsendQueryPrepared(c->conn, STATEMENTS[i].name, n, values, NULL, NULL, 0);
+    } else if (i >= 0) {
+        c->preparing = i;
+        sent = PQsendPrepare(c->conn, STATEMENTS[i].name, sql, n, NULL);
+    } else {
+        sent = PQsendQueryParams(c->conn, sql, n, NULL, values, NULL, NULL, 0);
+    }
     if (!sent || conn_flush(c) != 0) {
         conn_fail(c, "send", PQerrorMessage(c->conn));
         return;
@@ -714,31 +712,44 @@ static void conn_send(struct pgc *c, const char *sql, int n, const char *const *
     arm_timeout(c);
 }
 
-static void start_job(struct pgc *c, struct pg_job *job)
+/* Sends the statement of c's job (again, after its prepare). */
+static void send_job(struct pgc *c)
 {
-    struct ledger_pg *pg = c->pg;
+    struct pg_job *job = c->job;
     struct sql_call call;
     if (job->counts_cb) {
         char old[16];
         snprintf(old, sizeof old, "%" PRIu32, job->old_s);
         const char *values[1] = {old};
-        c->job = job;
-        c->state = PGC_BUSY;
-        pg->inflight++;
         conn_send(c, SQL_COUNTS, 1, values);
         return;
     }
+    /* start_job built it once already: this cannot fail here. */
     if (build_call(&job->req, &call) != 0) {
-        log_error("ledger_bad_request", "req=%s session=%" PRIu64, ledger_req_name(job->req.type),
-                  job->req.session);
-        fail_later(pg, job, LEDGER_ST_ERROR, 0);
+        conn_fail(c, "request", "cannot build the request");
         return;
+    }
+    conn_send(c, call.sql, call.nparams, call.values);
+    sodium_memzero(&call, sizeof call);
+}
+
+static void start_job(struct pgc *c, struct pg_job *job)
+{
+    struct ledger_pg *pg = c->pg;
+    struct sql_call call;
+    if (!job->counts_cb) {
+        if (build_call(&job->req, &call) != 0) {
+            log_error("ledger_bad_request", "req=%s session=%" PRIu64,
+                      ledger_req_name(job->req.type), job->req.session);
+            fail_later(pg, job, LEDGER_ST_ERROR, 0);
+            return;
+        }
+        sodium_memzero(&call, sizeof call);
     }
     c->job = job;
     c->state = PGC_BUSY;
     pg->inflight++;
-    conn_send(c, call.sql, call.nparams, call.values);
-    sodium_memzero(&call, sizeof call);
+    send_job(c);
 }
 
 static void dispatch(struct ledger_pg *pg)
@@ -967,6 +978,30 @@ static void finish_job(struct pgc *c)
     reply(pg, job, &rep);
 }
 
+/* The prepare of the job's statement answered: run the statement (by name,
+ * or by its text from now on if the prepare failed). */
+static void finish_prepare(struct pgc *c)
+{
+    PGresult *res = c->res;
+    int i = c->preparing;
+    c->res = NULL;
+    c->preparing = -1;
+    if (res && PQresultStatus(res) == PGRES_COMMAND_OK) {
+        c->prepared |= 1u << i;
+    } else {
+        char msg[200];
+        clean_msg(res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "no result", msg,
+                  sizeof msg);
+        log_warn("db_prepare_failed", "conn=%u statement=%s err=\"%s\"", c->idx, STATEMENTS[i].name,
+                 msg);
+        c->no_prepare = 1;
+    }
+    if (res)
+        PQclear(res);
+    if (c->job)
+        send_job(c);
+}
+
 static void on_write(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -997,7 +1032,9 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         PGresult *r = PQgetResult(c->conn);
         if (!r) {
             /* The statement is complete. */
-            if (c->state == PGC_CHECKING) {
+            if (c->preparing >= 0) {
+                finish_prepare(c);
+            } else if (c->state == PGC_CHECKING) {
                 PGresult *res = c->res;
                 c->res = NULL;
                 evtimer_del(c->ev_timer);
@@ -1009,16 +1046,10 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             }
             return;
         }
-        if (!c->res) {
+        if (!c->res)
             c->res = r;
-            /* The check's PREPAREs follow its SHOW; all must succeed. */
-            if (c->state == PGC_CHECKING)
-                c->prepared = 1;
-        } else {
-            if (c->state == PGC_CHECKING && PQresultStatus(r) != PGRES_COMMAND_OK)
-                c->prepared = 0;
+        else
             PQclear(r);
-        }
     }
 }
 
@@ -1065,14 +1096,7 @@ static void connect_step(struct pgc *c, PostgresPollingStatusType st)
             return;
         }
         c->state = PGC_CHECKING;
-        /* A simple query: several statements, one round trip.  Until its
-         * PREPAREs are known to have worked, statements go by their text. */
-        c->prepared = 0;
-        if (!PQsendQuery(c->conn, pg->check_sql) || conn_flush(c) != 0) {
-            conn_fail(c, "send", PQerrorMessage(c->conn));
-            return;
-        }
-        arm_timeout(c);
+        conn_send(c, "SHOW synchronous_commit", 0, NULL);
         return;
     }
     short ev = st == PGRES_POLLING_READING ? EV_READ : EV_WRITE;
@@ -1095,6 +1119,9 @@ static void conn_connect(struct pgc *c)
 {
     struct ledger_pg *pg = c->pg;
     c->state = PGC_CONNECTING;
+    c->prepared = 0; /* a new session has no prepared statements */
+    c->preparing = -1;
+    c->no_prepare = 0;
     c->conn = PQconnectStart(pg->conninfo);
     if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
         conn_fail(c, "connect", c->conn ? PQerrorMessage(c->conn) : "out of memory");
@@ -1133,9 +1160,8 @@ struct ledger_pg *ledger_pg_new(struct event_base *base, const struct ledger_pg_
         log_error("db_conninfo", "detail=\"%s\"", msg);
         goto fail;
     }
-    pg->check_sql = check_sql_new();
     pg->ev_deliver = event_new(base, -1, 0, on_deliver, pg);
-    if (!pg->check_sql || !pg->ev_deliver)
+    if (!pg->ev_deliver)
         goto fail;
     for (unsigned i = 0; i < pg->nconns; i++) {
         struct pgc *c = &pg->conns[i];
@@ -1198,7 +1224,6 @@ void ledger_pg_free(struct ledger_pg *pg)
     if (pg->ev_deliver)
         event_free(pg->ev_deliver);
     dbconn_free(pg->conninfo);
-    free(pg->check_sql);
     free(pg);
 }
 

@@ -261,7 +261,7 @@ static void after_book(struct eng_session *s, const struct ledger_reply *r)
         return;
     }
     s->booked = 1;
-    if (s->book_releases)
+    if (s->book_releases && r->u.released)
         s->lease_requested = 0; /* released by the booking statement */
     s->result.has = WIRE_RES_HAS_AMOUNT | WIRE_RES_HAS_TXN;
     s->result.amount = s->amount;

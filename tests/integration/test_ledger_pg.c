@@ -388,10 +388,27 @@ START_TEST(test_settle_releases_lease)
     b.id = next_id++;
     ck_assert_int_eq(run(&b).status, LEDGER_ST_BUSY);
 
-    /* The holder's own (a retry, idempotent): booked once, lease gone. */
+    /* The holder's own while another transaction holds the lease row
+     * locked: booked without waiting, the lease stays (released = 0). */
+    PGconn *l = PQconnectdb(conninfo);
+    ck_assert_int_eq(PQstatus(l), CONNECTION_OK);
+    PQclear(PQexec(l, "BEGIN"));
+    lease_row_lock(l, &c);
     s.id = next_id++;
     holder_n(5, s.u.settle.holder);
-    ck_assert_int_eq(run(&s).status, LEDGER_ST_OK);
+    struct ledger_reply held = run(&s);
+    ck_assert_int_eq(held.status, LEDGER_ST_OK);
+    ck_assert_int_eq(held.u.released, 0);
+    PQclear(PQexec(l, "ROLLBACK"));
+    PQfinish(l);
+    b.id = next_id++;
+    ck_assert_int_eq(run(&b).status, LEDGER_ST_BUSY);
+
+    /* Unlocked (a retry, idempotent): booked once, lease gone. */
+    s.id = next_id++;
+    struct ledger_reply done = run(&s);
+    ck_assert_int_eq(done.status, LEDGER_ST_OK);
+    ck_assert_int_eq(done.u.released, 1);
     ck_assert_int_eq(ledger_entries(r1.u.reserve.txn_id), 2);
     b.id = next_id++;
     ck_assert_int_eq(run(&b).status, LEDGER_ST_OK);

@@ -6,7 +6,9 @@
  * second result or changes the first.
  *
  * The driver here is step by step (the harness runs sessions to their end),
- * so the test can stop with the lease release outstanding. */
+ * so the test can stop with the lease release outstanding.  (A clean
+ * top-up's booking usually releases the lease in the same statement; the
+ * driver keeps the release separate, as a locked lease row does.) */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +82,11 @@ static void run_until_release(struct drv *d)
             if (d->pending.type == LEDGER_LEASE_RELEASE)
                 return;
             struct ledger_reply rep;
+            /* A booking that would also release the lease finds the lease
+             * row locked (as by test_result_early.sh): it books without the
+             * release (released = 0), so the release comes on its own. */
+            if (d->pending.type == LEDGER_SETTLE)
+                d->pending.u.settle.release = 0;
             ledger_mem_handle(h->lm, &d->pending, h->now, &rep);
             d->have_pending = 0;
             d->events++;
