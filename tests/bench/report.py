@@ -28,16 +28,17 @@ def load_levels(d):
         except (OSError, ValueError):
             load = None
         rows.append((meta, load))
-    # Delayed levels by size, then the no-delay level, then the big run.
+    # Delayed levels by size, then the no-delay level (preloaded last), then
+    # the big run.
     rows.sort(key=lambda r: (r[0]["name"].startswith("big"), r[0]["delay_ms"] == 0,
-                             r[0]["concurrency"]))
+                             r[0]["name"].endswith("preloaded"), r[0]["concurrency"]))
     return rows
 
 
 def cpu_delta(snaps, clk):
     """Two snapshots "ns gateway workers postgres load xacts" -> seconds of
     wall time, CPU seconds per process and committed transactions."""
-    if not snaps or len(snaps) != 2 or len(snaps[0]) != 6 or len(snaps[1]) != 6:
+    if not snaps or len(snaps) != 2 or len(snaps[0]) < 6 or len(snaps[1]) < 6:
         return None
     a, b = snaps
     return {"wall_s": (b[0] - a[0]) / 1e9,
@@ -112,8 +113,10 @@ def row_of(meta, load, ceiling, d):
         r[k] = [load[k]["p50"], load[k]["p99"]]
     cpu = cpu_delta(meta.get("cpu"), meta.get("clk_tck", 100))
     if cpu and cpu["wall_s"] > 0 and w["topups_per_s"] > 0:
-        # Top-ups in the CPU window: the measured rate over its wall time.
-        n = w["topups_per_s"] * cpu["wall_s"]
+        # Top-ups in the CPU window: those the ledger booked in it, else
+        # (older runs) the measured rate over its wall time.
+        n = meta.get("booked") or w["topups_per_s"] * cpu["wall_s"]
+        r["topups_in_cpu_window"] = n
         r["cpu_ms_per_topup"] = {k: 1000 * cpu[k + "_s"] / n
                                  for k in ("gateway", "workers", "postgres", "load")}
         r["cpu_cores"] = {k: cpu[k + "_s"] / cpu["wall_s"]
