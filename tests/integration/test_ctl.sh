@@ -319,7 +319,7 @@ expect 1 "audit fails when a committed txn's code is not used" ctl audit
 grep -q 'VIOLATION committed-code-not-used' "$tmp/out" && ok "and names the rule" || fail "audit output: $(cat "$tmp/out")"
 eq "finance sees the same finding" "$(sql_value "SELECT count(*) FROM finance_reconciliation WHERE severity = 'violation'" fin)" 1
 # The workers find a card's open txns through its reserved codes
-# (092_ledger_floor.sql): an open txn whose code was moved by hand is a
+# (095_ledger_floor.sql): an open txn whose code was moved by hand is a
 # violation the audit names.
 uid2='\x04a1b2c3d4e5f7'
 txn2=$(sql_value "SELECT txn_id FROM ota_worker_reserve('$uid2', '$h2', 'peer1', 5, 20, 3600)")

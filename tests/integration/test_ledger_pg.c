@@ -361,8 +361,8 @@ START_TEST(test_settle_releases_lease)
     holder_n(5, a.u.lease.holder);
     a.u.lease.ttl_ms = 60000;
     ck_assert_int_eq(run(&a).status, LEDGER_ST_OK);
-    issue_code(160, 400, 0);
-    struct ledger_reply r1 = reserve(&c, 160, "192.0.2.1");
+    issue_code(170, 400, 0);
+    struct ledger_reply r1 = reserve(&c, 170, "192.0.2.1");
     ck_assert_int_eq(r1.status, LEDGER_ST_OK);
     struct ledger_req b = mkreq(LEDGER_LEASE_ACQUIRE, &c);
     holder_n(6, b.u.lease.holder);
@@ -384,7 +384,7 @@ START_TEST(test_settle_releases_lease)
     s.u.settle.release = 1;
     holder_n(6, s.u.settle.holder);
     ck_assert_int_eq(run(&s).status, LEDGER_ST_OK);
-    ck_assert_str_eq(code_state(160), "used");
+    ck_assert_str_eq(code_state(170), "used");
     b.id = next_id++;
     ck_assert_int_eq(run(&b).status, LEDGER_ST_BUSY);
 

@@ -1,14 +1,16 @@
--- 092_ledger_floor: the worker's hot statements at a cost that does not
+-- 095_ledger_floor: the worker's hot statements at a cost that does not
 -- grow with the data (issue 13).  Same requests, same signatures, same
--- answers as 090_worker_ledger.sql; what changes is how they find rows.
+-- answers as 090_worker_ledger.sql and 092_worker_integrity_flag.sql (the
+-- in-doubt txns' flags); what changes is how they find rows.
 --
 -- * CARD_STATE found a card's entries in doubt by scanning every
 --   `reserved` entry the card ever had (cost grew with its history: 7.7 ms
 --   per call on a card with 1,300 top-ups).  A txn is open exactly while
 --   its code is `reserved` for it: RESERVE moves the code and appends the
 --   `reserved` entry in one transaction, SETTLE appends the final entry and
---   moves the code out in one transaction (the same fact 091's statistics
---   rely on).  So the open txns of a card are found through a partial
+--   moves the code out in one transaction, and so does an operator's
+--   `ota-ctl ledger resolve` (094) (the same fact 091's statistics rely
+--   on).  So the open txns of a card are found through a partial
 --   index over the reserved codes (a handful of rows whatever the size of
 --   the tables), and each is confirmed against the ledger.  An entry whose
 --   code was moved by hand is not seen here; finance_reconciliation
@@ -36,16 +38,19 @@ CREATE INDEX cards_frozen_idx ON cards (card_uid) WHERE frozen;
 CREATE OR REPLACE FUNCTION ota_worker_card_state(p_uid bytea, p_max_doubt integer,
                                                  p_max_committed integer)
 RETURNS TABLE (kind text, frozen boolean, has_history boolean, integrity_failures bigint,
-               txn_id uuid, amount bigint, ord bigint)
+               txn_id uuid, amount bigint, flags integer, ord bigint)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN QUERY
     SELECT 'card'::text, COALESCE(c.frozen, false),
            EXISTS (SELECT 1 FROM ledger l WHERE l.card_uid = p_uid),
-           COALESCE(c.integrity_failures, 0)::bigint, NULL::uuid, NULL::bigint, 0::bigint
+           COALESCE(c.integrity_failures, 0)::bigint, NULL::uuid, NULL::bigint, NULL::integer,
+           0::bigint
       FROM (SELECT 1) AS one LEFT JOIN cards c ON c.card_uid = p_uid
     UNION ALL
-    SELECT 'in_doubt', NULL, NULL, NULL, d.txn_id, d.amount, 1000000 + d.n
+    SELECT 'in_doubt', NULL, NULL, NULL, d.txn_id, d.amount,
+           COALESCE((SELECT t.flags FROM txn_flags t WHERE t.txn_id = d.txn_id), 0),
+           1000000 + d.n
       FROM (SELECT r.txn_id, r.amount, row_number() OVER (ORDER BY r.id) AS n
               FROM codes o
               JOIN ledger r ON r.txn_id = o.txn_id AND r.kind = 'reserved'
@@ -54,7 +59,7 @@ BEGIN
                                 WHERE f.txn_id = r.txn_id AND f.kind IN ('committed', 'voided'))
              ORDER BY r.id LIMIT p_max_doubt) AS d
     UNION ALL
-    SELECT 'committed', NULL, NULL, NULL, k.txn_id, k.amount, 2000000 + k.n
+    SELECT 'committed', NULL, NULL, NULL, k.txn_id, k.amount, NULL, 2000000 + k.n
       FROM (SELECT r.txn_id, r.amount, row_number() OVER (ORDER BY r.id DESC) AS n
               FROM ledger r
               JOIN ledger f ON f.txn_id = r.txn_id AND f.kind = 'committed'
@@ -210,7 +215,7 @@ SELECT 'flagged', 'review', t.txn_id, t.code_id, t.card_uid,
 UNION ALL
 -- An open txn (a reserved entry without a final one) whose code is not
 -- reserved by it: CARD_STATE finds open txns through their reserved codes
--- (092_ledger_floor.sql), so it would not see this one.
+-- (095_ledger_floor.sql), so it would not see this one.
 SELECT 'open-txn-code-not-reserved', 'violation', r.txn_id, r.code_id, encode(r.card_uid, 'hex'),
        format('open txn''s code is %s', COALESCE(c.state, 'missing'))
   FROM ledger r LEFT JOIN codes c ON c.id = r.code_id
