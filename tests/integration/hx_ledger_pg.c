@@ -127,7 +127,9 @@ static void pgl_handle(void *l, const struct ledger_req *req, uint64_t now_ms,
         fault = p->fault[req->type];
         p->fail_left[req->type]--;
     }
-    if (fault != LEDGER_MEM_FAIL_BEFORE) {
+    /* BEFORE and DOWN never reach the database; DOWN answers as an
+     * unreachable one would (ledger_pg sets db_down). */
+    if (fault != LEDGER_MEM_FAIL_BEFORE && fault != LEDGER_MEM_FAIL_DOWN) {
         got_reply = 0;
         ledger_pg_submit(pool, req);
         wait_reply();
@@ -139,6 +141,7 @@ static void pgl_handle(void *l, const struct ledger_req *req, uint64_t now_ms,
         rep->id = req->id;
         rep->type = req->type;
         rep->status = LEDGER_ST_ERROR;
+        rep->db_down = fault == LEDGER_MEM_FAIL_DOWN;
     }
 }
 

@@ -291,8 +291,7 @@ START_TEST(database_down_answers_overloaded)
             struct hx h;
             hx_init(&h, 0);
             int c = hx_add_code(&h, AMOUNT);
-            ledger_mem_fail_next(h.lm, types[i],
-                                 down ? LEDGER_MEM_FAIL_DOWN : LEDGER_MEM_FAIL_BEFORE);
+            hx_fail_next(&h, types[i], down ? LEDGER_MEM_FAIL_DOWN : LEDGER_MEM_FAIL_BEFORE);
             struct hx_run r;
             hx_topup(&h, c, NULL, &r);
             ck_assert_int_eq(r.result.status, WIRE_ST_FAILED);
