@@ -87,8 +87,8 @@ else
     fail "--json prints the result message itself"
 fi
 check "--json keeps stdout to the result (modal on stderr)" [ "$(wc -l <"$T/out")" -eq 1 ]
-check "operation: type, operation, tech, uid from the card, authCode, requestId" \
-    [ "$(q /ok 'E[0]["msg"]')" = "{'type': 'operation', 'operation': 'topup', 'uid': '04a1b2c3d4e5f6', 'tech': 'IsoDep', 'authCode': '1234-5678-9012-3456-7', 'requestId': 'rq-42'}" ]
+check "operation: type, operation, tech, uid from the card, authCode, requestId, batch 16 (v2 by default)" \
+    [ "$(q /ok 'E[0]["msg"]')" = "{'type': 'operation', 'operation': 'topup', 'uid': '04a1b2c3d4e5f6', 'tech': 'IsoDep', 'authCode': '1234-5678-9012-3456-7', 'requestId': 'rq-42', 'batch': 16}" ]
 check "every command got a hex response from the card (4 of 4)" \
     [ "$(q /ok 'sum(1 for e in E if e["event"]=="recv" and e["msg"]["type"]=="response")')" = 4 ]
 check "the card answered GetVersion with more frames (91af)" \
@@ -103,6 +103,55 @@ run --url "$BASE/ok" --card "$C" --uid 04998877665544 check
 check "--uid overrides the card's UID (a lying client)" [ "$(q /ok 'E[0]["msg"]["uid"]')" = 04998877665544 ]
 check "default requestId is set" [ -n "$(q /ok 'E[0]["msg"]["requestId"]')" ]
 check "check sends an empty authCode" [ "$(q /ok 'repr(E[0]["msg"]["authCode"])')" = "''" ]
+
+# --- protocol v1 exactly as before; v2 batches (docs/PROTOCOL.md section 8)
+: >"$LOG"
+run --url "$BASE/ok" --card "$C" --protocol v1 --request-id rq-43 topup 1234-5678-9012-3456-7
+check "--protocol v1: ok against a v1 server (exit 0)" [ "$rc" -eq 0 ]
+check "--protocol v1: the operation announces no batch" \
+    [ "$(q /ok 'E[0]["msg"]')" = "{'type': 'operation', 'operation': 'topup', 'uid': '04a1b2c3d4e5f6', 'tech': 'IsoDep', 'authCode': '1234-5678-9012-3456-7', 'requestId': 'rq-43'}" ]
+: >"$LOG"
+run --url "$BASE/batch" --card "$C" --batch 4 check
+check "v2: a batch of four APDUs and a single command in one session: ok (exit 0)" [ "$rc" -eq 0 ]
+check "v2: --batch 4 is announced" [ "$(q /batch 'E[0]["msg"]["batch"]')" = 4 ]
+check "v2: one responses message with the four answers in order (the last 9100)" \
+    [ "$(q /batch '[(len(e["msg"]["data"]), e["msg"]["data"][2][-4:], e["msg"]["data"][3][-4:]) for e in E if e["event"]=="recv" and e["msg"]["type"]=="responses"]')" = "[(4, '91af', '9100')]" ]
+check "v2: the single command inside the v2 session got a response" \
+    [ "$(q /batch '[e["msg"]["type"] for e in E if e["event"]=="recv"]')" = "['operation', 'responses', 'response']" ]
+: >"$LOG"
+run --url "$BASE/batch" --card "$C" --protocol v1 check
+check "v1 client on a v2-capable path: served one command at a time (exit 0)" \
+    eval '[ "$rc" -eq 0 ] && [ "$(q /batch "sum(1 for e in E if e[\"event\"]==\"recv\" and e[\"msg\"][\"type\"]==\"response\")")" = 4 ]'
+: >"$LOG"
+run --url "$BASE/batch-stop" --card "$C" check
+check "v2: the client stops after the first answer that is neither 9100 nor 91af (2 of 3 answers)" [ "$rc" -eq 0 ]
+check "v2: the APDU after the refusal never reached the card" \
+    [ "$(q /batch-stop '[len(e["msg"]["data"]) for e in E if e["event"]=="recv" and e["msg"]["type"]=="responses"]')" = "[2]" ]
+: >"$LOG"
+run --url "$BASE/batch-too-big" --card "$C" --batch 3 check
+check "v2: a batch larger than announced is a protocol error (exit 4)" [ "$rc" -eq 4 ]
+check "v2: ... the client answers nothing and closes with 1002" \
+    [ "$(q /batch-too-big '([e["msg"]["type"] for e in E if e["event"]=="recv"], E[-1]["code"])')" = "(['operation'], 1002)" ]
+: >"$LOG"
+run --url "$BASE/batch" --card "$C" --lost-tag-after 2 check
+check "v2 --lost-tag-after 2: the fake fails the operation with lost-tag (exit 1)" \
+    eval '[ "$rc" -eq 1 ] && grep -q "failed: lost-tag" "$T/out"'
+check "v2 --lost-tag-after 2: responses carries the first answer and error lost-tag" \
+    [ "$(q /batch '[(len(e["msg"]["data"]), e["msg"].get("error")) for e in E if e["event"]=="recv" and e["msg"]["type"]=="responses"]')" = "[(1, 'lost-tag')]" ]
+: >"$LOG"
+run --url "$BASE/batch" --card "$C" --stall-after 3 --stall-ms 300 check
+check "v2 --stall-after 3: the batch is answered late, whole (exit 0)" [ "$rc" -eq 0 ]
+: >"$LOG"
+run --url "$BASE/batch" --card "$C" --json --drop-after 3 check
+check "v2 --drop-after 3: exit 4, kind dropped, no responses sent" \
+    eval '[ "$rc" -eq 4 ] && [ "$(last_json kind)" = dropped ] && [ "$(q /batch "sum(1 for e in E if e[\"event\"]==\"recv\" and e[\"msg\"][\"type\"]==\"responses\")")" = 0 ]'
+: >"$LOG"
+rm -f "$T/trace"
+run --url "$BASE/batch" --card "$C" --trace "$T/trace" topup 9999-8888-7777-6666-5
+check "--trace: one JSON line per message, both ways (operation, modal, commands, responses, command, response, result)" \
+    [ "$($PY -c 'import json,sys; print(",".join(json.loads(l)["dir"] + ":" + json.loads(l)["msg"]["type"] for l in open(sys.argv[1])))' "$T/trace")" = "out:operation,in:modal,in:commands,out:responses,in:command,out:response,in:result" ]
+check "--trace: the code never appears, the operation shows ***" \
+    eval '! grep -q 9999-8888 "$T/trace" && grep -q "\"authCode\":\"\*\*\*\"" "$T/trace"'
 
 # --- every error code of PROTOCOL.md section 4
 for code in bad-request unsupported-card auth-failed card-error integrity code-invalid \
