@@ -153,6 +153,26 @@ check "--trace: one JSON line per message, both ways (operation, modal, commands
 check "--trace: the code never appears, the operation shows ***" \
     eval '! grep -q 9999-8888 "$T/trace" && grep -q "\"authCode\":\"\*\*\*\"" "$T/trace"'
 
+# --- ota-card relay: batch lines for apps in other languages
+RL="$T/relay.card"
+cp "$C" "$RL"
+printf '905a00000300000000 9060000000 90af000000 90af000000\n905a00000300000000 90bd0000070100000000000000 9060000000\n9060000000\n9060000000  90af000000\nzz\n' |
+    ota-card relay --card "$RL" >"$T/relay.out" 2>"$T/relay.err"
+check "relay: the first line is the card's UID" [ "$(sed -n 1p "$T/relay.out")" = 04a1b2c3d4e5f6 ]
+check "relay: a batch line of four APDUs gets four answers on one line, the last ending 9100" \
+    [ "$(sed -n 2p "$T/relay.out" | awk '{ print NF, substr($2, length($2) - 3), substr($4, length($4) - 3) }')" = "4 91af 9100" ]
+check "relay: a batch stops after the first answer that is neither 9100 nor 91af (2 answers)" \
+    [ "$(sed -n 3p "$T/relay.out" | awk '{ print NF }')" = 2 ]
+check "relay: one APDU per line still gets one answer (v1)" \
+    [ "$(sed -n 4p "$T/relay.out" | awk '{ print NF, substr($1, length($1) - 3) }')" = "1 91af" ]
+check "relay: two spaces or a word that is not hex: error, nothing runs" \
+    [ "$(sed -n '5,6p' "$T/relay.out" | tr '\n' ' ')" = "error error " ]
+: >"$LOG"
+$PY "$OTA_SRCDIR/tests/integration/batch_client.py" "$BASE/batch" "$RL" check --batch 8 >"$T/bc.out" 2>"$T/bc.err"
+check "batch_client.py (python, through ota-card relay) gets ok from a v2 batch session" [ $? -eq 0 ]
+check "batch_client.py: two round trips (one batch, one single command), five APDUs" \
+    grep -q '^round_trips=2 apdus=5$' "$T/bc.err"
+
 # --- every error code of PROTOCOL.md section 4
 for code in bad-request unsupported-card auth-failed card-error integrity code-invalid \
     code-used limit-exceeded card-busy timeout lost-tag overloaded internal; do

@@ -28,7 +28,8 @@ tests_unit_test_load_hist_LDADD = $(TEST_LIBS)
 
 # ota-card run against a fake gateway (python3-websockets); no database.
 TESTS += tests/integration/test_client_fake.sh
-dist_noinst_SCRIPTS += tests/integration/test_client_fake.sh tests/integration/fake_gateway.py
+dist_noinst_SCRIPTS += tests/integration/test_client_fake.sh tests/integration/fake_gateway.py \
+	tests/integration/batch_client.py
 
 # The session's JSON, client side (tools/ws_proto_msg.c): command,
 # commands (v2 batches), responses, the batch stop rule.
