@@ -118,7 +118,7 @@ struct run_card {
 enum run_end {
     RUN_END_RESULT = 0,
     RUN_END_CONNECTION, /* the connection failed or closed without a result */
-    RUN_END_PROTOCOL,   /* the server broke PROTOCOL.md */
+    RUN_END_PROTOCOL,   /* the server broke docs/PROTOCOL.md */
     RUN_END_TIMEOUT,
     RUN_END_INTERRUPTED,
     RUN_END_DROPPED, /* --drop-after */

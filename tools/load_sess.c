@@ -244,7 +244,7 @@ static void ls_answer(struct load_run *run, struct load_sess *s)
         s->t_sent = load_now_us();
 }
 
-/* One exchange's server time, in the measured window only.  PROTOCOL.md
+/* One exchange's server time, in the measured window only.  docs/PROTOCOL.md
  * section 6 puts a ledger step before AbortTransaction (the lease), before
  * WriteRecord (card state, reserve) and before the result (booking, lease
  * release); every other command follows card crypto alone. */

@@ -52,7 +52,7 @@ struct load_run {
     int noutcomes;
     struct load_hist session_us;  /* operation start to result */
     struct load_hist exchange_us; /* message sent to the server's next message */
-    /* exchange_us split by what PROTOCOL.md section 6 puts before the
+    /* exchange_us split by what docs/PROTOCOL.md section 6 puts before the
      * server's next message: a ledger step (the lease before
      * AbortTransaction, card state and reserve before WriteRecord, the
      * booking and lease release before the result) or only card crypto. */

@@ -1,6 +1,6 @@
 /* ota_load: the load generator (issue 7).  N concurrent simulated phones,
  * each with its own in-memory card personalized directly (distinct UIDs),
- * run operations against any server that speaks PROTOCOL.md, over plain
+ * run operations against any server that speaks docs/PROTOCOL.md, over plain
  * ws:// from one epoll loop.  It prints completed operations per second,
  * outcomes by code, and latency percentiles for whole sessions and for the
  * server's time per exchange (from our message to its next one; the

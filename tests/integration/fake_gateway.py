@@ -2,7 +2,7 @@
 """A fake gateway for testing clients (ota-card run) without the real system.
 
 Written with python3-websockets, independent of our C code.  It speaks the
-client side of PROTOCOL.md from a fixed script chosen by the URL path, so
+client side of docs/PROTOCOL.md from a fixed script chosen by the URL path, so
 one server serves every case of a test:
 
   /ok                 modal, four APDUs (select PICC, GetVersion and its two

@@ -173,7 +173,7 @@ check "batch_client.py (python, through ota-card relay) gets ok from a v2 batch 
 check "batch_client.py: two round trips (one batch, one single command), five APDUs" \
     grep -q '^round_trips=2 apdus=5$' "$T/bc.err"
 
-# --- every error code of PROTOCOL.md section 4
+# --- every error code of docs/PROTOCOL.md section 4
 for code in bad-request unsupported-card auth-failed card-error integrity code-invalid \
     code-used limit-exceeded card-busy timeout lost-tag overloaded internal; do
     run --url "$BASE/failed/$code" --card "$C" --quiet topup 1234

@@ -26,7 +26,7 @@
 #       then its matrix with every case in batches.
 # After each part one clean check per card settles every entry, and the
 # relay compares each card with the ledger: balance change == committed
-# sum (but for CREDIT_MISSING entries, ARCHITECTURE.md rule 2), every
+# sum (but for CREDIT_MISSING entries, docs/PROTOCOL.md section 10, rule 2), every
 # committed txn had its record on the card and every record is committed,
 # each code used at most once and only with a committed entry, nothing in
 # doubt.  Sizes come from the environment (defaults keep CI short):
