@@ -417,7 +417,8 @@ rc=$?
 show "$T/relay_vm.out"
 tally "$T/relay_vm.out"
 cases=$(sed -n 's/^hostile_relay: sweep: \([0-9]*\) cases.*/\1/p' "$T/relay_vm.out")
-check "(v) v2 fault matrix, ${cases:-no} cases (every fault, batch-only ones included, at every APDU 1..20 of a top-up in batches, two variants, both card kinds; each settled by a check, then the relay commits on its own): the cards agree with the ledger, codes once, nothing in doubt" \
+batches=$(batches_of "$T/relay_vm.out")
+check "(v) v2 fault matrix, ${cases:-no} cases in ${batches:-no} batches (every fault, batch-only ones included, at every APDU 1..20 of a top-up in batches, two variants, both card kinds; each settled by a check, then the relay commits on its own): the cards agree with the ledger, codes once, nothing in doubt" \
     [ "$rc/${cases:-none}" = "0/$cases" ]
 check "(v)(f) ota-ctl audit finds no violation after the v2 fault matrix" audit
 fi
