@@ -41,159 +41,14 @@
 #include "card_profile.h"
 #include "hex.h"
 #include "hostile_relay.h"
+#include "hostile_session.h"
 #include "ota_err.h"
 #include "sim_card.h"
 #include "ws_client.h"
 #include "ws_proto_msg.h"
 
-#define HR_APDU_MAX 261
-#define HR_ANSWER_MAX 300
-#define HR_BANK 1024
-#define HR_MAX_FAULTS 2
-#define HR_FAULT_SPAN 20 /* faults land on commands 1..20 (a top-up has ~17) */
-#define HR_MAX_OUTCOMES 64
-#define HR_MAX_URLS 4
-#define HR_BAD_CODE "ABCD-EFGH-JKMN-PQRS-TVWX"
 
-enum hr_fault {
-    HF_NONE = 0,
-    HF_TAMPER,       /* run it, flip one byte of the answer */
-    HF_REPLAY_SAME,  /* answer with this session's previous answer */
-    HF_REPLAY_OTHER, /* answer with an answer of another session */
-    HF_DROP_BEFORE,  /* drop the connection, the command not run */
-    HF_DROP_AFTER,   /* run the command, drop before answering */
-    HF_LOST_TAG,     /* error lost-tag instead of an answer */
-    HF_RELAY_COMMIT, /* own CommitTransaction to the card before or after the command */
-    HF_RELAY_ABORT,  /* own AbortTransaction likewise */
-    HF_STALL,        /* withhold the answer (briefly, or past the response timeout) */
-    HF_UNEXPECTED,   /* messages out of order, malformed or unknown */
-    HF_TEAR,         /* run it, power-cycle the card, then answer */
-    HF_REPLAY_CMD,   /* first send the card an earlier command of the server's */
-    HF_LIE_UID,      /* session: another card's UID or a random one */
-    HF_PRE_COMMIT,   /* session: own CommitTransaction before the first command */
-    HF_POST_COMMIT,  /* session: own CommitTransaction after the session */
-    HF_RELAY_CLEAR,  /* own ClearRecordFile (file 2) before or after the command */
-    /* Batches only (a v2 session's `commands`): */
-    HF_PREFIX,  /* answer only the APDUs before this one (run it or not) */
-    HF_MORE,    /* an extra answer at the end, or ignore the stop rule */
-    HF_REORDER, /* swap this answer with the next, or run the next APDU first */
-    HF_COUNT
-};
-#define HF_FIRST_V2_ONLY HF_PREFIX
-
-static const char *const FAULT_NAMES[HF_COUNT] = {
-    [HF_NONE] = "none",
-    [HF_TAMPER] = "tamper",
-    [HF_REPLAY_SAME] = "replay_same",
-    [HF_REPLAY_OTHER] = "replay_other",
-    [HF_DROP_BEFORE] = "drop_before",
-    [HF_DROP_AFTER] = "drop_after",
-    [HF_LOST_TAG] = "lost_tag",
-    [HF_RELAY_COMMIT] = "relay_commit",
-    [HF_RELAY_ABORT] = "relay_abort",
-    [HF_STALL] = "stall",
-    [HF_UNEXPECTED] = "unexpected",
-    [HF_TEAR] = "tear",
-    [HF_REPLAY_CMD] = "replay_cmd",
-    [HF_LIE_UID] = "lie_uid",
-    [HF_PRE_COMMIT] = "pre_commit",
-    [HF_POST_COMMIT] = "post_commit",
-    [HF_RELAY_CLEAR] = "relay_clear",
-    [HF_PREFIX] = "prefix",
-    [HF_MORE] = "more",
-    [HF_REORDER] = "reorder",
-};
-
-struct hr_opts {
-    const char *url[HR_MAX_URLS];
-    int nurls;
-    const char *cards_dir, *codes_file, *master_keys, *until_file, *log_file;
-    const char *race_code;
-    int ncards, concurrency, fault_pct, check_pct, bad_code_pct, keep_pending_every, share_pct;
-    int race_clients;
-    int sweep;  /* the deterministic matrix instead of random plans */
-    int v2_pct; /* sessions that announce batches (protocol v2) */
-    long sessions, stall_ms, settle_timeout_ms, min_ok;
-    uint64_t seed;
-    uint8_t uid_base[HR_UID_LEN];
-};
-
-struct hr_bank_ent {
-    uint8_t ins;
-    uint8_t len;
-    uint8_t data[HR_ANSWER_MAX];
-};
-
-struct hr_outcome {
-    char key[64];
-    long n;
-};
-
-struct hr_relay {
-    struct hr_opts o;
-    struct hr_run run;
-    struct wsc_url url[HR_MAX_URLS]; /* gateways on one database: sessions spread over them */
-    char **codes;
-    size_t ncodes;
-    FILE *log;
-    atomic_long next;
-    /* Answers and commands seen, for replays across sessions. */
-    pthread_mutex_t bank_mu;
-    struct hr_bank_ent *bank, *cmds;
-    size_t nbank, bank_next, ncmds, cmds_next;
-    /* Counters, under run.mu. */
-    long started, connected, connect_failed, no_result, ok_topups, ok_checks;
-    long faults, fault_kind[HF_COUNT], lie_sessions, power_cycles, settle_checks;
-    long batches, batch_apdus, v2_sessions; /* `commands` messages received, their APDUs */
-    struct hr_outcome outcome[HR_MAX_OUTCOMES];
-    int noutcome;
-    int *in_use; /* sessions on each card right now, under run.mu */
-    /* Race mode. */
-    pthread_barrier_t barrier;
-};
-
-enum hs_state { HS_WAIT_SERVER = 0, HS_DONE };
-
-struct hr_fault_at {
-    enum hr_fault kind;
-    long at;
-    uint32_t param;
-    int done;
-};
-
-struct hr_session {
-    enum hs_state state;
-    struct hr_relay *R;
-    unsigned long idx;
-    uint64_t rng;
-    int clean;  /* settling / race: no faults */
-    int share;  /* may run on a card another session is using */
-    int stride; /* claim_card: keep the card's parity (sweep: keep-pending or not) */
-    int gw;     /* which --url */
-    int race;   /* wait for every racer before the operation */
-    int card;
-    struct hr_card *c;
-    const char *op;
-    const char *code;
-    int lie;
-    int lie_other; /* > 0: lie with another card's UID (picked from this) */
-    uint8_t lie_uid[HR_UID_LEN];
-    uint8_t uid_sent[HR_UID_LEN];
-    struct hr_fault_at f[HR_MAX_FAULTS];
-    int nf;
-    int pre_commit, post_commit;
-    int batch; /* announced batch size; 0 = v1 */
-    struct wsc_client *ws;
-    long ncmd;
-    uint8_t prev[HR_ANSWER_MAX];
-    size_t prev_len;
-    char end[16];
-    char status[12], error[32], txn[40];
-    char injected[160];
-    void **db;
-};
-
-static volatile sig_atomic_t hr_stop;
+volatile sig_atomic_t hr_stop;
 
 static void on_signal(int sig)
 {
@@ -208,7 +63,7 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(long ms)
+void hr_sleep_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !hr_stop)
@@ -223,13 +78,12 @@ static uint64_t splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint32_t rnd(struct hr_session *s, uint32_t n)
+uint32_t hr_rnd(struct hr_session *s, uint32_t n)
 {
     return n == 0 ? 0 : (uint32_t)(splitmix(&s->rng) % n);
 }
 
-__attribute__((format(printf, 2, 3))) static void hr_violation(struct hr_relay *R, const char *fmt,
-                                                               ...)
+__attribute__((format(printf, 2, 3))) void hr_violation(struct hr_relay *R, const char *fmt, ...)
 {
     va_list ap;
     pthread_mutex_lock(&R->run.mu);
@@ -255,651 +109,6 @@ static void report_records_freeze(struct hr_relay *R, struct hr_card *c)
         hr_violation(R, "card %s frozen because its records disagree with the ledger", c->uid_hex);
 }
 
-/* ------------------------------------------------------------ the card */
-
-static int card_xfer(struct hr_card *c, const uint8_t *apdu, size_t len, uint8_t *resp,
-                     size_t *rlen)
-{
-    pthread_mutex_lock(&c->mu);
-    int r = sim_card_transceive(c->sim, apdu, len, resp, HR_ANSWER_MAX, rlen);
-    pthread_mutex_unlock(&c->mu);
-    return r;
-}
-
-/* A command the relay sends on its own (no key needed for Commit and
- * Abort; ClearRecordFile of file 2 needs a right nobody has, and must
- * fail). */
-static void card_own(struct hr_card *c, uint8_t ins)
-{
-    uint8_t apdu[7] = {0x90, ins, 0x00, 0x00, 0x00, PROF_FILE_RECORDS, 0x00}, resp[HR_ANSWER_MAX];
-    size_t len = 5, n = 0;
-    if (ins == 0xEB) { /* ClearRecordFile: Lc 1, the file number, Le */
-        apdu[4] = 0x01;
-        len = 7;
-    }
-    pthread_mutex_lock(&c->mu);
-    (void)sim_card_transceive(c->sim, apdu, len, resp, sizeof resp, &n);
-    if (ins == 0xC7)
-        c->relay_commits++;
-    pthread_mutex_unlock(&c->mu);
-}
-
-/* Adds the txn_ids of the card's committed records to what it has shown.
- * Called after every session: a session adds at most one record and the
- * cyclic file keeps seven, so none is missed. */
-static void card_poll_records(struct hr_card *c, int initial)
-{
-    uint8_t recs[PROF_RECORD_COUNT * PROF_RECORD_SIZE];
-    pthread_mutex_lock(&c->mu);
-    int n = sim_card_records(c->sim, PROF_AID_U32, PROF_FILE_RECORDS, recs, PROF_RECORD_SIZE,
-                             PROF_RECORD_COUNT);
-    for (int i = 0; i < n; i++) {
-        const uint8_t *rec = recs + (size_t)i * PROF_RECORD_SIZE;
-        int known = 0;
-        for (size_t k = 0; k < c->nseen && !known; k++)
-            known = memcmp(c->seen[k].id, rec + PROF_REC_TXN, HR_TXN_LEN) == 0;
-        if (known)
-            continue;
-        if (c->nseen == c->capseen) {
-            size_t cap = c->capseen ? c->capseen * 2 : 64;
-            struct hr_txn *p = realloc(c->seen, cap * sizeof *p);
-            if (p == NULL)
-                break;
-            c->seen = p;
-            c->capseen = cap;
-        }
-        struct hr_txn *t = &c->seen[c->nseen++];
-        memcpy(t->id, rec + PROF_REC_TXN, HR_TXN_LEN);
-        t->amount =
-            (int32_t)((uint32_t)rec[PROF_REC_AMOUNT] | (uint32_t)rec[PROF_REC_AMOUNT + 1] << 8 |
-                      (uint32_t)rec[PROF_REC_AMOUNT + 2] << 16 |
-                      (uint32_t)rec[PROF_REC_AMOUNT + 3] << 24);
-        t->initial = initial;
-    }
-    pthread_mutex_unlock(&c->mu);
-}
-
-static int32_t card_balance(struct hr_card *c)
-{
-    int32_t v = 0;
-    pthread_mutex_lock(&c->mu);
-    if (sim_card_value(c->sim, PROF_AID_U32, PROF_FILE_VALUE, &v) != 0)
-        v = INT32_MIN;
-    pthread_mutex_unlock(&c->mu);
-    return v;
-}
-
-/* ------------------------------------------------------------ answers bank */
-
-static void ring_add(struct hr_relay *R, struct hr_bank_ent *ring, size_t *count, size_t *next,
-                     uint8_t ins, const uint8_t *p, size_t n)
-{
-    if (n > HR_ANSWER_MAX || n > UINT8_MAX)
-        return;
-    pthread_mutex_lock(&R->bank_mu);
-    struct hr_bank_ent *e = &ring[*next];
-    e->ins = ins;
-    e->len = (uint8_t)n;
-    memcpy(e->data, p, n);
-    *next = (*next + 1) % HR_BANK;
-    if (*count < HR_BANK)
-        (*count)++;
-    pthread_mutex_unlock(&R->bank_mu);
-}
-
-static void bank_add(struct hr_relay *R, uint8_t ins, const uint8_t *p, size_t n)
-{
-    ring_add(R, R->bank, &R->nbank, &R->bank_next, ins, p, n);
-}
-
-static void cmd_add(struct hr_relay *R, const uint8_t *apdu, size_t n)
-{
-    ring_add(R, R->cmds, &R->ncmds, &R->cmds_next, apdu[1], apdu, n);
-}
-
-/* Any earlier command of the server's (another session's or this one's). */
-static size_t cmd_pick(struct hr_session *s, uint8_t *out)
-{
-    struct hr_relay *R = s->R;
-    size_t n = 0;
-    pthread_mutex_lock(&R->bank_mu);
-    if (R->ncmds > 0) {
-        const struct hr_bank_ent *e = &R->cmds[rnd(s, (uint32_t)R->ncmds)];
-        n = e->len;
-        memcpy(out, e->data, n);
-    }
-    pthread_mutex_unlock(&R->bank_mu);
-    return n;
-}
-
-/* An earlier answer, preferably to the same instruction. */
-static size_t bank_pick(struct hr_session *s, uint8_t ins, uint8_t *out)
-{
-    struct hr_relay *R = s->R;
-    size_t n = 0;
-    pthread_mutex_lock(&R->bank_mu);
-    if (R->nbank > 0) {
-        size_t pick = rnd(s, (uint32_t)R->nbank);
-        for (int tries = 0; tries < 64; tries++) {
-            size_t k = rnd(s, (uint32_t)R->nbank);
-            if (R->bank[k].ins == ins) {
-                pick = k;
-                break;
-            }
-        }
-        n = R->bank[pick].len;
-        memcpy(out, R->bank[pick].data, n);
-    }
-    pthread_mutex_unlock(&R->bank_mu);
-    return n;
-}
-
-/* ------------------------------------------------------------ messages */
-
-static int send_text(struct hr_session *s, const char *text)
-{
-    if (wsc_client_send_text(s->ws, text, strlen(text)) != 0) {
-        snprintf(s->end, sizeof s->end, "send_failed");
-        s->state = HS_DONE;
-        return -1;
-    }
-    return 0;
-}
-
-static int send_response(struct hr_session *s, const uint8_t *p, size_t n)
-{
-    char hex[2 * HR_ANSWER_MAX + 1], msg[2 * HR_ANSWER_MAX + 64];
-    hex_encode(p, n, hex);
-    snprintf(msg, sizeof msg, "{\"type\":\"response\",\"data\":\"%s\"}", hex);
-    return send_text(s, msg);
-}
-
-static int send_operation(struct hr_session *s)
-{
-    char uid[2 * HR_UID_LEN + 1];
-    hex_encode(s->uid_sent, HR_UID_LEN, uid);
-    char *t = wsm_operation(s->op, uid, s->code, "hostile", s->batch);
-    if (t == NULL)
-        return -1;
-    int r = send_text(s, t);
-    sodium_memzero(t, strlen(t));
-    free(t);
-    return r;
-}
-
-static void drop(struct hr_session *s, const char *why)
-{
-    wsc_client_abort(s->ws);
-    snprintf(s->end, sizeof s->end, "%s", why);
-    s->state = HS_DONE;
-}
-
-/* ------------------------------------------------------------ faults */
-
-static void note_fault(struct hr_session *s, enum hr_fault k, long at)
-{
-    struct hr_relay *R = s->R;
-    size_t used = strlen(s->injected);
-    snprintf(s->injected + used, sizeof s->injected - used, "%s%s@%ld", used ? "," : "",
-             FAULT_NAMES[k], at);
-    pthread_mutex_lock(&R->run.mu);
-    R->faults++;
-    R->fault_kind[k]++;
-    pthread_mutex_unlock(&R->run.mu);
-}
-
-/* Faults that land on one APDU (the others concern the whole session). */
-static int per_apdu(enum hr_fault k)
-{
-    return k != HF_NONE && k != HF_LIE_UID && k != HF_PRE_COMMIT && k != HF_POST_COMMIT;
-}
-
-static struct hr_fault_at *fault_for(struct hr_session *s, long at)
-{
-    for (int i = 0; i < s->nf; i++)
-        if (!s->f[i].done && s->f[i].at == at && per_apdu(s->f[i].kind))
-            return &s->f[i];
-    return NULL;
-}
-
-/* Runs the command on the card and keeps the answer for later replays. */
-static size_t run_card(struct hr_session *s, const uint8_t *apdu, size_t n, uint8_t *resp)
-{
-    size_t rlen = 0;
-    if (card_xfer(s->c, apdu, n, resp, &rlen) != 0)
-        rlen = 0;
-    bank_add(s->R, apdu[1], resp, rlen);
-    return rlen;
-}
-
-static void answer(struct hr_session *s, const uint8_t *resp, size_t rlen)
-{
-    memcpy(s->prev, resp, rlen);
-    s->prev_len = rlen;
-    send_response(s, resp, rlen);
-}
-
-static void unexpected(struct hr_session *s, uint32_t param, const uint8_t *apdu, size_t n)
-{
-    uint8_t resp[HR_ANSWER_MAX];
-    size_t rlen;
-    switch (param % 6) {
-    case 0: /* the answer twice: the second arrives with no command outstanding */
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        send_response(s, resp, rlen);
-        break;
-    case 1: /* a second operation in the middle of the session */
-        send_operation(s);
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        break;
-    case 2: /* a message type nobody defined */
-        send_text(s, "{\"type\":\"hello\",\"data\":\"9100\"}");
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        break;
-    case 3:
-        send_text(s, "{\"type\":\"response\",\"data\":");
-        break;
-    case 4:
-        send_text(s, "{\"type\":\"response\",\"data\":\"9z0\"}");
-        break;
-    default:
-        send_text(s, "{\"type\":\"error\",\"kind\":\"meteor\"}");
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        break;
-    }
-}
-
-static uint8_t relay_ins(enum hr_fault k)
-{
-    return k == HF_RELAY_COMMIT ? 0xC7 : k == HF_RELAY_ABORT ? 0xA7 : 0xEB;
-}
-
-static void on_command(struct hr_session *s, const uint8_t *apdu, size_t n)
-{
-    uint8_t resp[HR_ANSWER_MAX];
-    size_t rlen;
-    s->ncmd++;
-    if (n <= UINT8_MAX)
-        cmd_add(s->R, apdu, n);
-    struct hr_fault_at *f = s->clean ? NULL : fault_for(s, s->ncmd);
-    /* Batch-only faults have no meaning for a single command. */
-    if (f == NULL || f->kind >= HF_FIRST_V2_ONLY) {
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        return;
-    }
-    f->done = 1;
-    note_fault(s, f->kind, s->ncmd);
-    switch (f->kind) {
-    case HF_TAMPER:
-        rlen = run_card(s, apdu, n, resp);
-        if (rlen > 0)
-            resp[f->param % rlen] ^= (uint8_t)(1 + (f->param >> 8) % 255);
-        answer(s, resp, rlen);
-        break;
-    case HF_REPLAY_SAME:
-    case HF_REPLAY_OTHER:
-        if (f->param & 1)
-            (void)run_card(s, apdu, n, resp);
-        if (f->kind == HF_REPLAY_SAME && s->prev_len > 0) {
-            memcpy(resp, s->prev, s->prev_len);
-            rlen = s->prev_len;
-        } else {
-            rlen = bank_pick(s, apdu[1], resp);
-        }
-        if (rlen == 0) {
-            resp[0] = 0x91;
-            resp[1] = 0x00;
-            rlen = 2;
-        }
-        answer(s, resp, rlen);
-        break;
-    case HF_DROP_BEFORE:
-        drop(s, "dropped");
-        break;
-    case HF_DROP_AFTER:
-        (void)run_card(s, apdu, n, resp);
-        drop(s, "dropped");
-        break;
-    case HF_LOST_TAG:
-        send_text(s, "{\"type\":\"error\",\"kind\":\"lost-tag\",\"message\":\"hostile\"}");
-        break;
-    case HF_RELAY_COMMIT:
-    case HF_RELAY_ABORT:
-    case HF_RELAY_CLEAR: {
-        uint8_t ins = relay_ins(f->kind);
-        if (f->param & 1)
-            card_own(s->c, ins);
-        rlen = run_card(s, apdu, n, resp);
-        if (!(f->param & 1))
-            card_own(s->c, ins);
-        answer(s, resp, rlen);
-        break;
-    }
-    case HF_STALL:
-        sleep_ms((f->param & 1) ? s->R->o.stall_ms : s->R->o.stall_ms / 5);
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        break;
-    case HF_UNEXPECTED:
-        unexpected(s, f->param, apdu, n);
-        break;
-    case HF_REPLAY_CMD: {
-        uint8_t old[HR_ANSWER_MAX];
-        size_t on = cmd_pick(s, old), olen = 0;
-        if (on > 0)
-            (void)card_xfer(s->c, old, on, resp, &olen);
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        break;
-    }
-    case HF_TEAR:
-        rlen = run_card(s, apdu, n, resp);
-        pthread_mutex_lock(&s->c->mu);
-        sim_card_power_cycle(s->c->sim);
-        pthread_mutex_unlock(&s->c->mu);
-        answer(s, resp, rlen);
-        break;
-    default:
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        break;
-    }
-}
-
-/* ------------------------------------------------------------ batches (v2) */
-
-#define HR_OUT_MAX (WSM_BATCH_MAX + 2)
-
-/* What the relay sends for one batch: answers (honest or not) and an
- * error kind. */
-struct hr_out {
-    size_t n;
-    const char *error;
-    size_t len[HR_OUT_MAX];
-    uint8_t data[HR_OUT_MAX][HR_ANSWER_MAX];
-};
-
-static void out_add(struct hr_out *o, const uint8_t *p, size_t n)
-{
-    if (o->n == HR_OUT_MAX)
-        return;
-    memcpy(o->data[o->n], p, n);
-    o->len[o->n++] = n;
-}
-
-/* {"type":"responses","data":[...],"error":...}; type "response" (one
- * answer) when single is set, the way a confused client would. */
-static int send_out(struct hr_session *s, const struct hr_out *o, int single)
-{
-    char msg[HR_OUT_MAX * (2 * HR_ANSWER_MAX + 3) + 96];
-    size_t at = (size_t)snprintf(msg, sizeof msg, "{\"type\":\"%s\",\"data\":%s",
-                                 single ? "response" : "responses", single ? "" : "[");
-    for (size_t i = 0; i < o->n && (!single || i == 0); i++) {
-        if (i > 0)
-            msg[at++] = ',';
-        msg[at++] = '"';
-        hex_encode(o->data[i], o->len[i], msg + at);
-        at += 2 * o->len[i];
-        msg[at++] = '"';
-    }
-    if (single && o->n == 0)
-        at += (size_t)snprintf(msg + at, sizeof msg - at, "\"\"");
-    if (!single)
-        msg[at++] = ']';
-    if (o->error != NULL)
-        at += (size_t)snprintf(msg + at, sizeof msg - at, ",\"error\":\"%s\"", o->error);
-    snprintf(msg + at, sizeof msg - at, "}");
-    return send_text(s, msg);
-}
-
-/* Protocol breaches around a batch's answers (bad v2 input must get a
- * clear error and lose nothing). */
-static void unexpected_batch(struct hr_session *s, uint32_t param, const struct hr_out *o)
-{
-    switch (param % 6) {
-    case 0: /* the answers twice: the second with no batch outstanding */
-        send_out(s, o, 0);
-        send_out(s, o, 0);
-        break;
-    case 1: /* a second operation in the middle of the session */
-        send_operation(s);
-        send_out(s, o, 0);
-        break;
-    case 2: /* a message type nobody defined, then the answers */
-        send_text(s, "{\"type\":\"hello\",\"data\":[\"9100\"]}");
-        send_out(s, o, 0);
-        break;
-    case 3: /* responses whose data is not hex */
-        send_text(s, "{\"type\":\"responses\",\"data\":[\"9100\",\"9z00\"]}");
-        break;
-    case 4: /* responses whose data is not an array */
-        send_text(s, "{\"type\":\"responses\",\"data\":\"9100\"}");
-        break;
-    default: /* a single response to a batch */
-        send_out(s, o, 1);
-        break;
-    }
-}
-
-/* Runs one APDU for a batch and adds its answer (the answer as sent
- * decides whether an honest client would go on). */
-static size_t batch_run_one(struct hr_session *s, const uint8_t *apdu, size_t n, struct hr_out *o)
-{
-    uint8_t resp[HR_ANSWER_MAX];
-    size_t rlen = run_card(s, apdu, n, resp);
-    out_add(o, resp, rlen);
-    return rlen;
-}
-
-static int last_goes_on(const struct hr_out *o)
-{
-    return o->n > 0 && wsm_answer_goes_on(o->data[o->n - 1], o->len[o->n - 1]);
-}
-
-static void swap_last_two(struct hr_out *o)
-{
-    uint8_t tmp[HR_ANSWER_MAX];
-    size_t a = o->n - 2, b = o->n - 1, tl = o->len[a];
-    memcpy(tmp, o->data[a], tl);
-    memcpy(o->data[a], o->data[b], o->len[b]);
-    o->len[a] = o->len[b];
-    memcpy(o->data[b], tmp, tl);
-    o->len[b] = tl;
-}
-
-/* One APDU of a batch with the fault planned for it.  Returns 0 to go on
- * with the next APDU, 1 to stop and send, -1 when the session is over
- * (dropped).  *i may move past the next APDU (reorder). */
-static int batch_fault(struct hr_session *s, const struct wsm_batch *b, size_t *i,
-                       struct hr_fault_at *f, struct hr_out *o, int *more, int *unexp)
-{
-    const uint8_t *apdu = b->apdu[*i];
-    size_t n = b->len[*i];
-    uint8_t resp[HR_ANSWER_MAX];
-    size_t rlen;
-
-    switch (f->kind) {
-    case HF_TAMPER:
-        rlen = batch_run_one(s, apdu, n, o);
-        if (rlen > 0)
-            o->data[o->n - 1][f->param % rlen] ^= (uint8_t)(1 + (f->param >> 8) % 255);
-        return 0;
-    case HF_REPLAY_SAME:
-    case HF_REPLAY_OTHER:
-        if (f->param & 1)
-            (void)run_card(s, apdu, n, resp);
-        rlen = 0;
-        if (f->kind == HF_REPLAY_SAME && o->n > 0) {
-            rlen = o->len[o->n - 1];
-            memcpy(resp, o->data[o->n - 1], rlen);
-        } else if (f->kind == HF_REPLAY_SAME && s->prev_len > 0) {
-            rlen = s->prev_len;
-            memcpy(resp, s->prev, rlen);
-        } else {
-            rlen = bank_pick(s, apdu[1], resp);
-        }
-        if (rlen == 0) {
-            resp[0] = 0x91;
-            resp[1] = 0x00;
-            rlen = 2;
-        }
-        out_add(o, resp, rlen);
-        return 0;
-    case HF_DROP_BEFORE:
-        drop(s, "dropped");
-        return -1;
-    case HF_DROP_AFTER:
-        (void)run_card(s, apdu, n, resp);
-        drop(s, "dropped");
-        return -1;
-    case HF_LOST_TAG:
-        o->error = "lost-tag";
-        return 1;
-    case HF_RELAY_COMMIT:
-    case HF_RELAY_ABORT:
-    case HF_RELAY_CLEAR:
-        /* Between two APDUs of the batch: before this one or after it. */
-        if (f->param & 1)
-            card_own(s->c, relay_ins(f->kind));
-        batch_run_one(s, apdu, n, o);
-        if (!(f->param & 1))
-            card_own(s->c, relay_ins(f->kind));
-        return 0;
-    case HF_STALL:
-        sleep_ms((f->param & 1) ? s->R->o.stall_ms : s->R->o.stall_ms / 5);
-        batch_run_one(s, apdu, n, o);
-        return 0;
-    case HF_UNEXPECTED:
-        *unexp = (int)(f->param % 6);
-        batch_run_one(s, apdu, n, o);
-        return 0;
-    case HF_REPLAY_CMD: {
-        uint8_t old[HR_ANSWER_MAX];
-        size_t on = cmd_pick(s, old), olen = 0;
-        if (on > 0)
-            (void)card_xfer(s->c, old, on, resp, &olen);
-        batch_run_one(s, apdu, n, o);
-        return 0;
-    }
-    case HF_TEAR:
-        batch_run_one(s, apdu, n, o);
-        pthread_mutex_lock(&s->c->mu);
-        sim_card_power_cycle(s->c->sim);
-        pthread_mutex_unlock(&s->c->mu);
-        return 0;
-    case HF_PREFIX:
-        if (f->param & 1)
-            (void)run_card(s, apdu, n, resp);
-        return 1;
-    case HF_MORE:
-        *more = (f->param & 1) ? 2 : 1;
-        batch_run_one(s, apdu, n, o);
-        return 0;
-    case HF_REORDER:
-        if (*i + 1 >= b->n) {
-            batch_run_one(s, apdu, n, o);
-            return 0;
-        }
-        s->ncmd++; /* the next APDU is taken with this one */
-        if (f->param & 1) {
-            /* The next APDU runs first; answers in the batch's order. */
-            uint8_t r1[HR_ANSWER_MAX];
-            size_t l1 = run_card(s, b->apdu[*i + 1], b->len[*i + 1], r1);
-            batch_run_one(s, apdu, n, o);
-            out_add(o, r1, l1);
-        } else {
-            batch_run_one(s, apdu, n, o);
-            batch_run_one(s, b->apdu[*i + 1], b->len[*i + 1], o);
-            swap_last_two(o);
-        }
-        (*i)++;
-        return 0;
-    default:
-        batch_run_one(s, apdu, n, o);
-        return 0;
-    }
-}
-
-/* A `commands` message: every APDU in order, each with its planned
- * fault, then one `responses` (or worse). */
-static void on_batch(struct hr_session *s, const struct wsm_batch *b)
-{
-    static _Thread_local struct hr_out o;
-    int more = 0, unexp = -1;
-
-    pthread_mutex_lock(&s->R->run.mu);
-    s->R->batches++;
-    s->R->batch_apdus += (long)b->n;
-    pthread_mutex_unlock(&s->R->run.mu);
-    o.n = 0;
-    o.error = NULL;
-    for (size_t i = 0; i < b->n; i++) {
-        struct hr_fault_at *f;
-        int r = 0;
-        s->ncmd++;
-        if (b->len[i] <= UINT8_MAX)
-            cmd_add(s->R, b->apdu[i], b->len[i]);
-        f = s->clean ? NULL : fault_for(s, s->ncmd);
-        if (f == NULL) {
-            batch_run_one(s, b->apdu[i], b->len[i], &o);
-        } else {
-            f->done = 1;
-            note_fault(s, f->kind, s->ncmd);
-            r = batch_fault(s, b, &i, f, &o, &more, &unexp);
-        }
-        if (r < 0)
-            return;
-        if (r > 0 || (more != 2 && !last_goes_on(&o)))
-            break;
-    }
-    if (more > 0 && o.n > 0) /* one answer more than asked: the last one again */
-        out_add(&o, o.data[o.n - 1], o.len[o.n - 1]);
-    if (o.n > 0) {
-        memcpy(s->prev, o.data[o.n - 1], o.len[o.n - 1]);
-        s->prev_len = o.len[o.n - 1];
-    }
-    if (unexp >= 0)
-        unexpected_batch(s, (uint32_t)unexp, &o);
-    else
-        send_out(s, &o, 0);
-}
-
-static void copy_str(char *dst, size_t cap, json_t *v)
-{
-    const char *t = json_string_value(v);
-    snprintf(dst, cap, "%s", t != NULL ? t : "");
-}
-
-static void on_message(struct hr_session *s, const char *text, size_t len)
-{
-    static _Thread_local struct wsm_msg m;
-    char why[200];
-    if (wsm_parse(text, len, (size_t)s->batch, &m, why, sizeof why) != 0) {
-        /* The gateway broke the protocol (a batch larger than announced,
-         * commands in a v1 session, bad hex): never a relay's doing. */
-        hr_violation(s->R, "session %lu: the gateway sent a message no client can take: %s", s->idx,
-                     why);
-        snprintf(s->end, sizeof s->end, "bad_message");
-        s->state = HS_DONE;
-    } else if (m.kind == WSM_CARD && m.batch.single) {
-        on_command(s, m.batch.apdu[0], m.batch.len[0]);
-    } else if (m.kind == WSM_CARD) {
-        on_batch(s, &m.batch);
-    } else if (m.kind == WSM_RESULT) {
-        copy_str(s->status, sizeof s->status, json_object_get(m.json, "status"));
-        copy_str(s->error, sizeof s->error, json_object_get(m.json, "error"));
-        copy_str(s->txn, sizeof s->txn, json_object_get(m.json, "txn"));
-        snprintf(s->end, sizeof s->end, "result");
-        s->state = HS_DONE;
-    }
-    wsm_msg_clear(&m);
-}
-
 /* ------------------------------------------------------------ a session */
 
 static void plan_session(struct hr_session *s)
@@ -908,33 +117,33 @@ static void plan_session(struct hr_session *s)
     const struct hr_opts *o = &R->o;
     s->rng = o->seed ^ (s->idx * 0xD1B54A32D192ED03ULL);
     (void)splitmix(&s->rng);
-    s->card = (int)rnd(s, (uint32_t)R->run.ncards);
-    s->share = rnd(s, 100) < (uint32_t)o->share_pct;
-    s->gw = (int)rnd(s, (uint32_t)o->nurls);
-    s->op = rnd(s, 100) < (uint32_t)o->check_pct ? "check" : "topup";
+    s->card = (int)hr_rnd(s, (uint32_t)R->run.ncards);
+    s->share = hr_rnd(s, 100) < (uint32_t)o->share_pct;
+    s->gw = (int)hr_rnd(s, (uint32_t)o->nurls);
+    s->op = hr_rnd(s, 100) < (uint32_t)o->check_pct ? "check" : "topup";
     /* v2: mostly the largest batch, one session in four a smaller one (the
      * server must split its batches to fit). */
-    if (rnd(s, 100) < (uint32_t)o->v2_pct)
-        s->batch = rnd(s, 4) == 0 ? WSM_BATCH_MIN + (int)rnd(s, WSM_BATCH_MAX - WSM_BATCH_MIN)
-                                  : WSM_BATCH_MAX;
+    if (hr_rnd(s, 100) < (uint32_t)o->v2_pct)
+        s->batch = hr_rnd(s, 4) == 0 ? WSM_BATCH_MIN + (int)hr_rnd(s, WSM_BATCH_MAX - WSM_BATCH_MIN)
+                                     : WSM_BATCH_MAX;
     if (strcmp(s->op, "topup") == 0)
-        s->code = rnd(s, 100) < (uint32_t)o->bad_code_pct || R->ncodes == 0
+        s->code = hr_rnd(s, 100) < (uint32_t)o->bad_code_pct || R->ncodes == 0
                       ? HR_BAD_CODE
-                      : R->codes[rnd(s, (uint32_t)R->ncodes)];
-    if (rnd(s, 100) < (uint32_t)o->fault_pct) {
-        s->nf = rnd(s, 4) == 0 ? 2 : 1;
+                      : R->codes[hr_rnd(s, (uint32_t)R->ncodes)];
+    if (hr_rnd(s, 100) < (uint32_t)o->fault_pct) {
+        s->nf = hr_rnd(s, 4) == 0 ? 2 : 1;
         for (int i = 0; i < s->nf; i++) {
             /* v1 sessions draw from the kinds that make sense without batches. */
             s->f[i].kind =
-                (enum hr_fault)(1 + rnd(s, (s->batch > 0 ? HF_COUNT : HF_FIRST_V2_ONLY) - 1));
-            s->f[i].at = 1 + (long)rnd(s, HR_FAULT_SPAN);
+                (enum hr_fault)(1 + hr_rnd(s, (s->batch > 0 ? HF_COUNT : HF_FIRST_V2_ONLY) - 1));
+            s->f[i].at = 1 + (long)hr_rnd(s, HR_FAULT_SPAN);
             s->f[i].param = (uint32_t)splitmix(&s->rng);
             if (s->f[i].kind == HF_LIE_UID) {
                 s->lie = 1;
-                s->lie_other = (s->f[i].param & 1) ? 1 + (int)rnd(s, 0x7fffffff) : 0;
+                s->lie_other = (s->f[i].param & 1) ? 1 + (int)hr_rnd(s, 0x7fffffff) : 0;
                 s->lie_uid[0] = 0x04;
                 for (int k = 1; k < HR_UID_LEN; k++)
-                    s->lie_uid[k] = (uint8_t)rnd(s, 256);
+                    s->lie_uid[k] = (uint8_t)hr_rnd(s, 256);
             }
             s->pre_commit |= s->f[i].kind == HF_PRE_COMMIT;
             s->post_commit |= s->f[i].kind == HF_POST_COMMIT;
@@ -1115,11 +324,11 @@ static int run_session(struct hr_session *s)
     memset(&opts, 0, sizeof opts);
     opts.connect_timeout_ms = 5000;
     if (s->pre_commit) {
-        note_fault(s, HF_PRE_COMMIT, 0);
-        card_own(s->c, 0xC7);
+        hr_note_fault(s, HF_PRE_COMMIT, 0);
+        hr_card_own(s->c, 0xC7);
     }
     if (s->lie)
-        note_fault(s, HF_LIE_UID, 0);
+        hr_note_fault(s, HF_LIE_UID, 0);
     if (wsc_client_connect(&R->url[s->gw], &opts, &s->ws, err, sizeof err) != 0) {
         pthread_mutex_lock(&R->run.mu);
         R->connect_failed++;
@@ -1137,19 +346,19 @@ static int run_session(struct hr_session *s)
         pthread_barrier_wait(&R->barrier);
     s->state = HS_WAIT_SERVER;
     long long deadline = now_ms() + 40000 + 2 * R->o.stall_ms;
-    if (send_operation(s) != 0)
+    if (hr_send_operation(s) != 0)
         s->state = HS_DONE;
     while (s->state != HS_DONE) {
         long long left = deadline - now_ms();
         const char *text = NULL;
         size_t len = 0;
         if (left <= 0 || hr_stop) {
-            drop(s, "timeout");
+            hr_drop(s, "timeout");
             break;
         }
         int r = wsc_client_recv(s->ws, (int)left, &text, &len);
         if (r == WSC_RECV_MESSAGE)
-            on_message(s, text, len);
+            hr_on_message(s, text, len);
         else if (r == WSC_RECV_CLOSED || r < 0) {
             snprintf(s->end, sizeof s->end, "closed");
             s->state = HS_DONE;
@@ -1160,10 +369,10 @@ static int run_session(struct hr_session *s)
     wsc_client_free(s->ws);
     s->ws = NULL;
     if (s->post_commit) {
-        note_fault(s, HF_POST_COMMIT, s->ncmd);
-        card_own(s->c, 0xC7);
+        hr_note_fault(s, HF_POST_COMMIT, s->ncmd);
+        hr_card_own(s->c, 0xC7);
     }
-    card_poll_records(s->c, 0);
+    hr_card_poll_records(s->c, 0);
     return 0;
 }
 
@@ -1184,8 +393,8 @@ static void sweep_follow_up(const struct hr_session *f)
     memcpy(s.uid_sent, s.c->uid, HR_UID_LEN);
     if (run_session(&s) == 0)
         session_outcome(&s);
-    card_own(s.c, 0xC7);
-    card_poll_records(s.c, 0);
+    hr_card_own(s.c, 0xC7);
+    hr_card_poll_records(s.c, 0);
 }
 
 static int until_reached(const struct hr_relay *R)
@@ -1222,16 +431,16 @@ static void *worker_main(void *arg)
         }
         release_card(&s);
         if (r != 0) {
-            sleep_ms(100); /* the gateway is down (a test is restarting it) */
+            hr_sleep_ms(100); /* the gateway is down (a test is restarting it) */
             continue;
         }
         if (!R->o.sweep)
             session_outcome(&s);
         /* A phone retries later when the server is in trouble. */
         if (strcmp(s.error, "internal") == 0 || strcmp(s.error, "overloaded") == 0)
-            sleep_ms(100);
+            hr_sleep_ms(100);
         /* Sometimes the phone lets the card go between sessions. */
-        if (!s.clean && rnd(&s, 100) < 3) {
+        if (!s.clean && hr_rnd(&s, 100) < 3) {
             pthread_mutex_lock(&s.c->mu);
             sim_card_power_cycle(s.c->sim);
             pthread_mutex_unlock(&s.c->mu);
@@ -1344,9 +553,9 @@ static void settle_all(struct hr_relay *R)
                              s.c->uid_hex, R->o.settle_timeout_ms, last);
                 break;
             }
-            sleep_ms(250);
+            hr_sleep_ms(250);
         }
-        card_poll_records(&R->run.cards[i], 0);
+        hr_card_poll_records(&R->run.cards[i], 0);
     }
     hr_db_close(&db);
 }
@@ -1405,8 +614,8 @@ static int setup_cards(struct hr_relay *R)
         if (o->keep_pending_every > 0 && i % o->keep_pending_every == o->keep_pending_every - 1)
             c->sim_flags = SIM_FLAG_KEEP_PENDING_ON_SELECT_AUTH;
         sim_card_set_flags(c->sim, c->sim_flags);
-        c->balance0 = card_balance(c);
-        card_poll_records(c, 1);
+        c->balance0 = hr_card_balance(c);
+        hr_card_poll_records(c, 1);
     }
     sodium_memzero(keys, sizeof keys);
     return 0;
@@ -1563,7 +772,7 @@ static void print_summary(struct hr_relay *R)
     printf("hostile_relay: faults_injected=%ld fault_kinds=%d/%d", R->faults, kinds, possible);
     for (int k = 1; k < HF_COUNT; k++)
         if (R->fault_kind[k] > 0)
-            printf(" %s=%ld", FAULT_NAMES[k], R->fault_kind[k]);
+            printf(" %s=%ld", hr_fault_names[k], R->fault_kind[k]);
     printf("\nhostile_relay: v2_sessions=%ld batches=%ld batch_apdus=%ld", R->v2_sessions,
            R->batches, R->batch_apdus);
     printf("\nhostile_relay: lying_sessions=%ld power_cycles=%ld integrity_unfreezes=%ld "
@@ -1653,7 +862,7 @@ int main(int argc, char **argv)
         return 2;
     for (int i = 0; i < R.run.ncards; i++) {
         struct hr_card *c = &R.run.cards[i];
-        final[i] = card_balance(c);
+        final[i] = hr_card_balance(c);
         if (sim_card_save(c->sim, c->path) != 0)
             fprintf(stderr, "hostile_relay: cannot save %s\n", c->path);
     }
