@@ -6,18 +6,21 @@
 # keys, runs a first top-up (with the profile check), then a second top-up
 # and a check with `ota-card run --trace`, and prints the traces of the
 # second top-up and of the check (one JSON line per message; the code is
-# shown as ***).  Everything is stopped and removed on exit.
+# shown as ***), or with --markdown the second top-up annotated by
+# docs/annotate_trace.py.  Everything is stopped and removed on exit.
 #
-#   docs/example-session.sh [--build DIR] [--protocol v1|v2]
+#   docs/example-session.sh [--build DIR] [--protocol v1|v2] [--markdown]
 set -u
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${OTA_BUILDDIR:-$SRC/build/main}
 PROTO=v2
+MD=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --build) BUILD=${2:?}; shift ;;
     --protocol) PROTO=${2:?}; shift ;;
-    *) echo "usage: $0 [--build DIR] [--protocol v1|v2]" >&2; exit 2 ;;
+    --markdown) MD=1 ;;
+    *) echo "usage: $0 [--build DIR] [--protocol v1|v2] [--markdown]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -36,6 +39,10 @@ ota-card run --url "$PUB_URL" --card "$card" --quiet --protocol "$PROTO" \
     --trace "$T/topup.trace" topup "$second" >&2 || exit 1
 ota-card run --url "$PUB_URL" --card "$card" --quiet --protocol "$PROTO" \
     --trace "$T/check.trace" check >&2 || exit 1
+if [ "$MD" = 1 ]; then
+    /usr/bin/python3 "$SRC/docs/annotate_trace.py" "$T/topup.trace"
+    exit
+fi
 echo "# first top-up (profile check), protocol $PROTO"
 cat "$T/first.trace"
 echo "# second top-up, protocol $PROTO"
