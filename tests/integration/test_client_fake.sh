@@ -173,6 +173,17 @@ check "batch_client.py (python, through ota-card relay) gets ok from a v2 batch 
 check "batch_client.py: two round trips (one batch, one single command), five APDUs" \
     grep -q '^round_trips=2 apdus=5$' "$T/bc.err"
 
+# --- ota-load counts round trips and APDUs per operation, v2 and v1
+lj() { $PY -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$T/load.json" "$1"; }
+ota-load --url "$BASE/batch" --master-keys "${KEYS}" --count 3 --mix check=1 --seed 7 --json \
+    >"$T/load.json" 2>"$T/load.err"
+check "ota-load v2: 3 checks ok, 2 round trips (one batch of 4, one single command) and 5 APDUs each" \
+    [ "$(lj '(r["ok"], r["protocol"], r["by_op"]["check"]["round_trips"], r["by_op"]["check"]["apdus"])')" = "(3, 'v2', 2.0, 5.0)" ]
+ota-load --url "$BASE/batch" --master-keys "${KEYS}" --count 3 --mix check=1 --seed 7 --json \
+    --protocol v1 >"$T/load.json" 2>"$T/load.err"
+check "ota-load v1: the same path one command at a time, 4 round trips of one APDU" \
+    [ "$(lj '(r["ok"], r["protocol"], r["by_op"]["check"]["round_trips"], r["by_op"]["check"]["apdus"])')" = "(3, 'v1', 4.0, 4.0)" ]
+
 # --- every error code of docs/PROTOCOL.md section 4
 for code in bad-request unsupported-card auth-failed card-error integrity code-invalid \
     code-used limit-exceeded card-busy timeout lost-tag overloaded internal; do
