@@ -3,7 +3,10 @@
 # python3-websockets): every result status and error code, modal texts,
 # pings, a server that closes early, breaks the protocol, says nothing or
 # never closes, the test-only faults (drop, lost tag, tear, stall), usage
-# errors, an interrupt, and that the card file is saved after the session.
+# errors, an interrupt, and that the card file is saved after the session;
+# protocol v2 batches (stop rule, lost tag, stall and drop inside a batch,
+# a batch larger than announced), --trace, ota-card relay batch lines, a
+# Python v2 client and ota-load's round-trip counts.
 # Needs no database and no real gateway.  Asserts exit statuses and what
 # the fake gateway saw, never timings.
 set -u
