@@ -47,7 +47,6 @@
 #include "ws_client.h"
 #include "ws_proto_msg.h"
 
-
 volatile sig_atomic_t hr_stop;
 
 static void on_signal(int sig)
