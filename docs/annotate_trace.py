@@ -59,6 +59,12 @@ def answer_note(hex_, ins):
     return "%s, %d bytes: %s" % (st, n, what)
 
 
+def short(hex_):
+    """The first 24 hex digits of a long APDU or answer (the full one is in
+    the message line above)."""
+    return hex_[:24] + ("…" if len(hex_) > 24 else "")
+
+
 def main(path):
     pending = []
     for line in open(path):
@@ -73,13 +79,12 @@ def main(path):
             for a in apdus:
                 note, prev = apdu_note(a, prev)
                 pending.append((note, prev))
-                print("           %s  %s" % (a[:24] + ("…" if len(a) > 24 else ""), note))
+                print("           %-25s  %s" % (short(a), note))
         elif t in ("response", "responses"):
             answers = [m["data"]] if t == "response" else m["data"]
             for i, a in enumerate(answers):
                 ins = pending[i][1] if i < len(pending) else None
-                print("           %s  %s" % (a[:24] + ("…" if len(a) > 24 else ""),
-                                             answer_note(a, ins)))
+                print("           %-25s  %s" % (short(a), answer_note(a, ins)))
             if m.get("error"):
                 print("           error: %s" % m["error"])
 
