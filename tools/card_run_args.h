@@ -44,7 +44,9 @@
     "\n"                                                                                           \
     "Fault injection, for tests (N counts the server's APDUs from 1, also inside batches):\n"      \
     "  --drop-after N     close the TCP connection instead of answering command N\n"               \
-    "  --lost-tag-after N answer command N with {\"type\":\"error\",\"kind\":\"lost-tag\"}\n"      \
+    "  --lost-tag-after N lose the card at command N: "                                            \
+    "{\"type\":\"error\",\"kind\":\"lost-tag\"},\n"                                                \
+    "                     or in a batch the answers before it and \"error\":\"lost-tag\"\n"        \
     "  --tear-after N     run command N on the card, power-cycle the card, then drop\n"            \
     "  --stall-after N    wait --stall-ms MS (default 3000) before answering command N\n"          \
     "\n"                                                                                           \
