@@ -70,35 +70,6 @@ check "nothing was reserved for the lying client" \
 out=$(run --url "$PUB_URL" --card "$victim" topup "$c3"); rc=$?
 check "the victim's own top-up with the same code still works" [ "$rc" -eq 0 ]
 
-# --- one code raced by two clients: exactly one wins
-a=$(sys_card 04aaaaaaaaaa01); b=$(sys_card 04aaaaaaaaaa02)
-c4=$(sys_codes 700 1)
-run --url "$PUB_URL" --card "$a" topup "$c4" >"$T/race_a" & pa=$!
-run --url "$PUB_URL" --card "$b" topup "$c4" >"$T/race_b" & pb=$!
-wait $pa; ra=$?; wait $pb; rb=$?
-wins=0; [ $ra -eq 0 ] && wins=$((wins + 1)); [ $rb -eq 0 ] && wins=$((wins + 1))
-check "one code raced by two clients: exactly one top-up" [ $wins -eq 1 ]
-total=$(( $(card_value "$a") + $(card_value "$b") ))
-check "the two cards together gained exactly 700" [ $total -eq 700 ]
-
-# --- two sessions for one card: the second answers card-busy
-busy=$(sys_card 04bbbbbbbbbb01)
-run --url "$PUB_URL" --card "$busy" --stall-after 4 --stall-ms 3000 check >"$T/busy_a" & pa=$!
-sleep 1
-out=$(run --url "$PUB_URL" --card "$busy" check); rc=$?
-check "a second session on a leased card answers card-busy" [ "$(echo "$out" | field error)" = card-busy ]
-wait $pa
-
-# --- the seed app's message flow on path / with modal messages
-seed_card=$(sys_card 04dddddddddd01)
-seed_out=$(/usr/bin/python3 "$OTA_SRCDIR/tests/integration/seed_client.py" \
-    "${PUB_URL%/v1/session}/" "$seed_card" check 2>&1); rc=$?
-check "seed app flow on path / (operation, command/response, result with requestId)" [ $rc -eq 0 ]
-c6=$(sys_codes 250 1)
-seed_out=$(/usr/bin/python3 "$OTA_SRCDIR/tests/integration/seed_client.py" \
-    "${PUB_URL%/v1/session}/" "$seed_card" topup "$c6" 2>&1); rc=$?
-check "an independent client (python3-websockets, path /) completes a top-up with a modal" eval '[ $rc -eq 0 ] && [ "$(card_value "$seed_card")" = 250 ]'
-
 # --- protocol v2 (batches, docs/PROTOCOL.md section 8) and v1 side by side:
 # round trips per operation from ota-card run's --trace (messages that
 # carried APDUs), and an independent v2 client through ota-card relay
@@ -134,6 +105,35 @@ bc_code=$(sys_codes 150 1)
     --batch 8 >"$T/bc.out" 2>"$T/bc.err"; rc=$?
 check "an independent v2 client (python3-websockets through ota-card relay, batch 8) completes a top-up ($(grep round_trips "$T/bc.err"))" \
     [ "$rc/$(card_value "$bc_card")" = 0/150 ]
+
+# --- one code raced by two clients: exactly one wins
+a=$(sys_card 04aaaaaaaaaa01); b=$(sys_card 04aaaaaaaaaa02)
+c4=$(sys_codes 700 1)
+run --url "$PUB_URL" --card "$a" topup "$c4" >"$T/race_a" & pa=$!
+run --url "$PUB_URL" --card "$b" topup "$c4" >"$T/race_b" & pb=$!
+wait $pa; ra=$?; wait $pb; rb=$?
+wins=0; [ $ra -eq 0 ] && wins=$((wins + 1)); [ $rb -eq 0 ] && wins=$((wins + 1))
+check "one code raced by two clients: exactly one top-up" [ $wins -eq 1 ]
+total=$(( $(card_value "$a") + $(card_value "$b") ))
+check "the two cards together gained exactly 700" [ $total -eq 700 ]
+
+# --- two sessions for one card: the second answers card-busy
+busy=$(sys_card 04bbbbbbbbbb01)
+run --url "$PUB_URL" --card "$busy" --stall-after 4 --stall-ms 3000 check >"$T/busy_a" & pa=$!
+sleep 1
+out=$(run --url "$PUB_URL" --card "$busy" check); rc=$?
+check "a second session on a leased card answers card-busy" [ "$(echo "$out" | field error)" = card-busy ]
+wait $pa
+
+# --- the seed app's message flow on path / with modal messages
+seed_card=$(sys_card 04dddddddddd01)
+seed_out=$(/usr/bin/python3 "$OTA_SRCDIR/tests/integration/seed_client.py" \
+    "${PUB_URL%/v1/session}/" "$seed_card" check 2>&1); rc=$?
+check "seed app flow on path / (operation, command/response, result with requestId)" [ $rc -eq 0 ]
+c6=$(sys_codes 250 1)
+seed_out=$(/usr/bin/python3 "$OTA_SRCDIR/tests/integration/seed_client.py" \
+    "${PUB_URL%/v1/session}/" "$seed_card" topup "$c6" 2>&1); rc=$?
+check "an independent client (python3-websockets, path /) completes a top-up with a modal" eval '[ $rc -eq 0 ] && [ "$(card_value "$seed_card")" = 250 ]'
 
 # --- a worker killed mid-session: result reported, worker restarted
 kcard=$(sys_card 04cccccccccc01)
