@@ -1,4 +1,4 @@
-/* card_profile: the card layout of PROTOCOL.md section 5, in one place.
+/* card_profile: the card layout of docs/PROTOCOL.md section 5, in one place.
  * Every other module (worker, simulator, ota-card, tests) takes these
  * values from here. */
 #ifndef CARD_PROFILE_H

@@ -1,6 +1,6 @@
 /* hex: strict hex conversion for APDUs, UIDs and keys.  Decoding accepts
  * upper and lower case, nothing else (no spaces, no 0x); encoding is lower
- * case (PROTOCOL.md §2). */
+ * case (docs/PROTOCOL.md §2). */
 #ifndef HEX_H
 #define HEX_H
 

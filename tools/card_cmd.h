@@ -15,7 +15,8 @@ int card_cmd_new(int argc, char **argv);
 int card_cmd_show(int argc, char **argv);
 /* ota-card vicc --card FILE [--connect HOST:PORT] */
 int card_cmd_vicc(int argc, char **argv);
-/* ota-card relay --card FILE (hex APDU lines in, hex answer lines out) */
+/* ota-card relay --card FILE (lines of 1..16 hex APDUs separated by spaces in,
+ * their answers on one line out; see card_relay.c) */
 int card_cmd_relay(int argc, char **argv);
 
 #define CARD_USAGE_NEW                                                                             \
@@ -23,6 +24,7 @@ int card_cmd_relay(int argc, char **argv);
     "             [--system-id ASCII] [--balance N] [--picc-key des0|aes0]\n"
 #define CARD_USAGE_SHOW "ota-card show --card FILE\n"
 #define CARD_USAGE_VICC "ota-card vicc --card FILE [--connect HOST:PORT]\n"
-#define CARD_USAGE_RELAY "ota-card relay --card FILE\n"
+#define CARD_USAGE_RELAY                                                                           \
+    "ota-card relay --card FILE (lines of 1..16 hex APDUs in, their answers out)\n"
 
 #endif

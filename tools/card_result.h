@@ -1,5 +1,5 @@
 /* card_result: what a `result` message means to a person and to a shell.
- * The stable error codes of PROTOCOL.md §4, a sentence for each, the human
+ * The stable error codes of docs/PROTOCOL.md §4, a sentence for each, the human
  * line ota-card run prints, and the exit status it returns.  Shared with
  * ota-load (code names for its failure table).  It must never print a
  * code or token: results carry none. */
@@ -14,7 +14,7 @@
 #define CARD_EXIT_PENDING 3
 #define CARD_EXIT_CONN 4
 
-/* The sentence for an error code of PROTOCOL.md §4, or NULL if unknown. */
+/* The sentence for an error code of docs/PROTOCOL.md §4, or NULL if unknown. */
 const char *card_result_explain(const char *code);
 /* The number of codes and the i-th one (for tables). */
 int card_result_code_count(void);

@@ -1,11 +1,15 @@
-/* card_run: `ota-card run`, the phone app as a command (PROTOCOL.md §1-4).
- * It sends `operation`, answers each `command` with the card's `response`,
+/* card_run: `ota-card run`, the phone app as a command (docs/PROTOCOL.md
+ * sections 1-4 and 8).  It sends `operation` (announcing batches of up to
+ * 16 APDUs unless --protocol v1), answers each `command` with the card's
+ * `response` and each `commands` batch with `responses` (run in order,
+ * stopping after the first answer that ends in neither 91 00 nor 91 AF),
  * prints `modal` texts and the `result`, and saves the simulated card's
  * committed state whatever happened (also when interrupted).  Test-only
  * flags make it misbehave the way a phone can (drop, lost tag, tear,
- * stall).  It must never print or log the top-up code or operator token,
- * never run a command it received while another was outstanding, and never
- * answer a command with anything but the card's own answer. */
+ * stall), counted per APDU also inside a batch.  It must never print or
+ * log the top-up code or operator token, never run APDUs it received while
+ * others were outstanding, and never answer with anything but the card's
+ * own answers. */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,72 +26,20 @@
 #include "card_cmd.h"
 #include "card_result.h"
 #include "card_run.h"
+#include "card_run_args.h"
 #include "hex.h"
 #include "ota_err.h"
 #include "sim_card.h"
 #include "ws_client.h"
+#include "ws_proto_msg.h"
 #ifdef HAVE_PCSC
 #include "pcsc_reader.h"
 #include "num.h"
 #endif
 
-#define RUN_UID_MAX 10
-#define RUN_APDU_MAX 261   /* short APDU: CLA INS P1 P2 Lc 255 bytes Le */
-#define RUN_ANSWER_MAX 258 /* 256 data bytes + SW1 SW2 */
-#define RUN_AUTH_MAX 256
-#define RUN_REQID_MAX 64
-#define RUN_DEFAULT_TIMEOUT_MS 90000
+#define RUN_APDU_MAX WSM_APDU_MAX
+#define RUN_ANSWER_MAX WSM_ANSWER_MAX
 #define RUN_CLOSE_WAIT_MS 3000
-
-#define RUN_USAGE                                                                                  \
-    "usage: ota-card run --url ws[s]://HOST:PORT/v1/session (--card FILE | --pcsc [READER])\n"     \
-    "                    [--uid HEX] [--request-id ID] [--quiet] [--json] [--verbose]\n"           \
-    "                    [--timeout-ms MS] [--cacert FILE] [--cert FILE [--key FILE]]\n"           \
-    "                    [--insecure]\n"                                                           \
-    "                    check | topup CODE | personalize TOKEN\n"
-#define RUN_HELP                                                                                   \
-    "Plays the phone app: starts one operation on the gateway for a card and relays the\n"         \
-    "server's APDUs to it.\n"                                                                      \
-    "\n"                                                                                           \
-    "  --url URL          the gateway's WebSocket URL (ws:// only on loopback or a private hop)\n" \
-    "  --card FILE        a simulated card file (ota-card new); saved back after the session\n"    \
-    "  --pcsc [READER]    a card in a PC/SC reader instead (first reader, or the one named)\n"     \
-    "  --uid HEX          send this UID instead of the card's (tests: a lying client)\n"           \
-    "  --request-id ID    the requestId to send (default: a random one)\n"                         \
-    "  --quiet            print only the result\n"                                                 \
-    "  --json             print the result message as JSON (one line on stdout); without a\n"      \
-    "                     result, a {\"type\":\"client-error\",\"kind\":...} line instead\n"       \
-    "  --verbose          print every command and response on stderr\n"                            \
-    "  --timeout-ms MS    give up when no result came within MS (default 90000)\n"                 \
-    "  --cacert FILE      wss: trust these CAs instead of the system's\n"                          \
-    "  --cert FILE        wss: client certificate (operator listener); --key FILE its key\n"       \
-    "  --insecure         wss: do not verify the server's certificate (tests only)\n"              \
-    "\n"                                                                                           \
-    "Fault injection, for tests (N counts the server's commands from 1):\n"                        \
-    "  --drop-after N     close the TCP connection instead of answering command N\n"               \
-    "  --lost-tag-after N answer command N with {\"type\":\"error\",\"kind\":\"lost-tag\"}\n"      \
-    "  --tear-after N     run command N on the card, power-cycle the card, then drop\n"            \
-    "  --stall-after N    wait --stall-ms MS (default 3000) before answering command N\n"          \
-    "\n"                                                                                           \
-    "Exit status: 0 ok, 1 failed, 2 usage, 3 pending, 4 no result (connection or protocol\n"       \
-    "error, timeout, fault injected, interrupted).\n"
-
-struct run_args {
-    const char *url;
-    const char *card_file;
-    int pcsc;
-    const char *pcsc_reader;
-    uint8_t uid[RUN_UID_MAX];
-    size_t uid_len;
-    char request_id[RUN_REQID_MAX + 1];
-    int quiet, json, verbose;
-    long timeout_ms;
-    const char *ca_file, *cert_file, *key_file;
-    int insecure;
-    long drop_after, lost_tag_after, tear_after, stall_after, stall_ms;
-    const char *operation;
-    char auth[RUN_AUTH_MAX + 1];
-};
 
 /* The card on the other side of the phone. */
 enum run_card_kind { RUN_CARD_SIM = 0, RUN_CARD_PCSC };
@@ -106,7 +58,7 @@ struct run_card {
 enum run_end {
     RUN_END_RESULT = 0,
     RUN_END_CONNECTION, /* the connection failed or closed without a result */
-    RUN_END_PROTOCOL,   /* the server broke PROTOCOL.md */
+    RUN_END_PROTOCOL,   /* the server broke docs/PROTOCOL.md */
     RUN_END_TIMEOUT,
     RUN_END_INTERRUPTED,
     RUN_END_DROPPED, /* --drop-after */
@@ -127,7 +79,7 @@ static const char *const run_end_kind[] = {
 
 enum run_state {
     RUN_WAIT_SERVER = 0, /* waiting for a command, modal or result */
-    RUN_HOLDING,         /* a command is held back (--stall-after) */
+    RUN_HOLDING,         /* APDUs are held back (--stall-after) */
     RUN_WAIT_CLOSE,      /* the result came; waiting for the close */
     RUN_DONE,
 };
@@ -137,11 +89,16 @@ struct run_session {
     const struct run_args *args;
     struct run_card *card;
     struct wsc_client *ws;
-    long commands; /* commands received so far */
-    uint8_t held[RUN_APDU_MAX];
-    size_t held_len;
+    long commands; /* APDUs received so far (over all batches) */
+    /* The batch being answered: its APDUs, the answers so far, and the
+     * next APDU to run (held back by --stall-after until held_until). */
+    struct wsm_batch batch;
+    struct wsm_answers answers;
+    size_t next;
     long long held_until; /* ms, monotonic */
-    long long deadline;   /* ms, monotonic: no result by then = timeout */
+    FILE *trace;
+    long long t0;       /* ms, monotonic: the session's start, for the trace */
+    long long deadline; /* ms, monotonic: no result by then = timeout */
     json_t *result;
     enum run_end end;
     char why[320]; /* for a person when end != RESULT */
@@ -160,166 +117,6 @@ static long long run_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int run_usage(const char *why)
-{
-    if (why != NULL)
-        fprintf(stderr, "ota-card run: %s\n", why);
-    fputs(RUN_USAGE, stderr);
-    return CARD_EXIT_USAGE;
-}
-
-static int run_parse_count(const char *s, long min, long max, long *out)
-{
-    long long v;
-    if (num_parse_ll(s, min, max, &v) != 0)
-        return -1;
-    *out = (long)v;
-    return 0;
-}
-
-static int run_is_operation(const char *s)
-{
-    return strcmp(s, "check") == 0 || strcmp(s, "topup") == 0 || strcmp(s, "personalize") == 0;
-}
-
-/* A code or token must not stay readable in /proc/PID/cmdline. */
-static void run_hide_arg(char *s)
-{
-    size_t n = strlen(s);
-    if (n > 0)
-        memset(s, 'x', n);
-}
-
-/* Options anywhere before the operation words; "--" ends options. */
-static int run_parse_args(int argc, char **argv, struct run_args *a, int *help)
-{
-    const char *pos[2] = {NULL, NULL};
-    int npos = 0, no_more_opts = 0;
-    char *auth_arg = NULL;
-
-    memset(a, 0, sizeof *a);
-    a->timeout_ms = RUN_DEFAULT_TIMEOUT_MS;
-    a->stall_ms = 3000;
-    *help = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = 1;
-        if (no_more_opts || o[0] != '-' || o[1] == '\0') {
-            if (npos >= 2)
-                return run_usage("too many arguments");
-            if (npos == 1)
-                auth_arg = argv[i];
-            pos[npos++] = o;
-            continue;
-        }
-        if (strcmp(o, "--") == 0) {
-            no_more_opts = 1;
-            continue;
-        }
-        if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
-            *help = 1;
-            return 0;
-        }
-        if (strcmp(o, "--quiet") == 0 || strcmp(o, "-q") == 0) {
-            a->quiet = 1;
-            takes = 0;
-        } else if (strcmp(o, "--json") == 0) {
-            a->json = 1;
-            takes = 0;
-        } else if (strcmp(o, "--verbose") == 0 || strcmp(o, "-v") == 0) {
-            a->verbose = 1;
-            takes = 0;
-        } else if (strcmp(o, "--insecure") == 0) {
-            a->insecure = 1;
-            takes = 0;
-        } else if (strcmp(o, "--pcsc") == 0) {
-            a->pcsc = 1;
-            takes = 0;
-            /* The reader name is optional: take the next word unless it is
-             * an option or the operation. */
-            if (v != NULL && v[0] != '-' && !run_is_operation(v)) {
-                a->pcsc_reader = v;
-                i++;
-            }
-        } else if (v == NULL) {
-            fprintf(stderr, "ota-card run: %s needs a value\n", o);
-            return run_usage(NULL);
-        } else if (strcmp(o, "--url") == 0) {
-            a->url = v;
-        } else if (strcmp(o, "--card") == 0) {
-            a->card_file = v;
-        } else if (strcmp(o, "--uid") == 0) {
-            int n = hex_decode(v, strlen(v), a->uid, sizeof a->uid);
-            if (n < 1)
-                return run_usage("--uid wants 1 to 10 bytes of hex");
-            a->uid_len = (size_t)n;
-        } else if (strcmp(o, "--request-id") == 0) {
-            if (strlen(v) > RUN_REQID_MAX)
-                return run_usage("--request-id is too long");
-            snprintf(a->request_id, sizeof a->request_id, "%s", v);
-        } else if (strcmp(o, "--timeout-ms") == 0) {
-            if (run_parse_count(v, 1, 3600000, &a->timeout_ms) != 0)
-                return run_usage("--timeout-ms wants 1..3600000");
-        } else if (strcmp(o, "--cacert") == 0) {
-            a->ca_file = v;
-        } else if (strcmp(o, "--cert") == 0) {
-            a->cert_file = v;
-        } else if (strcmp(o, "--key") == 0) {
-            a->key_file = v;
-        } else if (strcmp(o, "--drop-after") == 0) {
-            if (run_parse_count(v, 1, 100000, &a->drop_after) != 0)
-                return run_usage("--drop-after wants a command number >= 1");
-        } else if (strcmp(o, "--lost-tag-after") == 0) {
-            if (run_parse_count(v, 1, 100000, &a->lost_tag_after) != 0)
-                return run_usage("--lost-tag-after wants a command number >= 1");
-        } else if (strcmp(o, "--tear-after") == 0) {
-            if (run_parse_count(v, 1, 100000, &a->tear_after) != 0)
-                return run_usage("--tear-after wants a command number >= 1");
-        } else if (strcmp(o, "--stall-after") == 0) {
-            if (run_parse_count(v, 1, 100000, &a->stall_after) != 0)
-                return run_usage("--stall-after wants a command number >= 1");
-        } else if (strcmp(o, "--stall-ms") == 0) {
-            if (run_parse_count(v, 0, 3600000, &a->stall_ms) != 0)
-                return run_usage("--stall-ms wants 0..3600000");
-        } else {
-            fprintf(stderr, "ota-card run: unknown option %s\n", o);
-            return run_usage(NULL);
-        }
-        if (takes)
-            i++;
-    }
-    if (a->url == NULL)
-        return run_usage("--url is required");
-    if ((a->card_file == NULL) == (a->pcsc == 0))
-        return run_usage("give exactly one of --card FILE and --pcsc [READER]");
-    if (npos == 0)
-        return run_usage("which operation: check, topup CODE or personalize TOKEN?");
-    a->operation = pos[0];
-    if (strcmp(a->operation, "check") == 0) {
-        if (npos != 1)
-            return run_usage("check takes no argument");
-    } else if (strcmp(a->operation, "topup") == 0 || strcmp(a->operation, "personalize") == 0) {
-        if (npos != 2)
-            return run_usage(strcmp(a->operation, "topup") == 0 ? "topup needs a CODE"
-                                                                : "personalize needs a TOKEN");
-        if (strlen(pos[1]) > RUN_AUTH_MAX)
-            return run_usage("the code or token is too long");
-        snprintf(a->auth, sizeof a->auth, "%s", pos[1]);
-        run_hide_arg(auth_arg);
-    } else {
-        fprintf(stderr, "ota-card run: unknown operation '%s'\n", a->operation);
-        return run_usage(NULL);
-    }
-    if (a->request_id[0] == '\0') {
-        uint8_t rnd[8];
-        randombytes_buf(rnd, sizeof rnd);
-        memcpy(a->request_id, "run-", 4);
-        hex_encode(rnd, sizeof rnd, a->request_id + 4);
-    }
-    return 0;
 }
 
 static int run_card_open(const struct run_args *a, struct run_card *c)
@@ -385,8 +182,9 @@ static int run_card_close(const struct run_args *a, struct run_card *c)
     return ret;
 }
 
-/* Runs one APDU on the card.  Returns NULL with the answer, or the `error`
- * kind to send instead ("lost-tag" / "io"). */
+/* Runs one APDU on the card (a real reader runs a batch APDU by APDU,
+ * like a phone).  Returns NULL with the answer, or the error kind to send
+ * instead ("lost-tag" / "io"). */
 static const char *run_card_exchange(struct run_card *c, const uint8_t *apdu, size_t len,
                                      uint8_t *resp, size_t *resp_len, char *err, size_t errlen)
 {
@@ -419,97 +217,132 @@ __attribute__((format(printf, 3, 4))) static void run_end(struct run_session *s,
     va_end(ap);
 }
 
-/* Sends a JSON object and frees it.  The text may hold a code: wipe it. */
-static int run_send(struct run_session *s, json_t *msg)
+/* Appends one message to the --trace file: direction ("out" from the
+ * phone, "in" from the gateway), ms since the session started, and the
+ * message itself (it is JSON already; an unparsable one goes as a
+ * string). */
+static void run_trace(struct run_session *s, const char *dir, const char *text, size_t len)
 {
-    char *text = msg != NULL ? json_dumps(msg, JSON_COMPACT) : NULL;
-    int r;
+    json_t *msg;
+    char *line;
+    if (s->trace == NULL)
+        return;
+    msg = json_loadb(text, len, 0, NULL);
+    if (msg == NULL)
+        msg = json_stringn(text, len);
+    line = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    fprintf(s->trace, "{\"dir\":\"%s\",\"ms\":%lld,\"msg\":%s}\n", dir, run_now_ms() - s->t0,
+            line != NULL ? line : "null");
+    fflush(s->trace);
+    free(line);
     json_decref(msg);
-    if (text == NULL) {
-        run_end(s, RUN_END_CARD, "out of memory");
-        return OTA_ERR_NOMEM;
-    }
-    r = wsc_client_send_text(s->ws, text, strlen(text));
-    sodium_memzero(text, strlen(text));
-    free(text);
-    if (r != 0)
+}
+
+/* Sends a text message.  trace: what the trace shows instead (NULL: the
+ * text itself). */
+static int run_send_text(struct run_session *s, const char *text, const char *trace)
+{
+    int r = wsc_client_send_text(s->ws, text, strlen(text));
+    if (r != 0) {
         run_end(s, RUN_END_CONNECTION, "cannot send: %s", wsc_client_error(s->ws));
-    return r;
+        return r;
+    }
+    trace = trace != NULL ? trace : text;
+    run_trace(s, "out", trace, strlen(trace));
+    return 0;
 }
 
-/* Answers one command: the card's answer, or an error kind. */
-static int run_answer(struct run_session *s, const uint8_t *apdu, size_t len)
+/* Sends the answers gathered for the current batch. */
+static int run_send_answers(struct run_session *s)
 {
-    const struct run_args *a = s->args;
-    uint8_t resp[RUN_ANSWER_MAX];
-    char hex[2 * RUN_ANSWER_MAX + 1];
-    char err[300] = "";
-    size_t rlen = 0;
-    const char *kind = run_card_exchange(s->card, apdu, len, resp, &rlen, err, sizeof err);
-
-    if (kind != NULL) {
-        if (!a->quiet)
-            fprintf(stderr, "ota-card run: card: %s (sending error %s)\n", err, kind);
-        return run_send(
-            s, json_pack("{s:s, s:s, s:s}", "type", "error", "kind", kind, "message", err));
+    char text[WSM_ANSWERS_TEXT_MAX];
+    if (wsm_encode_answers(&s->batch, &s->answers, text, sizeof text) < 0) {
+        run_end(s, RUN_END_CARD, "the card's answers do not fit in a message");
+        return OTA_ERR_LENGTH;
     }
-    hex_encode(resp, rlen, hex);
-    if (a->verbose)
-        fprintf(stderr, "< %s\n", hex);
-    if (a->tear_after == s->commands) {
-        /* The card ran the command; now it loses power before the answer
-         * leaves the phone. */
-        if (s->card->kind == RUN_CARD_SIM)
-            sim_card_power_cycle(s->card->sim);
-        wsc_client_abort(s->ws);
-        run_end(s, RUN_END_TORN, "card torn after command %ld (as asked)", s->commands);
-        return 0;
-    }
-    return run_send(s, json_pack("{s:s, s:s}", "type", "response", "data", hex));
+    return run_send_text(s, text, NULL);
 }
 
-static void run_on_command(struct run_session *s, json_t *msg)
+/* Runs APDUs of the current batch from s->next on: the card's answers, or
+ * a fault asked for on the command line at the APDU it names.  Ends by
+ * sending the answers, holding the rest back (--stall-after), or leaving
+ * without an answer (--drop-after, --tear-after). */
+static void run_batch_go_on(struct run_session *s)
 {
     const struct run_args *a = s->args;
-    const char *data = json_string_value(json_object_get(msg, "data"));
-    uint8_t apdu[RUN_APDU_MAX];
-    int n;
+    struct wsm_answers *ans = &s->answers;
 
+    while (s->next < s->batch.n) {
+        size_t i = s->next;
+        char hex[2 * RUN_ANSWER_MAX + 1], err[300] = "";
+        const char *kind;
+
+        if (s->state != RUN_HOLDING) {
+            s->commands++;
+            if (a->verbose) {
+                hex_encode(s->batch.apdu[i], s->batch.len[i], hex);
+                fprintf(stderr, "> %s\n", hex);
+            }
+            if (a->drop_after == s->commands) {
+                wsc_client_abort(s->ws);
+                run_end(s, RUN_END_DROPPED, "dropped the connection at command %ld (as asked)",
+                        s->commands);
+                return;
+            }
+            if (a->lost_tag_after == s->commands) {
+                ans->error = "lost-tag";
+                break;
+            }
+            if (a->stall_after == s->commands) {
+                s->held_until = run_now_ms() + a->stall_ms;
+                s->state = RUN_HOLDING;
+                return;
+            }
+        }
+        s->state = RUN_WAIT_SERVER;
+        kind = run_card_exchange(s->card, s->batch.apdu[i], s->batch.len[i], ans->data[i],
+                                 &ans->len[i], err, sizeof err);
+        if (kind != NULL) {
+            if (!a->quiet)
+                fprintf(stderr, "ota-card run: card: %s (sending error %s)\n", err, kind);
+            ans->error = kind;
+            break;
+        }
+        ans->n = i + 1;
+        s->next = i + 1;
+        if (a->verbose) {
+            hex_encode(ans->data[i], ans->len[i], hex);
+            fprintf(stderr, "< %s\n", hex);
+        }
+        if (a->tear_after == s->commands) {
+            /* The card ran the command; now it loses power before the
+             * answer leaves the phone. */
+            if (s->card->kind == RUN_CARD_SIM)
+                sim_card_power_cycle(s->card->sim);
+            wsc_client_abort(s->ws);
+            run_end(s, RUN_END_TORN, "card torn after command %ld (as asked)", s->commands);
+            return;
+        }
+        if (!wsm_answer_goes_on(ans->data[i], ans->len[i]))
+            break;
+    }
+    s->state = RUN_WAIT_SERVER;
+    run_send_answers(s);
+}
+
+static void run_on_card(struct run_session *s, const struct wsm_msg *m)
+{
     if (s->state != RUN_WAIT_SERVER) {
-        run_end(s, RUN_END_PROTOCOL, "the server sent a command while %s",
-                s->state == RUN_HOLDING ? "another was outstanding" : "the result was already in");
+        run_end(s, RUN_END_PROTOCOL, "the server sent %s while %s",
+                m->batch.single ? "a command" : "commands",
+                s->state == RUN_HOLDING ? "others were outstanding" : "the result was already in");
         return;
     }
-    if (data == NULL) {
-        run_end(s, RUN_END_PROTOCOL, "a command without a data string");
-        return;
-    }
-    n = hex_decode(data, strlen(data), apdu, sizeof apdu);
-    if (n < 4) {
-        run_end(s, RUN_END_PROTOCOL, "a command whose data is not a hex APDU");
-        return;
-    }
-    s->commands++;
-    if (a->verbose)
-        fprintf(stderr, "> %s\n", data);
-    if (a->drop_after == s->commands) {
-        wsc_client_abort(s->ws);
-        run_end(s, RUN_END_DROPPED, "dropped the connection at command %ld (as asked)",
-                s->commands);
-        return;
-    }
-    if (a->lost_tag_after == s->commands) {
-        run_send(s, json_pack("{s:s, s:s}", "type", "error", "kind", "lost-tag"));
-        return;
-    }
-    if (a->stall_after == s->commands) {
-        memcpy(s->held, apdu, (size_t)n);
-        s->held_len = (size_t)n;
-        s->held_until = run_now_ms() + a->stall_ms;
-        s->state = RUN_HOLDING;
-        return;
-    }
-    run_answer(s, apdu, (size_t)n);
+    s->batch = m->batch;
+    s->answers.n = 0;
+    s->answers.error = NULL;
+    s->next = 0;
+    run_batch_go_on(s);
 }
 
 static void run_on_result(struct run_session *s, json_t *msg, const char *raw)
@@ -533,49 +366,66 @@ static void run_on_result(struct run_session *s, json_t *msg, const char *raw)
         printf("%s\n", line);
     }
     fflush(stdout);
-    /* A held command will never be answered now. */
+    /* Held APDUs will never be answered now. */
     s->state = RUN_WAIT_CLOSE;
     s->deadline = run_now_ms() + RUN_CLOSE_WAIT_MS;
 }
 
 static void run_on_message(struct run_session *s, const char *text, size_t len)
 {
-    json_error_t jerr;
-    json_t *msg = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    const char *type = json_string_value(json_object_get(msg, "type"));
+    struct wsm_msg m;
+    char why[200];
 
-    if (!json_is_object(msg) || type == NULL) {
-        run_end(s, RUN_END_PROTOCOL,
-                "the server sent a message that is not a JSON object "
-                "with a string type");
-    } else if (strcmp(type, "command") == 0) {
-        run_on_command(s, msg);
-    } else if (strcmp(type, "modal") == 0) {
-        const char *m = json_string_value(json_object_get(msg, "message"));
-        if (m != NULL && !s->args->quiet) {
+    run_trace(s, "in", text, len);
+    if (wsm_parse(text, len, (size_t)s->args->batch, &m, why, sizeof why) != 0) {
+        run_end(s, RUN_END_PROTOCOL, "the server broke the protocol: %s", why);
+    } else if (m.kind == WSM_CARD) {
+        run_on_card(s, &m);
+    } else if (m.kind == WSM_MODAL) {
+        const char *t = json_string_value(json_object_get(m.json, "message"));
+        if (t != NULL && !s->args->quiet) {
             FILE *f = s->args->json ? stderr : stdout;
-            fprintf(f, "modal: %s\n", m);
+            fprintf(f, "modal: %s\n", t);
             fflush(f);
         }
-    } else if (strcmp(type, "result") == 0) {
-        run_on_result(s, msg, text);
+    } else if (m.kind == WSM_RESULT) {
+        run_on_result(s, m.json, text);
     } else if (!s->args->quiet) {
         /* Unknown messages are ignored, like unknown members (§2). */
-        fprintf(stderr, "ota-card run: ignoring a message of type '%s'\n", type);
+        fprintf(stderr, "ota-card run: ignoring a message of type '%s'\n",
+                json_string_value(json_object_get(m.json, "type")));
     }
-    json_decref(msg);
+    wsm_msg_clear(&m);
 }
 
-static json_t *run_operation_msg(const struct run_args *a, const struct run_card *c)
+/* Sends `operation`; the trace shows it with the code replaced. */
+static int run_send_operation(struct run_session *s)
 {
+    const struct run_args *a = s->args;
+    const struct run_card *c = s->card;
     char uid[2 * RUN_UID_MAX + 1];
+    char *text, *shown;
+    int r;
+
     if (a->uid_len > 0)
         hex_encode(a->uid, a->uid_len, uid);
     else
         hex_encode(c->uid, c->uid_len, uid);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", "operation", "operation",
-                     a->operation, "uid", uid, "tech", "IsoDep", "authCode", a->auth, "requestId",
-                     a->request_id);
+    text = wsm_operation(a->operation, uid, a->auth, a->request_id, (int)a->batch);
+    shown = wsm_operation(a->operation, uid, a->auth[0] != '\0' ? "***" : "", a->request_id,
+                          (int)a->batch);
+    if (text == NULL || shown == NULL) {
+        run_end(s, RUN_END_CARD, "out of memory");
+        r = OTA_ERR_NOMEM;
+    } else {
+        r = run_send_text(s, text, shown);
+    }
+    if (text != NULL) {
+        sodium_memzero(text, strlen(text));
+        free(text);
+    }
+    free(shown);
+    return r;
 }
 
 /* The receive loop: one message or timer at a time until the session ends. */
@@ -599,8 +449,7 @@ static void run_loop(struct run_session *s)
             run_on_message(s, text, len);
         } else if (r == WSC_RECV_TIMEOUT) {
             if (s->state == RUN_HOLDING && run_now_ms() >= s->held_until) {
-                s->state = RUN_WAIT_SERVER;
-                run_answer(s, s->held, s->held_len);
+                run_batch_go_on(s);
             } else if (s->state == RUN_WAIT_CLOSE) {
                 /* The result is in; a server slow to close costs us nothing. */
                 wsc_client_close(s->ws, WSC_CLOSE_NORMAL, NULL, 1000);
@@ -693,6 +542,13 @@ int card_cmd_run(int argc, char **argv)
     s.args = &a;
     s.card = &card;
     s.state = RUN_WAIT_SERVER;
+    s.t0 = run_now_ms();
+    if (a.trace_file != NULL && (s.trace = fopen(a.trace_file, "a")) == NULL) {
+        fprintf(stderr, "ota-card run: cannot open the trace file %s\n", a.trace_file);
+        sodium_memzero(a.auth, sizeof a.auth);
+        run_card_close(&a, &card);
+        return CARD_EXIT_USAGE;
+    }
     memset(&opts, 0, sizeof opts);
     opts.connect_timeout_ms = a.timeout_ms < 10000 ? (int)a.timeout_ms : 10000;
     opts.ca_file = a.ca_file;
@@ -704,7 +560,7 @@ int card_cmd_run(int argc, char **argv)
         run_end(&s, RUN_END_CONNECTION, "cannot connect to %s: %s", a.url, err);
     } else {
         s.deadline = run_now_ms() + a.timeout_ms;
-        if (run_send(&s, run_operation_msg(&a, &card)) == 0)
+        if (run_send_operation(&s) == 0)
             run_loop(&s);
         /* Tell a server that broke the protocol why we leave (no-op when
          * the connection is already closed or was dropped on purpose). */
@@ -722,6 +578,8 @@ int card_cmd_run(int argc, char **argv)
         status = CARD_EXIT_CONN;
     }
     json_decref(s.result);
+    if (s.trace != NULL)
+        fclose(s.trace);
     r = run_card_close(&a, &card);
     return r != 0 ? r : status;
 }

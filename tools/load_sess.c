@@ -205,13 +205,37 @@ static void ls_on_connected(struct load_run *run, struct load_sess *s)
 
 static void ls_send_operation(struct load_run *run, struct load_sess *s)
 {
-    char text[256];
-    int n = snprintf(text, sizeof text,
-                     "{\"type\":\"operation\",\"operation\":\"%s\",\"uid\":\"%s\","
-                     "\"tech\":\"IsoDep\",\"authCode\":\"%s\",\"requestId\":\"load-%u-%llu\"}",
-                     s->op == LOAD_OP_TOPUP ? "topup" : "check", s->uid_hex, s->code, s->idx,
-                     (unsigned long long)run->started);
-    if (n < 0 || (size_t)n >= sizeof text) {
+    char rid[48];
+    char *text;
+    snprintf(rid, sizeof rid, "load-%u-%llu", s->idx, (unsigned long long)run->started);
+    text = wsm_operation(s->op == LOAD_OP_TOPUP ? "topup" : "check", s->uid_hex, s->code, rid,
+                         run->batch);
+    if (text == NULL) {
+        ls_fail(run, s, "client:overflow");
+        return;
+    }
+    s->state = LS_WAIT_SERVER;
+    s->round_trips = s->apdus = 0;
+    if (ls_send_frame(run, s, WSC_OP_TEXT, text, strlen(text)) == 0)
+        s->t_op_sent = s->t_sent = load_now_us();
+    free(text);
+}
+
+static const char *ls_card(void *ctx, const uint8_t *apdu, size_t len, uint8_t *resp, size_t cap,
+                           size_t *resp_len)
+{
+    return sim_card_transceive(ctx, apdu, len, resp, cap, resp_len) == 0 ? NULL : "io";
+}
+
+static void ls_answer(struct load_run *run, struct load_sess *s)
+{
+    static struct wsm_answers answers; /* one loop thread; 4 KiB off the stack */
+    static char text[WSM_ANSWERS_TEXT_MAX];
+    int n;
+
+    wsm_batch_run(&s->batch, ls_card, s->card, &answers);
+    n = wsm_encode_answers(&s->batch, &answers, text, sizeof text);
+    if (n < 0) {
         ls_fail(run, s, "client:overflow");
         return;
     }
@@ -220,29 +244,7 @@ static void ls_send_operation(struct load_run *run, struct load_sess *s)
         s->t_sent = load_now_us();
 }
 
-static void ls_answer(struct load_run *run, struct load_sess *s)
-{
-    uint8_t resp[258];
-    char text[2 * sizeof resp + 48];
-    size_t rlen = 0;
-    int n;
-
-    if (sim_card_transceive(s->card, s->apdu, s->apdu_len, resp, sizeof resp, &rlen) != 0) {
-        n = snprintf(text, sizeof text, "{\"type\":\"error\",\"kind\":\"io\"}");
-    } else {
-        static const char head[] = "{\"type\":\"response\",\"data\":\"";
-        memcpy(text, head, sizeof head - 1);
-        hex_encode(resp, rlen, text + sizeof head - 1);
-        n = (int)(sizeof head - 1 + 2 * rlen);
-        memcpy(text + n, "\"}", 3);
-        n += 2;
-    }
-    s->state = LS_WAIT_SERVER;
-    if (ls_send_frame(run, s, WSC_OP_TEXT, text, (size_t)n) == 0)
-        s->t_sent = load_now_us();
-}
-
-/* One exchange's server time, in the measured window only.  PROTOCOL.md
+/* One exchange's server time, in the measured window only.  docs/PROTOCOL.md
  * section 6 puts a ledger step before AbortTransaction (the lease), before
  * WriteRecord (card state, reserve) and before the result (booking, lease
  * release); every other command follows card crypto alone. */
@@ -254,23 +256,30 @@ static void ls_sample_exchange(struct load_run *run, uint64_t sent, uint64_t now
     load_hist_add(ledger ? &run->exchange_ledger_us : &run->exchange_card_us, now - sent);
 }
 
-static void ls_on_command(struct load_run *run, struct load_sess *s, const char *data, size_t len,
-                          uint64_t now)
+/* Whether the server ran a ledger step before sending these APDUs (an
+ * approximation for batches: the batch holds a command that section 6
+ * puts right after one, AbortTransaction after the lease or WriteRecord
+ * after the reserve).  Native commands are wrapped ISO 7816 style: CLA
+ * 90, then the INS. */
+static int ls_after_ledger(const struct wsm_batch *b)
 {
-    int n;
-    if (s->state != LS_WAIT_SERVER || data == NULL) {
+    for (size_t i = 0; i < b->n; i++)
+        if (b->apdu[i][0] == 0x90 && (b->apdu[i][1] == 0xA7 || b->apdu[i][1] == 0x3B))
+            return 1;
+    return 0;
+}
+
+static void ls_on_card(struct load_run *run, struct load_sess *s, const struct wsm_batch *b,
+                       uint64_t now)
+{
+    if (s->state != LS_WAIT_SERVER) {
         ls_fail(run, s, "client:protocol");
         return;
     }
-    n = hex_decode(data, len, s->apdu, sizeof s->apdu);
-    if (n < 4) {
-        ls_fail(run, s, "client:protocol");
-        return;
-    }
-    s->apdu_len = (size_t)n;
-    /* Native commands wrapped ISO 7816 style: CLA 90, then the INS. */
-    ls_sample_exchange(run, s->t_sent, now,
-                       s->apdu[0] == 0x90 && (s->apdu[1] == 0xA7 || s->apdu[1] == 0x3B));
+    s->batch = *b;
+    s->round_trips++;
+    s->apdus += (unsigned)b->n;
+    ls_sample_exchange(run, s->t_sent, now, ls_after_ledger(b));
     if (run->delay_ms <= 0) {
         ls_answer(run, s);
         return;
@@ -298,8 +307,14 @@ static void ls_on_result(struct load_run *run, struct load_sess *s, const json_t
     if (strcmp(status, "ok") == 0) {
         load_count(run, "ok");
         run->ok_by_op[s->op]++;
-        if (in_window)
+        if (in_window) {
             run->window_ok_by_op[s->op]++;
+            load_hist_add(&run->tap_us[s->op], now - s->t_op_sent);
+            run->round_trips[s->op] += s->round_trips;
+            run->apdus[s->op] += s->apdus;
+            if (s->round_trips > run->round_trips_max[s->op])
+                run->round_trips_max[s->op] = s->round_trips;
+        }
     } else if (strcmp(status, "pending") == 0) {
         load_count(run, "pending");
     } else {
@@ -313,48 +328,24 @@ static void ls_on_result(struct load_run *run, struct load_sess *s, const json_t
         s->deadline = now + LOAD_CLOSE_GRACE_US;
 }
 
-/* A command in its plainest form, {"type":"command","data":"HEX"}, read
- * without a JSON parser: it is most of what a server sends, and jansson
- * was 40 % of this process's instructions, taken from the CPU the server
- * under test shares.  Any other spelling goes through jansson. */
-static int ls_plain_command(const uint8_t *p, size_t n, const char **hex, size_t *hex_len)
-{
-    static const char head[] = "{\"type\":\"command\",\"data\":\"";
-    const size_t h = sizeof head - 1;
-    if (n < h + 2 || memcmp(p, head, h) != 0 || p[n - 2] != '"' || p[n - 1] != '}')
-        return 0;
-    for (size_t i = h; i < n - 2; i++) {
-        uint8_t c = p[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
-            return 0;
-    }
-    *hex = (const char *)p + h;
-    *hex_len = n - 2 - h;
-    return 1;
-}
-
+/* One message from the server.  ws_proto_msg reads the gateway's own
+ * spelling of command and commands without jansson (it was 40 % of this
+ * process's instructions, taken from the CPU the server under test
+ * shares). */
 static void ls_on_text(struct load_run *run, struct load_sess *s, const uint8_t *p, size_t n)
 {
-    json_t *msg;
-    const char *type, *hex = NULL;
-    size_t hex_len = 0;
+    static struct wsm_msg m; /* one loop thread; 4 KiB off the stack */
+    uint64_t now = load_now_us();
 
-    if (ls_plain_command(p, n, &hex, &hex_len)) {
-        ls_on_command(run, s, hex, hex_len, load_now_us());
-        return;
-    }
-    msg = json_loadb((const char *)p, n, 0, NULL);
-    type = json_string_value(json_object_get(msg, "type"));
-    if (type == NULL) {
+    if (wsm_parse((const char *)p, n, (size_t)run->batch, &m, NULL, 0) != 0) {
         ls_fail(run, s, "client:protocol");
-    } else if (strcmp(type, "command") == 0) {
-        const char *data = json_string_value(json_object_get(msg, "data"));
-        ls_on_command(run, s, data, data != NULL ? strlen(data) : 0, load_now_us());
-    } else if (strcmp(type, "result") == 0) {
-        ls_on_result(run, s, msg, load_now_us());
+    } else if (m.kind == WSM_CARD) {
+        ls_on_card(run, s, &m.batch, now);
+    } else if (m.kind == WSM_RESULT) {
+        ls_on_result(run, s, m.json, now);
     }
     /* modal and unknown types: nothing to do */
-    json_decref(msg);
+    wsm_msg_clear(&m);
 }
 
 static void ls_on_upgrade_bytes(struct load_run *run, struct load_sess *s)

@@ -1,8 +1,11 @@
 /* load_sess: one simulated phone of ota-load.  A slot owns one in-memory
  * card and runs operations on it one after another, each on a fresh
  * non-blocking WebSocket (ws_proto framing): connect, upgrade, operation,
- * then for each command a delay (the phone's radio and network) and the
- * card's answer, until the result and the server's close.  The loop in
+ * then for each message with APDUs (a v1 `command` or a v2 `commands`
+ * batch) a delay (one round trip of the phone's radio and network) and the
+ * card's answers, until the result and the server's close.  It counts the
+ * round trips and APDUs of each operation and its tap time (operation sent
+ * to result).  The loop in
  * ota_load.c owns epoll and the clock; this file owns one slot's bytes and
  * state.  It must never block, never answer a command before its delay,
  * and never count the client's own delay as server time. */
@@ -15,11 +18,12 @@
 
 #include "load_hist.h"
 #include "ws_proto.h"
+#include "ws_proto_msg.h"
 #include "ws_url.h"
 
-#define LOAD_MSG_CAP 2048 /* server messages are commands, modals and results */
+#define LOAD_MSG_CAP 8192 /* server messages: commands (up to 16 APDUs), modals, results */
 #define LOAD_IN_CAP (LOAD_MSG_CAP + WSC_FRAME_OVERHEAD + 1024)
-#define LOAD_OUT_CAP 1024
+#define LOAD_OUT_CAP 4096 /* 16 answers of the short frames DESFire sends */
 #define LOAD_CODE_MAX 64
 #define LOAD_OUTCOMES_MAX 40
 
@@ -32,6 +36,7 @@ struct load_run {
     struct wsc_url url;
     long delay_ms;
     long timeout_ms;
+    int batch;                   /* announced batch size; 0 = protocol v1 */
     unsigned mix[LOAD_OP_COUNT]; /* weights */
     char **codes;
     size_t ncodes, next_code;
@@ -47,11 +52,17 @@ struct load_run {
     int noutcomes;
     struct load_hist session_us;  /* operation start to result */
     struct load_hist exchange_us; /* message sent to the server's next message */
-    /* exchange_us split by what PROTOCOL.md section 6 puts before the
+    /* exchange_us split by what docs/PROTOCOL.md section 6 puts before the
      * server's next message: a ledger step (the lease before
      * AbortTransaction, card state and reserve before WriteRecord, the
      * booking and lease release before the result) or only card crypto. */
     struct load_hist exchange_ledger_us, exchange_card_us;
+    /* Per operation kind, ok operations in the window only: tap time
+     * (operation sent to result), round trips (messages with APDUs) and
+     * APDUs. */
+    struct load_hist tap_us[LOAD_OP_COUNT];
+    uint64_t round_trips[LOAD_OP_COUNT], apdus[LOAD_OP_COUNT];
+    unsigned round_trips_max[LOAD_OP_COUNT];
     /* The measured window (monotonic µs): samples and the window's counts
      * are taken only between these; 0 = open end. */
     uint64_t window_from, window_to;
@@ -63,7 +74,7 @@ enum load_sess_state {
     LS_CONNECTING,  /* TCP connect in progress */
     LS_UPGRADING,   /* upgrade request sent, waiting for 101 */
     LS_WAIT_SERVER, /* waiting for a command or the result */
-    LS_DELAY,       /* a command is in, answered when the timer fires */
+    LS_DELAY,       /* APDUs are in, answered when the timer fires */
     LS_WAIT_CLOSE,  /* the result is in, waiting for the server's close */
 };
 
@@ -78,13 +89,13 @@ struct load_sess {
     char key[WSC_KEY_LEN + 1];
     enum load_op op;
     char code[LOAD_CODE_MAX + 1];
-    uint8_t apdu[261];
-    size_t apdu_len;
-    uint64_t t_op_start, t_sent; /* µs, monotonic */
-    uint64_t deadline;           /* µs; the operation's end, swept by the loop */
-    uint64_t timer_at;           /* µs; 0 = none (delay or next start) */
-    unsigned timer_gen;          /* bumps to cancel the queued timer */
-    int want_out;                /* EPOLLOUT is armed */
+    struct wsm_batch batch; /* the APDUs being answered */
+    unsigned round_trips, apdus;
+    uint64_t t_op_start, t_op_sent, t_sent; /* µs, monotonic */
+    uint64_t deadline;                      /* µs; the operation's end, swept by the loop */
+    uint64_t timer_at;                      /* µs; 0 = none (delay or next start) */
+    unsigned timer_gen;                     /* bumps to cancel the queued timer */
+    int want_out;                           /* EPOLLOUT is armed */
     struct wsc_rx rx;
     size_t in_len, out_len, out_off;
     uint8_t in[LOAD_IN_CAP];

@@ -1,11 +1,16 @@
 /* ota_load: the load generator (issue 7).  N concurrent simulated phones,
  * each with its own in-memory card personalized directly (distinct UIDs),
- * run operations against any server that speaks PROTOCOL.md, over plain
+ * run operations against any server that speaks docs/PROTOCOL.md, over plain
  * ws:// from one epoll loop.  It prints completed operations per second,
  * outcomes by code, and latency percentiles for whole sessions and for the
  * server's time per exchange (from our message to its next one; the
  * phone's --delay-ms is never counted), split into exchanges that wait for
- * a ledger step and those that need only card crypto.  Rates and
+ * a ledger step and those that need only card crypto.  Per operation kind
+ * it prints the round trips to the phone (messages that carried APDUs:
+ * one per `command` in protocol v1, one per `commands` batch in v2) and
+ * the tap time (operation sent to result: how long the card stays on the
+ * phone), which --delay-ms (one simulated network round trip) dominates.
+ * Rates and
  * latencies come from the measured window (after --warmup, before the
  * drain); outcomes count the whole run.  A benchmark tool: it reports and
  * never judges times; it must never reuse a code or share a card between
@@ -43,6 +48,7 @@
     "                [--concurrency N] [--duration S | --count N] [--ramp-up S]\n"                 \
     "                [--warmup S] [--delay-ms MS] [--codes FILE] [--mix check=W,topup=W]\n"        \
     "                [--system-id ASCII] [--balance N] [--timeout-ms MS] [--seed N] [--json]\n"    \
+    "                [--protocol v1|v2]\n"                                                         \
     "       ota-load --help | --version\n"
 
 #define LOAD_HELP                                                                                  \
@@ -54,7 +60,9 @@
     "  --ramp-up S        spread the phones' first starts over S seconds (default 0)\n"            \
     "  --warmup S         measure rates and latencies from S seconds on (default: the\n"           \
     "                     ramp-up) until the duration ends (the drain is not measured)\n"          \
-    "  --delay-ms MS      the phone's time before it answers each command (default 0)\n"           \
+    "  --delay-ms MS      the phone's time before it answers each message with APDUs: one\n"       \
+    "                     mobile network round trip (default 0)\n"                                 \
+    "  --protocol v1|v2   v2 (default) announces batches of up to 16 APDUs; v1 does not\n"         \
     "  --codes FILE       top-up codes, one per line, each used once (needed for topup)\n"         \
     "  --mix W            operation weights, e.g. check=1,topup=3 (default: topup if codes\n"      \
     "                     are given, else check); a topup without codes left runs check\n"         \
@@ -77,6 +85,7 @@ struct load_args {
     const char *system_id;
     unsigned long long seed;
     int have_seed, json;
+    int batch; /* 0: --protocol v1 */
 };
 
 /* Timers: a binary min-heap of (when, slot, generation). */
@@ -213,6 +222,7 @@ static int load_parse_args(int argc, char **argv, struct load_args *a, int *help
     memset(a, 0, sizeof *a);
     a->concurrency = 1;
     a->timeout_ms = 90000;
+    a->batch = WSM_BATCH_MAX;
     a->warmup_s = -1;
     a->system_id = "OTA1";
     *help = 0;
@@ -261,6 +271,13 @@ static int load_parse_args(int argc, char **argv, struct load_args *a, int *help
         } else if (strcmp(o, "--delay-ms") == 0) {
             if (load_num(v, 0, 60000, &a->delay_ms) != 0)
                 return load_usage("--delay-ms wants 0..60000");
+        } else if (strcmp(o, "--protocol") == 0) {
+            if (strcmp(v, "v1") == 0)
+                a->batch = 0;
+            else if (strcmp(v, "v2") == 0)
+                a->batch = WSM_BATCH_MAX;
+            else
+                return load_usage("--protocol wants v1 or v2");
         } else if (strcmp(o, "--timeout-ms") == 0) {
             if (load_num(v, 1, 3600000, &a->timeout_ms) != 0)
                 return load_usage("--timeout-ms wants 1..3600000");
@@ -430,6 +447,26 @@ static json_t *load_hist_json(const struct load_hist *h)
                      (json_int_t)load_hist_mean(h));
 }
 
+static const char *const load_op_name[LOAD_OP_COUNT] = {"check", "topup"};
+
+/* Round trips, APDUs and tap time per operation kind (ok, in the window). */
+static json_t *load_by_op_json(const struct load_run *run)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < LOAD_OP_COUNT; i++) {
+        uint64_t n = run->tap_us[i].count;
+        if (n == 0)
+            continue;
+        json_object_set_new(o, load_op_name[i],
+                            json_pack("{s:I, s:f, s:I, s:f, s:o}", "ok", (json_int_t)n,
+                                      "round_trips", (double)run->round_trips[i] / (double)n,
+                                      "round_trips_max", (json_int_t)run->round_trips_max[i],
+                                      "apdus", (double)run->apdus[i] / (double)n, "tap_us",
+                                      load_hist_json(&run->tap_us[i])));
+    }
+    return o;
+}
+
 static uint64_t load_count_of(const struct load_run *run, const char *name)
 {
     for (int i = 0; i < run->noutcomes; i++)
@@ -469,6 +506,8 @@ static void load_report(const struct load_args *a, const struct load_run *run, d
         json_object_set_new(o, "exchange_us", load_hist_json(&run->exchange_us));
         json_object_set_new(o, "exchange_ledger_us", load_hist_json(&run->exchange_ledger_us));
         json_object_set_new(o, "exchange_card_us", load_hist_json(&run->exchange_card_us));
+        json_object_set_new(o, "protocol", json_string(a->batch > 0 ? "v2" : "v1"));
+        json_object_set_new(o, "by_op", load_by_op_json(run));
         json_object_set_new(o, "window",
                             json_pack("{s:f, s:I, s:I, s:f, s:f}", "s", wsecs, "completed",
                                       (json_int_t)run->window_completed, "ok_topups",
@@ -501,6 +540,17 @@ static void load_report(const struct load_args *a, const struct load_run *run, d
     load_print_hist("server per exchange", &run->exchange_us, 1.0, "us");
     load_print_hist("  with a ledger step", &run->exchange_ledger_us, 1.0, "us");
     load_print_hist("  card crypto only", &run->exchange_card_us, 1.0, "us");
+    for (int i = 0; i < LOAD_OP_COUNT; i++) {
+        char name[40];
+        uint64_t n = run->tap_us[i].count;
+        if (n == 0)
+            continue;
+        printf("%s (protocol %s, ok in window): %.2f round trips (max %u), %.1f APDUs\n",
+               load_op_name[i], a->batch > 0 ? "v2" : "v1", (double)run->round_trips[i] / (double)n,
+               run->round_trips_max[i], (double)run->apdus[i] / (double)n);
+        snprintf(name, sizeof name, "  tap time (ms)");
+        load_print_hist(name, &run->tap_us[i], 1000.0, "ms");
+    }
 }
 
 /* Starts the slot's next operation if the run still wants one. */
@@ -615,6 +665,7 @@ static int load_setup(struct load_args *a, struct load_run *run, struct load_ses
         return load_usage("--url wants ws://HOST[:PORT]/PATH (no TLS: use a local proxy)");
     run->delay_ms = a->delay_ms;
     run->timeout_ms = a->timeout_ms;
+    run->batch = a->batch;
     run->rng =
         a->have_seed ? a->seed : randombytes_random() | ((uint64_t)randombytes_random() << 32);
     if (run->rng == 0)
@@ -623,6 +674,8 @@ static int load_setup(struct load_args *a, struct load_run *run, struct load_ses
     load_hist_init(&run->exchange_us);
     load_hist_init(&run->exchange_ledger_us);
     load_hist_init(&run->exchange_card_us);
+    for (int i = 0; i < LOAD_OP_COUNT; i++)
+        load_hist_init(&run->tap_us[i]);
     if (a->codes_file != NULL && load_read_codes(a->codes_file, run) != 0)
         return 1;
     if (a->mix != NULL) {

@@ -13,7 +13,7 @@
  *  - Every write is idempotent: replaying a request after a crash or a lost
  *    reply gives the same outcome and changes nothing more.
  *  - Every write is durable before its reply is OK (synchronous_commit on,
- *    ARCHITECTURE.md rule 7); reads of in-doubt state read the primary.
+ *    docs/PROTOCOL.md section 10, rule 7); reads of in-doubt state read the primary.
  *  - The ledger is append-only.  A transaction (txn_id) has one `reserved`
  *    entry and at most one final entry, `committed` or `voided`; the two
  *    exclude each other in the database itself (a unique key on txn_id over
@@ -95,7 +95,7 @@ enum ledger_req_type {
      * failure happened while that reserved txn was at risk (after its
      * WriteRecord was sent): the database remembers it, CARD_STATE reports
      * LEDGER_FLAG_INTEGRITY in that in-doubt txn's flags, and the engine
-     * then stores the flag with its final entry (ARCHITECTURE.md rule 2). */
+     * then stores the flag with its final entry (docs/PROTOCOL.md section 10, rule 2). */
     LEDGER_INTEGRITY_FAILURE = 7,
     /* A clean session: set the consecutive counter to 0. */
     LEDGER_INTEGRITY_RESET = 8,

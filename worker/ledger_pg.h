@@ -11,7 +11,7 @@
  * lease found busy is asked for again a few times within 0.4 s before the
  * answer is BUSY (its holder has usually just ended).  Every
  * connection checks, before its first request, that synchronous_commit is
- * on (ARCHITECTURE.md rule 7).  The worker role's statements only: it never
+ * on (docs/PROTOCOL.md section 10, rule 7).  The worker role's statements only: it never
  * runs DDL and never sees codes, only their hashes. */
 #ifndef LEDGER_PG_H
 #define LEDGER_PG_H

@@ -1,4 +1,4 @@
-/* op_personalize: gives a factory card the profile of PROTOCOL.md §5
+/* op_personalize: gives a factory card the profile of docs/PROTOCOL.md §5
  * (operator listener only; the operator token verified before it starts).
  *
  * Factory card:

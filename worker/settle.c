@@ -1,4 +1,4 @@
-/* settle: the decision of PROTOCOL.md §6 step 3, as a pure function of
+/* settle: the decision of docs/PROTOCOL.md §6 step 3, as a pure function of
  * what the card showed (records, balance) and what the ledger holds.
  *
  * - A card without ledger history must have a zero balance and no records

@@ -3,8 +3,9 @@
 
 Reads DIR/<level>.load.json (ota-load --json), DIR/<level>.meta.json (the
 runner's memory samples, CPU snapshots and load average),
-DIR/pgbench-SCRIPT-cN-rK.{out,cpu}, DIR/stats-*.json and DIR/machine.json;
-prints the tables and the targets of issues 7 and 13, each met or MISSED,
+DIR/pgbench-SCRIPT-cN-rK.{out,cpu}, DIR/stats-*.json, DIR/tap-*.tap.json
+(tap_report.py) and DIR/machine.json; prints the tables and the targets of
+issues 7, 13 and 14, each met or MISSED,
 or with --json one object.  It reports; it never judges a run as failed.
 """
 import glob
@@ -12,6 +13,8 @@ import json
 import os
 import re
 import sys
+
+import tap_report
 
 
 def load_levels(d):
@@ -291,7 +294,8 @@ def main(argv):
     rates = [p["topups_per_s"] for p in pgb if p["topups_per_s"] and p["script"] == "topup"]
     ceiling = max(rates) if rates else None
     rows = [row_of(m, l, ceiling, d) for m, l in load_levels(d)]
-    goals = targets(rows, ceiling, pgb, stats)
+    taps = tap_report.load_taps(d)
+    goals = targets(rows, ceiling, pgb, stats) + tap_report.tap_targets(taps)
     floor = []
     try:
         with open(os.path.join(d, "zmq_floor.jsonl")) as f:
@@ -313,6 +317,7 @@ def main(argv):
             "stats_query": stats,
             "ceiling_topups_per_s": ceiling,
             "zmq_floor": floor,
+            "tap": taps,
             "targets": [{"target": t, "met": m, "measured": s} for t, m, s in goals],
         }, indent=1))
         return 0
@@ -391,6 +396,7 @@ def main(argv):
             print("%s: outcomes %s%s" % (r["name"], json.dumps(r["outcomes"], sort_keys=True),
                                          ", %d top-ups ran as checks (codes ran out)" %
                                          r["codes_exhausted"] if r["codes_exhausted"] else ""))
+    tap_report.print_taps(taps)
     for t, m, s in goals:
         print("target %-70s %s: %s" % (t, "met" if m else "MISSED", s))
     return 0

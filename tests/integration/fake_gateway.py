@@ -2,7 +2,7 @@
 """A fake gateway for testing clients (ota-card run) without the real system.
 
 Written with python3-websockets, independent of our C code.  It speaks the
-client side of PROTOCOL.md from a fixed script chosen by the URL path, so
+client side of docs/PROTOCOL.md from a fixed script chosen by the URL path, so
 one server serves every case of a test:
 
   /ok                 modal, four APDUs (select PICC, GetVersion and its two
@@ -21,6 +21,20 @@ one server serves every case of a test:
   /big                a 20000-byte text message (over the client's limit)
   /silent             says nothing (the client's timeout must end it)
   /no-close           result ok, then never closes (the client must not hang)
+
+Batches (protocol v2, docs/PROTOCOL.md section 8), when the operation
+announced "batch" (else these paths play v1, one command at a time):
+
+  /batch              the four GetVersion APDUs in one `commands`, then one
+                      single `command` (select PICC) inside the v2 session;
+                      result ok only if `responses` held four answers (the
+                      last ending 9100) and the single got a `response`
+  /batch-stop         select PICC, a command the card refuses (ReadData of a
+                      file the PICC level has not), GetVersion: result ok
+                      only if the client stopped after the refusal (two
+                      answers, the second not 9100/91af)
+  /batch-too-big      one APDU more than the client announced (the client
+                      must close with 1002)
 
 A `response` is checked to be lower- or upper-case hex ending in a status
 word; an `error` (lost-tag, io, timeout) ends the script with result failed
@@ -78,6 +92,45 @@ class Session:
             res["requestId"] = self.op["requestId"]
         res.update(kv)
         await self.ws.send(json.dumps(res))
+
+    async def batch(self, apdus):
+        """Sends one `commands`; returns (answers, error kind or None)."""
+        await self.ws.send(json.dumps({"type": "commands", "data": apdus}))
+        msg = await self.recv_json()
+        data = msg.get("data")
+        if msg.get("type") != "responses" or not isinstance(data, list) or len(data) > len(apdus) \
+                or not all(isinstance(d, str) and HEX.match(d) and len(d) >= 4 for d in data):
+            return None, "bad-request"
+        return [d.lower() for d in data], msg.get("error")
+
+    async def play_batch(self):
+        p = self.path
+        n = self.op.get("batch")
+        if not isinstance(n, int) or not 2 <= n <= 16:
+            # A v1 client: the same APDUs one at a time.
+            if await self.run_apdus(GETVERSION) is not None:
+                await self.ok_result()
+            return
+        if p == "/batch":
+            await self.ws.send(json.dumps({"type": "modal", "message": "Hold the card still"}))
+            ans, err = await self.batch(GETVERSION[:n])
+            if err is not None or ans is None:
+                await self.result("failed", error=err or "bad-request")
+                return
+            single, err = await self.command(GETVERSION[0])
+            if len(ans) == min(n, 4) and ans[-1].endswith("9100") and single == "9100":
+                await self.ok_result()
+            else:
+                await self.result("failed", error="card-error")
+        elif p == "/batch-stop":
+            ans, err = await self.batch([GETVERSION[0], "90bd0000070100000000000000", GETVERSION[1]])
+            if err is None and ans is not None and len(ans) == 2 and \
+                    ans[1][-4:] not in ("9100", "91af"):
+                await self.ok_result()
+            else:
+                await self.result("failed", error=err or "card-error")
+        elif p == "/batch-too-big":
+            await self.batch([GETVERSION[0]] * (n + 1))
 
     async def run_apdus(self, apdus):
         answers = []
@@ -150,6 +203,9 @@ class Session:
         elif p == "/big":
             await self.ws.send(json.dumps({"type": "modal", "message": "x" * 20000}))
             await self.wait_closed()
+        elif p.startswith("/batch"):
+            await self.play_batch()
+            await self.ws.close(1000)
         elif p == "/silent":
             await self.wait_closed()
         elif p == "/no-close":

@@ -447,7 +447,7 @@ def order_cases():
     order_case("response data is a number", ['{"type":"response","data":9100}'], bad)
     order_case("error of an unknown kind", ['{"type":"error","kind":"cosmic-ray"}'], bad)
     order_case("client error lost-tag", ['{"type":"error","kind":"lost-tag"}'], "lost-tag")
-    # Upper-case hex is accepted (PROTOCOL.md: case-insensitive on input).
+    # Upper-case hex is accepted (docs/PROTOCOL.md: case-insensitive on input).
     w = WS()
     session_prefix(w)
     w.send(text('{"type":"response","data":"9100"}'))

@@ -3,7 +3,7 @@
  * cards that the relay's own integrity faults froze, and after the run
  * checks issue 4's invariants against what the relay saw on its cards:
  *   1. card balance change == committed sum change, except committed
- *      entries flagged CREDIT_MISSING (ARCHITECTURE.md rule 2), and no
+ *      entries flagged CREDIT_MISSING (docs/PROTOCOL.md section 10, rule 2), and no
  *      more of those than the relay sent CommitTransactions of its own;
  *   2. each code used at most once and only with a committed entry; a
  *      voided txn released its code;

@@ -5,7 +5,13 @@
  * replays answers of the same or another session, drops the connection,
  * reports lost tags, slips its own CommitTransaction / AbortTransaction to
  * the card, tears the card, withholds answers, sends messages out of order
- * and lies about the UID.  Two sessions may even share one card.  After the
+ * and lies about the UID.  Two sessions may even share one card.  With
+ * --v2-pct it announces batches (docs/PROTOCOL.md section 8) in that share
+ * of sessions, and every fault lands per APDU inside a batch; there it also
+ * answers a prefix, answers more than asked (or ignores the stop rule),
+ * reorders answers or runs two APDUs out of order, slips its own
+ * ClearRecordFile between two APDUs, and sends `responses` that break the
+ * protocol.  After the
  * run one clean `check` per card settles everything, and hostile_check.c
  * compares the cards with the ledger.  Exit 0 only when no invariant broke.
  *
@@ -35,145 +41,13 @@
 #include "card_profile.h"
 #include "hex.h"
 #include "hostile_relay.h"
+#include "hostile_session.h"
 #include "ota_err.h"
 #include "sim_card.h"
 #include "ws_client.h"
+#include "ws_proto_msg.h"
 
-#define HR_APDU_MAX 261
-#define HR_ANSWER_MAX 300
-#define HR_BANK 1024
-#define HR_MAX_FAULTS 2
-#define HR_FAULT_SPAN 20 /* faults land on commands 1..20 (a top-up has ~17) */
-#define HR_MAX_OUTCOMES 64
-#define HR_MAX_URLS 4
-#define HR_BAD_CODE "ABCD-EFGH-JKMN-PQRS-TVWX"
-
-enum hr_fault {
-    HF_NONE = 0,
-    HF_TAMPER,       /* run it, flip one byte of the answer */
-    HF_REPLAY_SAME,  /* answer with this session's previous answer */
-    HF_REPLAY_OTHER, /* answer with an answer of another session */
-    HF_DROP_BEFORE,  /* drop the connection, the command not run */
-    HF_DROP_AFTER,   /* run the command, drop before answering */
-    HF_LOST_TAG,     /* error lost-tag instead of an answer */
-    HF_RELAY_COMMIT, /* own CommitTransaction to the card before or after the command */
-    HF_RELAY_ABORT,  /* own AbortTransaction likewise */
-    HF_STALL,        /* withhold the answer (briefly, or past the response timeout) */
-    HF_UNEXPECTED,   /* messages out of order, malformed or unknown */
-    HF_TEAR,         /* run it, power-cycle the card, then answer */
-    HF_REPLAY_CMD,   /* first send the card an earlier command of the server's */
-    HF_LIE_UID,      /* session: another card's UID or a random one */
-    HF_PRE_COMMIT,   /* session: own CommitTransaction before the first command */
-    HF_POST_COMMIT,  /* session: own CommitTransaction after the session */
-    HF_COUNT
-};
-
-static const char *const FAULT_NAMES[HF_COUNT] = {
-    [HF_NONE] = "none",
-    [HF_TAMPER] = "tamper",
-    [HF_REPLAY_SAME] = "replay_same",
-    [HF_REPLAY_OTHER] = "replay_other",
-    [HF_DROP_BEFORE] = "drop_before",
-    [HF_DROP_AFTER] = "drop_after",
-    [HF_LOST_TAG] = "lost_tag",
-    [HF_RELAY_COMMIT] = "relay_commit",
-    [HF_RELAY_ABORT] = "relay_abort",
-    [HF_STALL] = "stall",
-    [HF_UNEXPECTED] = "unexpected",
-    [HF_TEAR] = "tear",
-    [HF_REPLAY_CMD] = "replay_cmd",
-    [HF_LIE_UID] = "lie_uid",
-    [HF_PRE_COMMIT] = "pre_commit",
-    [HF_POST_COMMIT] = "post_commit",
-};
-
-struct hr_opts {
-    const char *url[HR_MAX_URLS];
-    int nurls;
-    const char *cards_dir, *codes_file, *master_keys, *until_file, *log_file;
-    const char *race_code;
-    int ncards, concurrency, fault_pct, check_pct, bad_code_pct, keep_pending_every, share_pct;
-    int race_clients;
-    int sweep; /* the deterministic matrix instead of random plans */
-    long sessions, stall_ms, settle_timeout_ms, min_ok;
-    uint64_t seed;
-    uint8_t uid_base[HR_UID_LEN];
-};
-
-struct hr_bank_ent {
-    uint8_t ins;
-    uint8_t len;
-    uint8_t data[HR_ANSWER_MAX];
-};
-
-struct hr_outcome {
-    char key[64];
-    long n;
-};
-
-struct hr_relay {
-    struct hr_opts o;
-    struct hr_run run;
-    struct wsc_url url[HR_MAX_URLS]; /* gateways on one database: sessions spread over them */
-    char **codes;
-    size_t ncodes;
-    FILE *log;
-    atomic_long next;
-    /* Answers and commands seen, for replays across sessions. */
-    pthread_mutex_t bank_mu;
-    struct hr_bank_ent *bank, *cmds;
-    size_t nbank, bank_next, ncmds, cmds_next;
-    /* Counters, under run.mu. */
-    long started, connected, connect_failed, no_result, ok_topups, ok_checks;
-    long faults, fault_kind[HF_COUNT], lie_sessions, power_cycles, settle_checks;
-    struct hr_outcome outcome[HR_MAX_OUTCOMES];
-    int noutcome;
-    int *in_use; /* sessions on each card right now, under run.mu */
-    /* Race mode. */
-    pthread_barrier_t barrier;
-};
-
-enum hs_state { HS_WAIT_SERVER = 0, HS_DONE };
-
-struct hr_fault_at {
-    enum hr_fault kind;
-    long at;
-    uint32_t param;
-    int done;
-};
-
-struct hr_session {
-    enum hs_state state;
-    struct hr_relay *R;
-    unsigned long idx;
-    uint64_t rng;
-    int clean;  /* settling / race: no faults */
-    int share;  /* may run on a card another session is using */
-    int stride; /* claim_card: keep the card's parity (sweep: keep-pending or not) */
-    int gw;     /* which --url */
-    int race;   /* wait for every racer before the operation */
-    int card;
-    struct hr_card *c;
-    const char *op;
-    const char *code;
-    int lie;
-    int lie_other; /* > 0: lie with another card's UID (picked from this) */
-    uint8_t lie_uid[HR_UID_LEN];
-    uint8_t uid_sent[HR_UID_LEN];
-    struct hr_fault_at f[HR_MAX_FAULTS];
-    int nf;
-    int pre_commit, post_commit;
-    struct wsc_client *ws;
-    long ncmd;
-    uint8_t prev[HR_ANSWER_MAX];
-    size_t prev_len;
-    char end[16];
-    char status[12], error[32], txn[40];
-    char injected[160];
-    void **db;
-};
-
-static volatile sig_atomic_t hr_stop;
+volatile sig_atomic_t hr_stop;
 
 static void on_signal(int sig)
 {
@@ -188,7 +62,7 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(long ms)
+void hr_sleep_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !hr_stop)
@@ -203,13 +77,12 @@ static uint64_t splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint32_t rnd(struct hr_session *s, uint32_t n)
+uint32_t hr_rnd(struct hr_session *s, uint32_t n)
 {
     return n == 0 ? 0 : (uint32_t)(splitmix(&s->rng) % n);
 }
 
-__attribute__((format(printf, 2, 3))) static void hr_violation(struct hr_relay *R, const char *fmt,
-                                                               ...)
+__attribute__((format(printf, 2, 3))) void hr_violation(struct hr_relay *R, const char *fmt, ...)
 {
     va_list ap;
     pthread_mutex_lock(&R->run.mu);
@@ -235,381 +108,6 @@ static void report_records_freeze(struct hr_relay *R, struct hr_card *c)
         hr_violation(R, "card %s frozen because its records disagree with the ledger", c->uid_hex);
 }
 
-/* ------------------------------------------------------------ the card */
-
-static int card_xfer(struct hr_card *c, const uint8_t *apdu, size_t len, uint8_t *resp,
-                     size_t *rlen)
-{
-    pthread_mutex_lock(&c->mu);
-    int r = sim_card_transceive(c->sim, apdu, len, resp, HR_ANSWER_MAX, rlen);
-    pthread_mutex_unlock(&c->mu);
-    return r;
-}
-
-/* A command the relay sends on its own (no key needed for these two). */
-static void card_own(struct hr_card *c, uint8_t ins)
-{
-    uint8_t apdu[5] = {0x90, ins, 0x00, 0x00, 0x00}, resp[HR_ANSWER_MAX];
-    size_t n = 0;
-    pthread_mutex_lock(&c->mu);
-    (void)sim_card_transceive(c->sim, apdu, sizeof apdu, resp, sizeof resp, &n);
-    if (ins == 0xC7)
-        c->relay_commits++;
-    pthread_mutex_unlock(&c->mu);
-}
-
-/* Adds the txn_ids of the card's committed records to what it has shown.
- * Called after every session: a session adds at most one record and the
- * cyclic file keeps seven, so none is missed. */
-static void card_poll_records(struct hr_card *c, int initial)
-{
-    uint8_t recs[PROF_RECORD_COUNT * PROF_RECORD_SIZE];
-    pthread_mutex_lock(&c->mu);
-    int n = sim_card_records(c->sim, PROF_AID_U32, PROF_FILE_RECORDS, recs, PROF_RECORD_SIZE,
-                             PROF_RECORD_COUNT);
-    for (int i = 0; i < n; i++) {
-        const uint8_t *rec = recs + (size_t)i * PROF_RECORD_SIZE;
-        int known = 0;
-        for (size_t k = 0; k < c->nseen && !known; k++)
-            known = memcmp(c->seen[k].id, rec + PROF_REC_TXN, HR_TXN_LEN) == 0;
-        if (known)
-            continue;
-        if (c->nseen == c->capseen) {
-            size_t cap = c->capseen ? c->capseen * 2 : 64;
-            struct hr_txn *p = realloc(c->seen, cap * sizeof *p);
-            if (p == NULL)
-                break;
-            c->seen = p;
-            c->capseen = cap;
-        }
-        struct hr_txn *t = &c->seen[c->nseen++];
-        memcpy(t->id, rec + PROF_REC_TXN, HR_TXN_LEN);
-        t->amount =
-            (int32_t)((uint32_t)rec[PROF_REC_AMOUNT] | (uint32_t)rec[PROF_REC_AMOUNT + 1] << 8 |
-                      (uint32_t)rec[PROF_REC_AMOUNT + 2] << 16 |
-                      (uint32_t)rec[PROF_REC_AMOUNT + 3] << 24);
-        t->initial = initial;
-    }
-    pthread_mutex_unlock(&c->mu);
-}
-
-static int32_t card_balance(struct hr_card *c)
-{
-    int32_t v = 0;
-    pthread_mutex_lock(&c->mu);
-    if (sim_card_value(c->sim, PROF_AID_U32, PROF_FILE_VALUE, &v) != 0)
-        v = INT32_MIN;
-    pthread_mutex_unlock(&c->mu);
-    return v;
-}
-
-/* ------------------------------------------------------------ answers bank */
-
-static void ring_add(struct hr_relay *R, struct hr_bank_ent *ring, size_t *count, size_t *next,
-                     uint8_t ins, const uint8_t *p, size_t n)
-{
-    if (n > HR_ANSWER_MAX || n > UINT8_MAX)
-        return;
-    pthread_mutex_lock(&R->bank_mu);
-    struct hr_bank_ent *e = &ring[*next];
-    e->ins = ins;
-    e->len = (uint8_t)n;
-    memcpy(e->data, p, n);
-    *next = (*next + 1) % HR_BANK;
-    if (*count < HR_BANK)
-        (*count)++;
-    pthread_mutex_unlock(&R->bank_mu);
-}
-
-static void bank_add(struct hr_relay *R, uint8_t ins, const uint8_t *p, size_t n)
-{
-    ring_add(R, R->bank, &R->nbank, &R->bank_next, ins, p, n);
-}
-
-static void cmd_add(struct hr_relay *R, const uint8_t *apdu, size_t n)
-{
-    ring_add(R, R->cmds, &R->ncmds, &R->cmds_next, apdu[1], apdu, n);
-}
-
-/* Any earlier command of the server's (another session's or this one's). */
-static size_t cmd_pick(struct hr_session *s, uint8_t *out)
-{
-    struct hr_relay *R = s->R;
-    size_t n = 0;
-    pthread_mutex_lock(&R->bank_mu);
-    if (R->ncmds > 0) {
-        const struct hr_bank_ent *e = &R->cmds[rnd(s, (uint32_t)R->ncmds)];
-        n = e->len;
-        memcpy(out, e->data, n);
-    }
-    pthread_mutex_unlock(&R->bank_mu);
-    return n;
-}
-
-/* An earlier answer, preferably to the same instruction. */
-static size_t bank_pick(struct hr_session *s, uint8_t ins, uint8_t *out)
-{
-    struct hr_relay *R = s->R;
-    size_t n = 0;
-    pthread_mutex_lock(&R->bank_mu);
-    if (R->nbank > 0) {
-        size_t pick = rnd(s, (uint32_t)R->nbank);
-        for (int tries = 0; tries < 64; tries++) {
-            size_t k = rnd(s, (uint32_t)R->nbank);
-            if (R->bank[k].ins == ins) {
-                pick = k;
-                break;
-            }
-        }
-        n = R->bank[pick].len;
-        memcpy(out, R->bank[pick].data, n);
-    }
-    pthread_mutex_unlock(&R->bank_mu);
-    return n;
-}
-
-/* ------------------------------------------------------------ messages */
-
-static int send_text(struct hr_session *s, const char *text)
-{
-    if (wsc_client_send_text(s->ws, text, strlen(text)) != 0) {
-        snprintf(s->end, sizeof s->end, "send_failed");
-        s->state = HS_DONE;
-        return -1;
-    }
-    return 0;
-}
-
-static int send_response(struct hr_session *s, const uint8_t *p, size_t n)
-{
-    char hex[2 * HR_ANSWER_MAX + 1], msg[2 * HR_ANSWER_MAX + 64];
-    hex_encode(p, n, hex);
-    snprintf(msg, sizeof msg, "{\"type\":\"response\",\"data\":\"%s\"}", hex);
-    return send_text(s, msg);
-}
-
-static int send_operation(struct hr_session *s)
-{
-    char uid[2 * HR_UID_LEN + 1];
-    hex_encode(s->uid_sent, HR_UID_LEN, uid);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", "operation", "operation", s->op,
-                          "uid", uid, "tech", "IsoDep", "authCode", s->code != NULL ? s->code : "",
-                          "requestId", "hostile");
-    char *t = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (t == NULL)
-        return -1;
-    int r = send_text(s, t);
-    sodium_memzero(t, strlen(t));
-    free(t);
-    return r;
-}
-
-static void drop(struct hr_session *s, const char *why)
-{
-    wsc_client_abort(s->ws);
-    snprintf(s->end, sizeof s->end, "%s", why);
-    s->state = HS_DONE;
-}
-
-/* ------------------------------------------------------------ faults */
-
-static void note_fault(struct hr_session *s, enum hr_fault k, long at)
-{
-    struct hr_relay *R = s->R;
-    size_t used = strlen(s->injected);
-    snprintf(s->injected + used, sizeof s->injected - used, "%s%s@%ld", used ? "," : "",
-             FAULT_NAMES[k], at);
-    pthread_mutex_lock(&R->run.mu);
-    R->faults++;
-    R->fault_kind[k]++;
-    pthread_mutex_unlock(&R->run.mu);
-}
-
-static struct hr_fault_at *fault_for(struct hr_session *s, long at)
-{
-    for (int i = 0; i < s->nf; i++)
-        if (!s->f[i].done && s->f[i].at == at && s->f[i].kind < HF_LIE_UID)
-            return &s->f[i];
-    return NULL;
-}
-
-/* Runs the command on the card and keeps the answer for later replays. */
-static size_t run_card(struct hr_session *s, const uint8_t *apdu, size_t n, uint8_t *resp)
-{
-    size_t rlen = 0;
-    if (card_xfer(s->c, apdu, n, resp, &rlen) != 0)
-        rlen = 0;
-    bank_add(s->R, apdu[1], resp, rlen);
-    return rlen;
-}
-
-static void answer(struct hr_session *s, const uint8_t *resp, size_t rlen)
-{
-    memcpy(s->prev, resp, rlen);
-    s->prev_len = rlen;
-    send_response(s, resp, rlen);
-}
-
-static void unexpected(struct hr_session *s, uint32_t param, const uint8_t *apdu, size_t n)
-{
-    uint8_t resp[HR_ANSWER_MAX];
-    size_t rlen;
-    switch (param % 6) {
-    case 0: /* the answer twice: the second arrives with no command outstanding */
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        send_response(s, resp, rlen);
-        break;
-    case 1: /* a second operation in the middle of the session */
-        send_operation(s);
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        break;
-    case 2: /* a message type nobody defined */
-        send_text(s, "{\"type\":\"hello\",\"data\":\"9100\"}");
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        break;
-    case 3:
-        send_text(s, "{\"type\":\"response\",\"data\":");
-        break;
-    case 4:
-        send_text(s, "{\"type\":\"response\",\"data\":\"9z0\"}");
-        break;
-    default:
-        send_text(s, "{\"type\":\"error\",\"kind\":\"meteor\"}");
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        break;
-    }
-}
-
-static void on_command(struct hr_session *s, const uint8_t *apdu, size_t n)
-{
-    uint8_t resp[HR_ANSWER_MAX];
-    size_t rlen;
-    s->ncmd++;
-    if (n <= UINT8_MAX)
-        cmd_add(s->R, apdu, n);
-    struct hr_fault_at *f = s->clean ? NULL : fault_for(s, s->ncmd);
-    if (f == NULL) {
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        return;
-    }
-    f->done = 1;
-    note_fault(s, f->kind, s->ncmd);
-    switch (f->kind) {
-    case HF_TAMPER:
-        rlen = run_card(s, apdu, n, resp);
-        if (rlen > 0)
-            resp[f->param % rlen] ^= (uint8_t)(1 + (f->param >> 8) % 255);
-        answer(s, resp, rlen);
-        break;
-    case HF_REPLAY_SAME:
-    case HF_REPLAY_OTHER:
-        if (f->param & 1)
-            (void)run_card(s, apdu, n, resp);
-        if (f->kind == HF_REPLAY_SAME && s->prev_len > 0) {
-            memcpy(resp, s->prev, s->prev_len);
-            rlen = s->prev_len;
-        } else {
-            rlen = bank_pick(s, apdu[1], resp);
-        }
-        if (rlen == 0) {
-            resp[0] = 0x91;
-            resp[1] = 0x00;
-            rlen = 2;
-        }
-        answer(s, resp, rlen);
-        break;
-    case HF_DROP_BEFORE:
-        drop(s, "dropped");
-        break;
-    case HF_DROP_AFTER:
-        (void)run_card(s, apdu, n, resp);
-        drop(s, "dropped");
-        break;
-    case HF_LOST_TAG:
-        send_text(s, "{\"type\":\"error\",\"kind\":\"lost-tag\",\"message\":\"hostile\"}");
-        break;
-    case HF_RELAY_COMMIT:
-    case HF_RELAY_ABORT: {
-        uint8_t ins = f->kind == HF_RELAY_COMMIT ? 0xC7 : 0xA7;
-        if (f->param & 1)
-            card_own(s->c, ins);
-        rlen = run_card(s, apdu, n, resp);
-        if (!(f->param & 1))
-            card_own(s->c, ins);
-        answer(s, resp, rlen);
-        break;
-    }
-    case HF_STALL:
-        sleep_ms((f->param & 1) ? s->R->o.stall_ms : s->R->o.stall_ms / 5);
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        break;
-    case HF_UNEXPECTED:
-        unexpected(s, f->param, apdu, n);
-        break;
-    case HF_REPLAY_CMD: {
-        uint8_t old[HR_ANSWER_MAX];
-        size_t on = cmd_pick(s, old), olen = 0;
-        if (on > 0)
-            (void)card_xfer(s->c, old, on, resp, &olen);
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        break;
-    }
-    case HF_TEAR:
-        rlen = run_card(s, apdu, n, resp);
-        pthread_mutex_lock(&s->c->mu);
-        sim_card_power_cycle(s->c->sim);
-        pthread_mutex_unlock(&s->c->mu);
-        answer(s, resp, rlen);
-        break;
-    default:
-        rlen = run_card(s, apdu, n, resp);
-        answer(s, resp, rlen);
-        break;
-    }
-}
-
-static void copy_str(char *dst, size_t cap, json_t *v)
-{
-    const char *t = json_string_value(v);
-    snprintf(dst, cap, "%s", t != NULL ? t : "");
-}
-
-static void on_message(struct hr_session *s, const char *text, size_t len)
-{
-    json_error_t jerr;
-    json_t *m = json_loadb(text, len, 0, &jerr);
-    const char *type = json_string_value(json_object_get(m, "type"));
-    if (type == NULL) {
-        snprintf(s->end, sizeof s->end, "bad_message");
-        s->state = HS_DONE;
-    } else if (strcmp(type, "command") == 0) {
-        const char *hex = json_string_value(json_object_get(m, "data"));
-        uint8_t apdu[HR_APDU_MAX];
-        int n = hex != NULL ? hex_decode(hex, strlen(hex), apdu, sizeof apdu) : -1;
-        if (n < 5) {
-            snprintf(s->end, sizeof s->end, "bad_command");
-            s->state = HS_DONE;
-        } else {
-            on_command(s, apdu, (size_t)n);
-        }
-    } else if (strcmp(type, "result") == 0) {
-        copy_str(s->status, sizeof s->status, json_object_get(m, "status"));
-        copy_str(s->error, sizeof s->error, json_object_get(m, "error"));
-        copy_str(s->txn, sizeof s->txn, json_object_get(m, "txn"));
-        snprintf(s->end, sizeof s->end, "result");
-        s->state = HS_DONE;
-    }
-    json_decref(m);
-}
-
 /* ------------------------------------------------------------ a session */
 
 static void plan_session(struct hr_session *s)
@@ -618,26 +116,33 @@ static void plan_session(struct hr_session *s)
     const struct hr_opts *o = &R->o;
     s->rng = o->seed ^ (s->idx * 0xD1B54A32D192ED03ULL);
     (void)splitmix(&s->rng);
-    s->card = (int)rnd(s, (uint32_t)R->run.ncards);
-    s->share = rnd(s, 100) < (uint32_t)o->share_pct;
-    s->gw = (int)rnd(s, (uint32_t)o->nurls);
-    s->op = rnd(s, 100) < (uint32_t)o->check_pct ? "check" : "topup";
+    s->card = (int)hr_rnd(s, (uint32_t)R->run.ncards);
+    s->share = hr_rnd(s, 100) < (uint32_t)o->share_pct;
+    s->gw = (int)hr_rnd(s, (uint32_t)o->nurls);
+    s->op = hr_rnd(s, 100) < (uint32_t)o->check_pct ? "check" : "topup";
+    /* v2: mostly the largest batch, one session in four a smaller one (the
+     * server must split its batches to fit). */
+    if (hr_rnd(s, 100) < (uint32_t)o->v2_pct)
+        s->batch = hr_rnd(s, 4) == 0 ? WSM_BATCH_MIN + (int)hr_rnd(s, WSM_BATCH_MAX - WSM_BATCH_MIN)
+                                     : WSM_BATCH_MAX;
     if (strcmp(s->op, "topup") == 0)
-        s->code = rnd(s, 100) < (uint32_t)o->bad_code_pct || R->ncodes == 0
+        s->code = hr_rnd(s, 100) < (uint32_t)o->bad_code_pct || R->ncodes == 0
                       ? HR_BAD_CODE
-                      : R->codes[rnd(s, (uint32_t)R->ncodes)];
-    if (rnd(s, 100) < (uint32_t)o->fault_pct) {
-        s->nf = rnd(s, 4) == 0 ? 2 : 1;
+                      : R->codes[hr_rnd(s, (uint32_t)R->ncodes)];
+    if (hr_rnd(s, 100) < (uint32_t)o->fault_pct) {
+        s->nf = hr_rnd(s, 4) == 0 ? 2 : 1;
         for (int i = 0; i < s->nf; i++) {
-            s->f[i].kind = (enum hr_fault)(1 + rnd(s, HF_COUNT - 1));
-            s->f[i].at = 1 + (long)rnd(s, HR_FAULT_SPAN);
+            /* v1 sessions draw from the kinds that make sense without batches. */
+            s->f[i].kind =
+                (enum hr_fault)(1 + hr_rnd(s, (s->batch > 0 ? HF_COUNT : HF_FIRST_V2_ONLY) - 1));
+            s->f[i].at = 1 + (long)hr_rnd(s, HR_FAULT_SPAN);
             s->f[i].param = (uint32_t)splitmix(&s->rng);
             if (s->f[i].kind == HF_LIE_UID) {
                 s->lie = 1;
-                s->lie_other = (s->f[i].param & 1) ? 1 + (int)rnd(s, 0x7fffffff) : 0;
+                s->lie_other = (s->f[i].param & 1) ? 1 + (int)hr_rnd(s, 0x7fffffff) : 0;
                 s->lie_uid[0] = 0x04;
                 for (int k = 1; k < HR_UID_LEN; k++)
-                    s->lie_uid[k] = (uint8_t)rnd(s, 256);
+                    s->lie_uid[k] = (uint8_t)hr_rnd(s, 256);
             }
             s->pre_commit |= s->f[i].kind == HF_PRE_COMMIT;
             s->post_commit |= s->f[i].kind == HF_POST_COMMIT;
@@ -653,11 +158,29 @@ static void plan_session(struct hr_session *s)
  * not.  Each case is followed by a clean check and then the relay's own
  * CommitTransaction (issue 9: nothing left pending may be committed). */
 static const enum hr_fault SWEEP_KINDS[] = {
-    HF_TAMPER,       HF_REPLAY_SAME, HF_REPLAY_OTHER, HF_DROP_BEFORE, HF_DROP_AFTER, HF_LOST_TAG,
-    HF_RELAY_COMMIT, HF_RELAY_ABORT, HF_STALL,        HF_UNEXPECTED,  HF_TEAR,       HF_REPLAY_CMD,
+    HF_TAMPER,
+    HF_REPLAY_SAME,
+    HF_REPLAY_OTHER,
+    HF_DROP_BEFORE,
+    HF_DROP_AFTER,
+    HF_LOST_TAG,
+    HF_RELAY_COMMIT,
+    HF_RELAY_ABORT,
+    HF_STALL,
+    HF_UNEXPECTED,
+    HF_TEAR,
+    HF_REPLAY_CMD,
+    /* with --v2-pct 100 (every case in batches) also: */
+    HF_RELAY_CLEAR,
+    HF_PREFIX,
+    HF_MORE,
+    HF_REORDER,
 };
+#define SWEEP_KINDS_V1 12L
 #define SWEEP_PER_KIND (HR_FAULT_SPAN * 2 * 2)
-#define SWEEP_CASES ((long)(sizeof SWEEP_KINDS / sizeof SWEEP_KINDS[0]) * SWEEP_PER_KIND)
+#define SWEEP_KINDS_N(o)                                                                           \
+    ((o)->v2_pct >= 100 ? (long)(sizeof SWEEP_KINDS / sizeof SWEEP_KINDS[0]) : SWEEP_KINDS_V1)
+#define SWEEP_CASES(o) (SWEEP_KINDS_N(o) * SWEEP_PER_KIND)
 
 static void plan_sweep(struct hr_session *s)
 {
@@ -666,6 +189,7 @@ static void plan_sweep(struct hr_session *s)
     int keep_pending = (int)(i % 2), variant = (int)(i / 2 % 2);
     s->rng = R->o.seed ^ (i * 0xD1B54A32D192ED03ULL);
     s->op = "topup";
+    s->batch = R->o.v2_pct >= 100 ? WSM_BATCH_MAX : 0;
     s->code = R->ncodes > 0 ? R->codes[i % R->ncodes] : HR_BAD_CODE;
     s->gw = (int)(i % (unsigned long)R->o.nurls);
     s->card = (int)((i / 2 * 2 + (unsigned long)keep_pending) % (unsigned long)R->run.ncards);
@@ -799,11 +323,11 @@ static int run_session(struct hr_session *s)
     memset(&opts, 0, sizeof opts);
     opts.connect_timeout_ms = 5000;
     if (s->pre_commit) {
-        note_fault(s, HF_PRE_COMMIT, 0);
-        card_own(s->c, 0xC7);
+        hr_note_fault(s, HF_PRE_COMMIT, 0);
+        hr_card_own(s->c, 0xC7);
     }
     if (s->lie)
-        note_fault(s, HF_LIE_UID, 0);
+        hr_note_fault(s, HF_LIE_UID, 0);
     if (wsc_client_connect(&R->url[s->gw], &opts, &s->ws, err, sizeof err) != 0) {
         pthread_mutex_lock(&R->run.mu);
         R->connect_failed++;
@@ -812,6 +336,8 @@ static int run_session(struct hr_session *s)
     }
     pthread_mutex_lock(&R->run.mu);
     R->connected++;
+    if (s->batch > 0)
+        R->v2_sessions++;
     if (s->lie)
         R->lie_sessions++;
     pthread_mutex_unlock(&R->run.mu);
@@ -819,19 +345,19 @@ static int run_session(struct hr_session *s)
         pthread_barrier_wait(&R->barrier);
     s->state = HS_WAIT_SERVER;
     long long deadline = now_ms() + 40000 + 2 * R->o.stall_ms;
-    if (send_operation(s) != 0)
+    if (hr_send_operation(s) != 0)
         s->state = HS_DONE;
     while (s->state != HS_DONE) {
         long long left = deadline - now_ms();
         const char *text = NULL;
         size_t len = 0;
         if (left <= 0 || hr_stop) {
-            drop(s, "timeout");
+            hr_drop(s, "timeout");
             break;
         }
         int r = wsc_client_recv(s->ws, (int)left, &text, &len);
         if (r == WSC_RECV_MESSAGE)
-            on_message(s, text, len);
+            hr_on_message(s, text, len);
         else if (r == WSC_RECV_CLOSED || r < 0) {
             snprintf(s->end, sizeof s->end, "closed");
             s->state = HS_DONE;
@@ -842,10 +368,10 @@ static int run_session(struct hr_session *s)
     wsc_client_free(s->ws);
     s->ws = NULL;
     if (s->post_commit) {
-        note_fault(s, HF_POST_COMMIT, s->ncmd);
-        card_own(s->c, 0xC7);
+        hr_note_fault(s, HF_POST_COMMIT, s->ncmd);
+        hr_card_own(s->c, 0xC7);
     }
-    card_poll_records(s->c, 0);
+    hr_card_poll_records(s->c, 0);
     return 0;
 }
 
@@ -866,8 +392,8 @@ static void sweep_follow_up(const struct hr_session *f)
     memcpy(s.uid_sent, s.c->uid, HR_UID_LEN);
     if (run_session(&s) == 0)
         session_outcome(&s);
-    card_own(s.c, 0xC7);
-    card_poll_records(s.c, 0);
+    hr_card_own(s.c, 0xC7);
+    hr_card_poll_records(s.c, 0);
 }
 
 static int until_reached(const struct hr_relay *R)
@@ -904,16 +430,16 @@ static void *worker_main(void *arg)
         }
         release_card(&s);
         if (r != 0) {
-            sleep_ms(100); /* the gateway is down (a test is restarting it) */
+            hr_sleep_ms(100); /* the gateway is down (a test is restarting it) */
             continue;
         }
         if (!R->o.sweep)
             session_outcome(&s);
         /* A phone retries later when the server is in trouble. */
         if (strcmp(s.error, "internal") == 0 || strcmp(s.error, "overloaded") == 0)
-            sleep_ms(100);
+            hr_sleep_ms(100);
         /* Sometimes the phone lets the card go between sessions. */
-        if (!s.clean && rnd(&s, 100) < 3) {
+        if (!s.clean && hr_rnd(&s, 100) < 3) {
             pthread_mutex_lock(&s.c->mu);
             sim_card_power_cycle(s.c->sim);
             pthread_mutex_unlock(&s.c->mu);
@@ -1026,9 +552,9 @@ static void settle_all(struct hr_relay *R)
                              s.c->uid_hex, R->o.settle_timeout_ms, last);
                 break;
             }
-            sleep_ms(250);
+            hr_sleep_ms(250);
         }
-        card_poll_records(&R->run.cards[i], 0);
+        hr_card_poll_records(&R->run.cards[i], 0);
     }
     hr_db_close(&db);
 }
@@ -1087,8 +613,8 @@ static int setup_cards(struct hr_relay *R)
         if (o->keep_pending_every > 0 && i % o->keep_pending_every == o->keep_pending_every - 1)
             c->sim_flags = SIM_FLAG_KEEP_PENDING_ON_SELECT_AUTH;
         sim_card_set_flags(c->sim, c->sim_flags);
-        c->balance0 = card_balance(c);
-        card_poll_records(c, 1);
+        c->balance0 = hr_card_balance(c);
+        hr_card_poll_records(c, 1);
     }
     sodium_memzero(keys, sizeof keys);
     return 0;
@@ -1131,7 +657,7 @@ static int load_codes(struct hr_relay *R)
     "         [--sessions S] [--concurrency C] [--seed N] [--fault-pct P] [--check-pct P]\n"       \
     "         [--bad-code-pct P] [--share-pct P] [--keep-pending-every K] [--stall-ms MS]\n"       \
     "         [--until-file F] [--settle-timeout-ms MS] [--min-ok N] [--log FILE]\n"               \
-    "         [--race-code CODE --race-clients N] [--sweep 1]\n"
+    "         [--race-code CODE --race-clients N] [--sweep 1] [--v2-pct P]\n"
 
 static int parse_args(int argc, char **argv, struct hr_opts *o, const char **conninfo)
 {
@@ -1202,6 +728,8 @@ static int parse_args(int argc, char **argv, struct hr_opts *o, const char **con
             o->log_file = v;
         else if (strcmp(a, "--sweep") == 0)
             o->sweep = atoi(v);
+        else if (strcmp(a, "--v2-pct") == 0)
+            o->v2_pct = atoi(v);
         else if (strcmp(a, "--race-code") == 0)
             o->race_code = v;
         else if (strcmp(a, "--race-clients") == 0)
@@ -1220,7 +748,9 @@ static int parse_args(int argc, char **argv, struct hr_opts *o, const char **con
         /* Both kinds of card, and every case exactly once. */
         if (o->ncards < 2 || o->ncards % 2 != 0 || o->keep_pending_every != 2)
             return -1;
-        o->sessions = SWEEP_CASES;
+        if (o->v2_pct != 0 && o->v2_pct != 100)
+            return -1;
+        o->sessions = SWEEP_CASES(o);
     }
     if (!have_seed)
         randombytes_buf(&o->seed, sizeof o->seed);
@@ -1234,12 +764,16 @@ static void print_summary(struct hr_relay *R)
            (unsigned long long)R->o.seed, R->started, R->connected, R->connect_failed, R->no_result,
            R->settle_checks);
     int kinds = 0;
+    /* Batch-only kinds can happen only when some sessions announce batches. */
+    int possible = (R->o.v2_pct > 0 ? HF_COUNT : HF_FIRST_V2_ONLY) - 1;
     for (int k = 1; k < HF_COUNT; k++)
         kinds += R->fault_kind[k] > 0;
-    printf("hostile_relay: faults_injected=%ld fault_kinds=%d/%d", R->faults, kinds, HF_COUNT - 1);
+    printf("hostile_relay: faults_injected=%ld fault_kinds=%d/%d", R->faults, kinds, possible);
     for (int k = 1; k < HF_COUNT; k++)
         if (R->fault_kind[k] > 0)
-            printf(" %s=%ld", FAULT_NAMES[k], R->fault_kind[k]);
+            printf(" %s=%ld", hr_fault_names[k], R->fault_kind[k]);
+    printf("\nhostile_relay: v2_sessions=%ld batches=%ld batch_apdus=%ld", R->v2_sessions,
+           R->batches, R->batch_apdus);
     printf("\nhostile_relay: lying_sessions=%ld power_cycles=%ld integrity_unfreezes=%ld "
            "ok_topups=%ld ok_checks=%ld\n",
            R->lie_sessions, R->power_cycles, R->run.unfrozen, R->ok_topups, R->ok_checks);
@@ -1291,9 +825,9 @@ int main(int argc, char **argv)
         printf("hostile_relay: race: %d clients on %d cards, one code\n", R.o.race_clients,
                R.run.ncards);
     else if (R.o.sweep)
-        printf("hostile_relay: sweep: %ld cases (%zu fault kinds x commands 1..%d x 2 variants x "
+        printf("hostile_relay: sweep: %ld cases (%ld fault kinds x commands 1..%d x 2 variants x "
                "2 card kinds), each followed by a clean check and the relay's own commit\n",
-               SWEEP_CASES, sizeof SWEEP_KINDS / sizeof SWEEP_KINDS[0], HR_FAULT_SPAN);
+               SWEEP_CASES(&R.o), SWEEP_KINDS_N(&R.o), HR_FAULT_SPAN);
     else
         printf("hostile_relay: seed=%llu cards=%d (every %d-th keeps pending changes over "
                "select/auth) codes=%zu sessions=%ld concurrency=%d fault_pct=%d share_pct=%d "
@@ -1327,7 +861,7 @@ int main(int argc, char **argv)
         return 2;
     for (int i = 0; i < R.run.ncards; i++) {
         struct hr_card *c = &R.run.cards[i];
-        final[i] = card_balance(c);
+        final[i] = hr_card_balance(c);
         if (sim_card_save(c->sim, c->path) != 0)
             fprintf(stderr, "hostile_relay: cannot save %s\n", c->path);
     }

@@ -3,7 +3,10 @@
 # python3-websockets): every result status and error code, modal texts,
 # pings, a server that closes early, breaks the protocol, says nothing or
 # never closes, the test-only faults (drop, lost tag, tear, stall), usage
-# errors, an interrupt, and that the card file is saved after the session.
+# errors, an interrupt, and that the card file is saved after the session;
+# protocol v2 batches (stop rule, lost tag, stall and drop inside a batch,
+# a batch larger than announced), --trace, ota-card relay batch lines, a
+# Python v2 client and ota-load's round-trip counts.
 # Needs no database and no real gateway.  Asserts exit statuses and what
 # the fake gateway saw, never timings.
 set -u
@@ -87,8 +90,8 @@ else
     fail "--json prints the result message itself"
 fi
 check "--json keeps stdout to the result (modal on stderr)" [ "$(wc -l <"$T/out")" -eq 1 ]
-check "operation: type, operation, tech, uid from the card, authCode, requestId" \
-    [ "$(q /ok 'E[0]["msg"]')" = "{'type': 'operation', 'operation': 'topup', 'uid': '04a1b2c3d4e5f6', 'tech': 'IsoDep', 'authCode': '1234-5678-9012-3456-7', 'requestId': 'rq-42'}" ]
+check "operation: type, operation, tech, uid from the card, authCode, requestId, batch 16 (v2 by default)" \
+    [ "$(q /ok 'E[0]["msg"]')" = "{'type': 'operation', 'operation': 'topup', 'uid': '04a1b2c3d4e5f6', 'tech': 'IsoDep', 'authCode': '1234-5678-9012-3456-7', 'requestId': 'rq-42', 'batch': 16}" ]
 check "every command got a hex response from the card (4 of 4)" \
     [ "$(q /ok 'sum(1 for e in E if e["event"]=="recv" and e["msg"]["type"]=="response")')" = 4 ]
 check "the card answered GetVersion with more frames (91af)" \
@@ -104,7 +107,87 @@ check "--uid overrides the card's UID (a lying client)" [ "$(q /ok 'E[0]["msg"][
 check "default requestId is set" [ -n "$(q /ok 'E[0]["msg"]["requestId"]')" ]
 check "check sends an empty authCode" [ "$(q /ok 'repr(E[0]["msg"]["authCode"])')" = "''" ]
 
-# --- every error code of PROTOCOL.md section 4
+# --- protocol v1 exactly as before; v2 batches (docs/PROTOCOL.md section 8)
+: >"$LOG"
+run --url "$BASE/ok" --card "$C" --protocol v1 --request-id rq-43 topup 1234-5678-9012-3456-7
+check "--protocol v1: ok against a v1 server (exit 0)" [ "$rc" -eq 0 ]
+check "--protocol v1: the operation announces no batch" \
+    [ "$(q /ok 'E[0]["msg"]')" = "{'type': 'operation', 'operation': 'topup', 'uid': '04a1b2c3d4e5f6', 'tech': 'IsoDep', 'authCode': '1234-5678-9012-3456-7', 'requestId': 'rq-43'}" ]
+: >"$LOG"
+run --url "$BASE/batch" --card "$C" --batch 4 check
+check "v2: a batch of four APDUs and a single command in one session: ok (exit 0)" [ "$rc" -eq 0 ]
+check "v2: --batch 4 is announced" [ "$(q /batch 'E[0]["msg"]["batch"]')" = 4 ]
+check "v2: one responses message with the four answers in order (the last 9100)" \
+    [ "$(q /batch '[(len(e["msg"]["data"]), e["msg"]["data"][2][-4:], e["msg"]["data"][3][-4:]) for e in E if e["event"]=="recv" and e["msg"]["type"]=="responses"]')" = "[(4, '91af', '9100')]" ]
+check "v2: the single command inside the v2 session got a response" \
+    [ "$(q /batch '[e["msg"]["type"] for e in E if e["event"]=="recv"]')" = "['operation', 'responses', 'response']" ]
+: >"$LOG"
+run --url "$BASE/batch" --card "$C" --protocol v1 check
+check "v1 client on a v2-capable path: served one command at a time (exit 0)" \
+    eval '[ "$rc" -eq 0 ] && [ "$(q /batch "sum(1 for e in E if e[\"event\"]==\"recv\" and e[\"msg\"][\"type\"]==\"response\")")" = 4 ]'
+: >"$LOG"
+run --url "$BASE/batch-stop" --card "$C" check
+check "v2: the client stops after the first answer that is neither 9100 nor 91af (2 of 3 answers)" [ "$rc" -eq 0 ]
+check "v2: the APDU after the refusal never reached the card" \
+    [ "$(q /batch-stop '[len(e["msg"]["data"]) for e in E if e["event"]=="recv" and e["msg"]["type"]=="responses"]')" = "[2]" ]
+: >"$LOG"
+run --url "$BASE/batch-too-big" --card "$C" --batch 3 check
+check "v2: a batch larger than announced is a protocol error (exit 4)" [ "$rc" -eq 4 ]
+check "v2: ... the client answers nothing and closes with 1002" \
+    [ "$(q /batch-too-big '([e["msg"]["type"] for e in E if e["event"]=="recv"], E[-1]["code"])')" = "(['operation'], 1002)" ]
+: >"$LOG"
+run --url "$BASE/batch" --card "$C" --lost-tag-after 2 check
+check "v2 --lost-tag-after 2: the fake fails the operation with lost-tag (exit 1)" \
+    eval '[ "$rc" -eq 1 ] && grep -q "failed: lost-tag" "$T/out"'
+check "v2 --lost-tag-after 2: responses carries the first answer and error lost-tag" \
+    [ "$(q /batch '[(len(e["msg"]["data"]), e["msg"].get("error")) for e in E if e["event"]=="recv" and e["msg"]["type"]=="responses"]')" = "[(1, 'lost-tag')]" ]
+: >"$LOG"
+run --url "$BASE/batch" --card "$C" --stall-after 3 --stall-ms 300 check
+check "v2 --stall-after 3: the batch is answered late, whole (exit 0)" [ "$rc" -eq 0 ]
+: >"$LOG"
+run --url "$BASE/batch" --card "$C" --json --drop-after 3 check
+check "v2 --drop-after 3: exit 4, kind dropped, no responses sent" \
+    eval '[ "$rc" -eq 4 ] && [ "$(last_json kind)" = dropped ] && [ "$(q /batch "sum(1 for e in E if e[\"event\"]==\"recv\" and e[\"msg\"][\"type\"]==\"responses\")")" = 0 ]'
+: >"$LOG"
+rm -f "$T/trace"
+run --url "$BASE/batch" --card "$C" --trace "$T/trace" topup 9999-8888-7777-6666-5
+check "--trace: one JSON line per message, both ways (operation, modal, commands, responses, command, response, result)" \
+    [ "$($PY -c 'import json,sys; print(",".join(json.loads(l)["dir"] + ":" + json.loads(l)["msg"]["type"] for l in open(sys.argv[1])))' "$T/trace")" = "out:operation,in:modal,in:commands,out:responses,in:command,out:response,in:result" ]
+check "--trace: the code never appears, the operation shows ***" \
+    eval '! grep -q 9999-8888 "$T/trace" && grep -q "\"authCode\":\"\*\*\*\"" "$T/trace"'
+
+# --- ota-card relay: batch lines for apps in other languages
+RL="$T/relay.card"
+cp "$C" "$RL"
+printf '905a00000300000000 9060000000 90af000000 90af000000\n905a00000300000000 90bd0000070100000000000000 9060000000\n9060000000\n9060000000  90af000000\nzz\n' |
+    ota-card relay --card "$RL" >"$T/relay.out" 2>"$T/relay.err"
+check "relay: the first line is the card's UID" [ "$(sed -n 1p "$T/relay.out")" = 04a1b2c3d4e5f6 ]
+check "relay: a batch line of four APDUs gets four answers on one line, the last ending 9100" \
+    [ "$(sed -n 2p "$T/relay.out" | awk '{ print NF, substr($2, length($2) - 3), substr($4, length($4) - 3) }')" = "4 91af 9100" ]
+check "relay: a batch stops after the first answer that is neither 9100 nor 91af (2 answers)" \
+    [ "$(sed -n 3p "$T/relay.out" | awk '{ print NF }')" = 2 ]
+check "relay: one APDU per line still gets one answer (v1)" \
+    [ "$(sed -n 4p "$T/relay.out" | awk '{ print NF, substr($1, length($1) - 3) }')" = "1 91af" ]
+check "relay: two spaces or a word that is not hex: error, nothing runs" \
+    [ "$(sed -n '5,6p' "$T/relay.out" | tr '\n' ' ')" = "error error " ]
+: >"$LOG"
+$PY "$OTA_SRCDIR/tests/integration/batch_client.py" "$BASE/batch" "$RL" check --batch 8 >"$T/bc.out" 2>"$T/bc.err"
+check "batch_client.py (python, through ota-card relay) gets ok from a v2 batch session" [ $? -eq 0 ]
+check "batch_client.py: two round trips (one batch, one single command), five APDUs" \
+    grep -q '^round_trips=2 apdus=5$' "$T/bc.err"
+
+# --- ota-load counts round trips and APDUs per operation, v2 and v1
+lj() { $PY -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$T/load.json" "$1"; }
+ota-load --url "$BASE/batch" --master-keys "${KEYS}" --count 3 --mix check=1 --seed 7 --json \
+    >"$T/load.json" 2>"$T/load.err"
+check "ota-load v2: 3 checks ok, 2 round trips (one batch of 4, one single command) and 5 APDUs each" \
+    [ "$(lj '(r["ok"], r["protocol"], r["by_op"]["check"]["round_trips"], r["by_op"]["check"]["apdus"])')" = "(3, 'v2', 2.0, 5.0)" ]
+ota-load --url "$BASE/batch" --master-keys "${KEYS}" --count 3 --mix check=1 --seed 7 --json \
+    --protocol v1 >"$T/load.json" 2>"$T/load.err"
+check "ota-load v1: the same path one command at a time, 4 round trips of one APDU" \
+    [ "$(lj '(r["ok"], r["protocol"], r["by_op"]["check"]["round_trips"], r["by_op"]["check"]["apdus"])')" = "(3, 'v1', 4.0, 4.0)" ]
+
+# --- every error code of docs/PROTOCOL.md section 4
 for code in bad-request unsupported-card auth-failed card-error integrity code-invalid \
     code-used limit-exceeded card-busy timeout lost-tag overloaded internal; do
     run --url "$BASE/failed/$code" --card "$C" --quiet topup 1234

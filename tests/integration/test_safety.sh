@@ -18,17 +18,23 @@
 #   (g) two gateways (each with its workers) on one database, the hostile
 #       relay spreading sessions over both and often putting two sessions
 #       on one card at once;
-#   (f) `ota-ctl audit` after each.
+#   (f) `ota-ctl audit` after each;
+#   (v) protocol v2: the hostile relay announcing batches in every session
+#       (faults per APDU inside a batch, plus answering a prefix, more than
+#       asked, reordering, its own ClearRecordFile or CommitTransaction
+#       between two APDUs of a batch, a lost tag part-way, bad `responses`),
+#       then its matrix with every case in batches.
 # After each part one clean check per card settles every entry, and the
 # relay compares each card with the ledger: balance change == committed
-# sum (but for CREDIT_MISSING entries, ARCHITECTURE.md rule 2), every
+# sum (but for CREDIT_MISSING entries, docs/PROTOCOL.md section 10, rule 2), every
 # committed txn had its record on the card and every record is committed,
 # each code used at most once and only with a committed entry, nothing in
 # doubt.  Sizes come from the environment (defaults keep CI short):
 #   SAFETY_SESSIONS (2000) SAFETY_CARDS (20) SAFETY_CONCURRENCY (8)
 #   SAFETY_SEED (random, printed) SAFETY_KILLS (8) SAFETY_PG_RESTARTS (2)
 #   SAFETY_LOAD_CARDS (12) SAFETY_RACERS (100)
-#   SAFETY_PARTS ("a b c d e g": run only some parts) SAFETY_TWO_GW_SESSIONS (600)
+#   SAFETY_PARTS ("a b c d e g v": run only some parts) SAFETY_TWO_GW_SESSIONS (600)
+#   SAFETY_V2_SESSIONS (1500)
 . "$OTA_SRCDIR/tests/integration/lib.sh"
 
 SESSIONS=${SAFETY_SESSIONS:-2000}
@@ -39,7 +45,8 @@ KILLS=${SAFETY_KILLS:-8}
 PG_RESTARTS=${SAFETY_PG_RESTARTS:-2}
 LOAD_CARDS=${SAFETY_LOAD_CARDS:-12}
 RACERS=${SAFETY_RACERS:-100}
-PARTS=${SAFETY_PARTS:-a b c d e g}
+PARTS=${SAFETY_PARTS:-a b c d e g v}
+V2_SESSIONS=${SAFETY_V2_SESSIONS:-1500}
 TWO_GW_SESSIONS=${SAFETY_TWO_GW_SESSIONS:-600}
 part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 kills=0
@@ -373,6 +380,47 @@ fi
 kill -TERM "$GW2_PID" 2>/dev/null
 wait_gone 30 "$GW2_PID" || kill -KILL "$GW2_PID" 2>/dev/null
 GW2_PID=
+fi
+
+# ---------------------------------------------------------------- (v)
+if part v; then
+# batches_of FILE: how many `commands` messages the relay received.
+batches_of() { sed -n 's/.* batches=\([0-9]*\).*/\1/p' "$1" | tail -n 1; }
+codes_file "$T/codes_v" $((V2_SESSIONS * 3 / 4)) || fail "issuing codes for the v2 hostile relay"
+relay --v2-pct 100 --cards "$CARDS" --uid-base 04a7a7a7a70000 --codes "$T/codes_v" \
+    --sessions "$V2_SESSIONS" --concurrency "$CONC" --seed "$SEED" --log "$T/relay_v.log" \
+    >"$T/relay_v.out" 2>&1
+rc=$?
+show "$T/relay_v.out"
+tally "$T/relay_v.out"
+check "(v) hostile relay in protocol v2, $V2_SESSIONS sessions on $CARDS cards, faults per APDU inside batches: each card's balance change equals its committed ledger sum (CREDIT_MISSING aside), records and committed entries agree, codes at most once, nothing in doubt" \
+    [ $rc -eq 0 ]
+batches=$(batches_of "$T/relay_v.out")
+if [ "${batches:-0}" -gt 0 ]; then
+    kinds=$(sed -n 's/.*fault_kinds=\([0-9]*\/[0-9]*\).*/\1/p' "$T/relay_v.out")
+    if [ -n "$kinds" ] && [ "${kinds%/*}" = "${kinds#*/}" ]; then
+        ok "(v) the relay injected faults of every kind, batch-only ones included ($kinds kinds, $batches batches)"
+    else
+        fail "(v) the relay injected faults of every kind, batch-only ones included ($kinds kinds, $batches batches)"
+    fi
+else
+    # Until the gateway speaks v2 the batch-only faults cannot happen;
+    # the money checks above hold all the same.
+    ok "(v) every fault kind inside batches # SKIP the gateway sent no batch (it speaks v1 only)"
+fi
+check "(v) the gateway survived the v2 hostile relay" kill -0 "$GW_PID"
+check "(v)(f) ota-ctl audit finds no violation after the v2 hostile relay" audit
+codes_file "$T/codes_vm" 1400 || fail "issuing codes for the v2 fault matrix"
+relay --sweep 1 --v2-pct 100 --cards $((CONC * 2)) --uid-base 04a8a8a8a80000 --codes "$T/codes_vm" \
+    --concurrency "$CONC" --seed "$SEED" --log "$T/relay_vm.log" >"$T/relay_vm.out" 2>&1
+rc=$?
+show "$T/relay_vm.out"
+tally "$T/relay_vm.out"
+cases=$(sed -n 's/^hostile_relay: sweep: \([0-9]*\) cases.*/\1/p' "$T/relay_vm.out")
+batches=$(batches_of "$T/relay_vm.out")
+check "(v) v2 fault matrix, ${cases:-no} cases in ${batches:-no} batches (every fault, batch-only ones included, at every APDU 1..20 of a top-up in batches, two variants, both card kinds; each settled by a check, then the relay commits on its own): the cards agree with the ledger, codes once, nothing in doubt" \
+    [ "$rc/${cases:-none}" = "0/$cases" ]
+check "(v)(f) ota-ctl audit finds no violation after the v2 fault matrix" audit
 fi
 
 echo "# safety: $total_sessions sessions ran ($(part a && echo "$SESSIONS" || echo 0) hostile), $total_faults relay faults injected, $step_cases deterministic step cases, $kills worker kills, $((restarts + pg_crashes)) database crashes, $gw_kills gateway kills, $(part e && echo "$RACERS" || echo 0) racers; $total_violations invariant violations"

@@ -5,7 +5,8 @@
 # gateway and its workers on the namespace's loopback), a private pcscd
 # with vpcd, and a FACTORY card (`ota-card new --blank`) attached with
 # `ota-card vicc`.  `ota-card run --pcsc` personalizes it on the operator
-# listener, checks, tops up with an issued code and checks again; then
+# listener, checks, tops up with an issued code (protocol v2: batches run
+# on the reader APDU by APDU) and checks again (protocol v1); then
 # df_interop --after-personalize (Debian's libfreefare over libnfc's pcsc
 # driver) proves that the PICC is locked (issue "hardening": the all-zero
 # keys fail, DeleteApplication / FormatPICC / CreateApplication /
@@ -86,24 +87,31 @@ print(json.loads(lines[-1]).get(sys.argv[1], "") if lines else "")' "$1"
         [ "$rc/$(echo "$out" | field balance)" = 0/0 ]
 
     code=$(sys_codes "$AMOUNT" 1)
-    out=$(run --url "$PUB_URL" topup "$code")
+    out=$(run --url "$PUB_URL" --trace "$tmp/topup.trace" topup "$code")
     rc=$?
     check "PC/SC: top-up $AMOUNT ok ($rc/$(echo "$out" | field balance))" \
         [ "$rc/$(echo "$out" | field balance)" = "0/$AMOUNT" ]
+    batches=$(grep -c '"type":"commands"' "$tmp/topup.trace")
+    if [ "$(grep -c '"dir":"in".*"type":"command"' "$tmp/topup.trace")" -gt 0 ] && [ "$batches" = 0 ]; then
+        ok "PC/SC: the top-up ran in v2 batches # SKIP the gateway sent no batch: it speaks v1 only"
+    else
+        check "PC/SC: the top-up ran in v2 batches, APDU by APDU on the reader ($batches batches)" \
+            [ "$batches" -gt 0 ]
+    fi
     txn=$(echo "$out" | field txn)
     check "the top-up result names its ledger transaction" [ -n "$txn" ]
     check "ledger: exactly one committed entry for it" \
         [ "$(sys_sql "SELECT count(*) FROM ledger WHERE txn_id = '$txn' AND kind = 'committed'")" = 1 ]
     check "the card file's value is $AMOUNT" [ "$(card_value)" = "$AMOUNT" ]
 
-    out=$(run --url "$PUB_URL" topup "$code")
+    out=$(run --url "$PUB_URL" --protocol v1 topup "$code")
     rc=$?
-    check "PC/SC: the same code again answers code-used ($rc/$(echo "$out" | field error))" \
+    check "PC/SC, protocol v1: the same code again answers code-used ($rc/$(echo "$out" | field error))" \
         [ "$rc/$(echo "$out" | field error)" = 1/code-used ]
 
-    out=$(run --url "$PUB_URL" check)
+    out=$(run --url "$PUB_URL" --protocol v1 check)
     rc=$?
-    check "PC/SC: check after top-up: balance $AMOUNT ($rc/$(echo "$out" | field balance))" \
+    check "PC/SC, protocol v1: check after top-up: balance $AMOUNT ($rc/$(echo "$out" | field balance))" \
         [ "$rc/$(echo "$out" | field balance)" = "0/$AMOUNT" ]
     check "the card file's value is still $AMOUNT" [ "$(card_value)" = "$AMOUNT" ]
 

@@ -28,4 +28,14 @@ tests_unit_test_load_hist_LDADD = $(TEST_LIBS)
 
 # ota-card run against a fake gateway (python3-websockets); no database.
 TESTS += tests/integration/test_client_fake.sh
-dist_noinst_SCRIPTS += tests/integration/test_client_fake.sh tests/integration/fake_gateway.py
+dist_noinst_SCRIPTS += tests/integration/test_client_fake.sh tests/integration/fake_gateway.py \
+	tests/integration/batch_client.py
+
+# The session's JSON, client side (tools/ws_proto_msg.c): command,
+# commands (v2 batches), responses, the batch stop rule.
+UNIT_TESTS += tests/unit/test_ws_proto_msg
+check_PROGRAMS += tests/unit/test_ws_proto_msg
+tests_unit_test_ws_proto_msg_SOURCES = tests/unit/test_ws_proto_msg.c tools/ws_proto_msg.c \
+	tools/ws_proto_msg.h
+tests_unit_test_ws_proto_msg_CFLAGS = $(TEST_CFLAGS) $(JANSSON_CFLAGS) -I$(top_srcdir)/tools
+tests_unit_test_ws_proto_msg_LDADD = $(JANSSON_LIBS) $(TEST_LIBS)

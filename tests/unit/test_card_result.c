@@ -1,4 +1,4 @@
-/* Unit tests of tools/card_result.c: every PROTOCOL.md §4 code has a
+/* Unit tests of tools/card_result.c: every docs/PROTOCOL.md §4 code has a
  * sentence, and each result status maps to its line and exit status. */
 #include <check.h>
 #include <string.h>

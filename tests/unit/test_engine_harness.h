@@ -143,7 +143,7 @@ void hx_topup(struct hx *h, int code, const struct hx_fault *f, struct hx_run *r
 /* The invariants of the fault matrix, asserted with Check:
  * card balance change == committed sum (minus the amounts of committed
  * txns flagged CREDIT_MISSING when allow_relay_loss: the relay's own loss
- * of ARCHITECTURE.md rule 2), every code committed at most once and used
+ * of docs/PROTOCOL.md section 10, rule 2), every code committed at most once and used
  * iff committed, each of the card's newest committed txns has its record,
  * and (when settled) nothing of the card in doubt. */
 void hx_assert_invariants(struct hx *h, int settled, int allow_relay_loss);
