@@ -62,7 +62,7 @@ static int started(struct eng_session *s, int rc, const uint8_t *apdu, size_t le
         eng_fail(s, WIRE_E_INTERNAL);
         return rc;
     }
-    s->card_cb = cb;
+    s->io.cb = cb;
     eng_emit_apdu(s, apdu, len);
     return 0;
 }
@@ -73,7 +73,7 @@ static void send_select(struct eng_session *s)
 {
     if (!may_send(s))
         return;
-    uint32_t aid = s->select_aid;
+    uint32_t aid = s->io.select_aid;
     uint8_t data[3] = {(uint8_t)aid, (uint8_t)(aid >> 8), (uint8_t)(aid >> 16)};
     struct dfc_cmd_spec spec = {.ins = 0x5A,
                                 .data = data,
@@ -82,12 +82,12 @@ static void send_select(struct eng_session *s)
                                 .resp_comm = DFC_COMM_PLAIN,
                                 .resp_len = 0};
     /* Selecting ends any authentication, on the card and here. */
-    dfc_session_clear(&s->dsess);
+    dfc_session_clear(&s->io.dsess);
     uint8_t apdu[DFC_APDU_MAX];
     size_t len = 0;
-    s->card_is_auth = 0;
-    s->cmd_authed = 0;
-    int rc = dfc_cmd_start(&s->cmd, NULL, &spec, apdu, sizeof(apdu), &len);
+    s->io.is_auth = 0;
+    s->io.authed = 0;
+    int rc = dfc_cmd_start(&s->io.cmd, NULL, &spec, apdu, sizeof(apdu), &len);
     started(s, rc, apdu, len, select_answered);
 }
 
@@ -96,23 +96,23 @@ static void send_select(struct eng_session *s)
  * it; selecting is harmless to repeat, so it is sent once more. */
 static void select_answered(struct eng_session *s, int rc)
 {
-    if (rc == OTA_ERR_CARD_STATUS && s->cmd.status == DFC_ST_COMMAND_ABORTED &&
-        !s->select_retried) {
-        s->select_retried = 1;
+    if (rc == OTA_ERR_CARD_STATUS && s->io.cmd.status == DFC_ST_COMMAND_ABORTED &&
+        !s->io.select_retried) {
+        s->io.select_retried = 1;
         send_select(s);
         return;
     }
-    s->select_retried = 0;
-    eng_card_cb cb = s->select_cb;
-    s->select_cb = NULL;
+    s->io.select_retried = 0;
+    eng_card_cb cb = s->io.select_cb;
+    s->io.select_cb = NULL;
     cb(s, rc);
 }
 
 void card_select(struct eng_session *s, uint32_t aid, eng_card_cb cb)
 {
-    s->select_aid = aid;
-    s->select_cb = cb;
-    s->select_retried = 0;
+    s->io.select_aid = aid;
+    s->io.select_cb = cb;
+    s->io.select_retried = 0;
     send_select(s);
 }
 
@@ -121,12 +121,12 @@ void card_auth(struct eng_session *s, enum dfc_cipher cipher, uint8_t keyno, con
 {
     if (!may_send(s))
         return;
-    dfc_session_clear(&s->dsess);
+    dfc_session_clear(&s->io.dsess);
     uint8_t apdu[DFC_APDU_MAX];
     size_t len = 0;
-    s->card_is_auth = 1;
-    s->cmd_authed = 0;
-    int rc = dfc_auth_start(&s->auth, cipher, keyno, key, apdu, sizeof(apdu), &len);
+    s->io.is_auth = 1;
+    s->io.authed = 0;
+    int rc = dfc_auth_start(&s->io.auth, cipher, keyno, key, apdu, sizeof(apdu), &len);
     started(s, rc, apdu, len, cb);
 }
 
@@ -136,10 +136,10 @@ void card_cmd(struct eng_session *s, const struct dfc_cmd_spec *spec, eng_card_c
         return;
     uint8_t apdu[DFC_APDU_MAX];
     size_t len = 0;
-    s->card_is_auth = 0;
-    s->cmd_authed = s->dsess.active;
-    int rc =
-        dfc_cmd_start(&s->cmd, s->dsess.active ? &s->dsess : NULL, spec, apdu, sizeof(apdu), &len);
+    s->io.is_auth = 0;
+    s->io.authed = s->io.dsess.active;
+    int rc = dfc_cmd_start(&s->io.cmd, s->io.dsess.active ? &s->io.dsess : NULL, spec, apdu,
+                           sizeof(apdu), &len);
     started(s, rc, apdu, len, cb);
 }
 
@@ -150,9 +150,9 @@ void card_changekey(struct eng_session *s, uint8_t keyno_byte, const uint8_t *ne
         return;
     uint8_t apdu[DFC_APDU_MAX];
     size_t len = 0;
-    s->card_is_auth = 0;
-    s->cmd_authed = s->dsess.active;
-    int rc = dfc_cmd_start_changekey(&s->cmd, &s->dsess, keyno_byte, DFC_AES128, new_key, 1,
+    s->io.is_auth = 0;
+    s->io.authed = s->io.dsess.active;
+    int rc = dfc_cmd_start_changekey(&s->io.cmd, &s->io.dsess, keyno_byte, DFC_AES128, new_key, 1,
                                      old_key, apdu, sizeof(apdu), &len);
     started(s, rc, apdu, len, cb);
 }
@@ -162,10 +162,10 @@ void card_on_answer(struct eng_session *s, const uint8_t *data, size_t len)
     uint8_t apdu[DFC_APDU_MAX];
     size_t alen = 0;
     int rc;
-    if (s->card_is_auth)
-        rc = dfc_auth_feed(&s->auth, data, len, apdu, sizeof(apdu), &alen, &s->dsess);
+    if (s->io.is_auth)
+        rc = dfc_auth_feed(&s->io.auth, data, len, apdu, sizeof(apdu), &alen, &s->io.dsess);
     else
-        rc = dfc_cmd_feed(&s->cmd, data, len, apdu, sizeof(apdu), &alen);
+        rc = dfc_cmd_feed(&s->io.cmd, data, len, apdu, sizeof(apdu), &alen);
     if (rc == DFC_MORE) {
         /* A continuation frame is a card command too: none past the
          * operation's deadline (the lease must never be outlived). */
@@ -179,22 +179,22 @@ void card_on_answer(struct eng_session *s, const uint8_t *data, size_t len)
         return;
     }
     s->state = ES_RUNNING;
-    if (s->card_is_auth)
-        dfc_auth_clear(&s->auth);
-    eng_card_cb cb = s->card_cb;
-    s->card_cb = NULL;
+    if (s->io.is_auth)
+        dfc_auth_clear(&s->io.auth);
+    eng_card_cb cb = s->io.cb;
+    s->io.cb = NULL;
     cb(s, rc);
 }
 
 uint8_t card_status(const struct eng_session *s)
 {
-    return s->card_is_auth ? 0 : s->cmd.status; /* the auth core keeps no status */
+    return s->io.is_auth ? 0 : s->io.cmd.status; /* the auth core keeps no status */
 }
 
 const uint8_t *card_resp(const struct eng_session *s, size_t *len)
 {
-    *len = s->cmd.resp_len_out;
-    return s->cmd.resp;
+    *len = s->io.cmd.resp_len_out;
+    return s->io.cmd.resp;
 }
 
 enum wire_error card_error(struct eng_session *s, int rc)
@@ -203,20 +203,20 @@ enum wire_error card_error(struct eng_session *s, int rc)
     case OTA_ERR_MAC:
     case OTA_ERR_CRC:
     case OTA_ERR_LENGTH:
-        if (s->cmd_authed) {
+        if (s->io.authed) {
             eng_note_integrity(s, ota_strerror(rc));
             return WIRE_E_INTEGRITY;
         }
         return WIRE_E_CARD_ERROR;
     case OTA_ERR_CARD_STATUS:
-        if (!s->card_is_auth && s->cmd.status == DFC_ST_INTEGRITY_ERROR && s->cmd_authed) {
+        if (!s->io.is_auth && s->io.cmd.status == DFC_ST_INTEGRITY_ERROR && s->io.authed) {
             /* The card could not verify our command: its IV moved, which
              * is what a command slipped in by the relay does. */
             eng_note_integrity(s, "card status 1E");
             return WIRE_E_INTEGRITY;
         }
         log_info("card_status", "session=%llu step=%s status=%02x", (unsigned long long)s->id,
-                 s->step, (unsigned)s->cmd.status);
+                 s->step, (unsigned)s->io.cmd.status);
         return WIRE_E_CARD_ERROR;
     case OTA_ERR_AUTH:
         return WIRE_E_AUTH_FAILED;

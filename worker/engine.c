@@ -191,14 +191,7 @@ static void closing_reply(struct eng_session *s, const struct ledger_reply *r)
             s->lease_requested = 0;
         break;
     case LEDGER_RESERVE:
-        if (r->status == LEDGER_ST_OK && !s->have_txn) {
-            /* Reserved after we gave up: no card command was sent for it,
-             * so it can be voided right away (its code is released). */
-            s->have_txn = 1;
-            memcpy(s->txn_id, r->u.reserve.txn_id, sizeof(s->txn_id));
-            s->amount = r->u.reserve.amount;
-            s->need_void = 1;
-        }
+        topup_closing_reply(s, r);
         break;
     case LEDGER_INTEGRITY_FAILURE:
         if (r->status == LEDGER_ST_OK && r->u.integrity_failures >= ENG_INTEGRITY_FREEZE_AT &&
@@ -229,30 +222,14 @@ static void close_next(struct eng_session *s)
     struct ledger_req req;
     s->state = ES_CLOSING;
     s->grace_deadline_ms = s->now_ms + closing_grace_ms(s->ctx);
-    if (s->need_void) {
-        s->need_void = 0;
-        eng_ledger_init(s, &req, LEDGER_SETTLE);
-        memcpy(req.u.settle.txn_id, s->txn_id, sizeof(s->txn_id));
-        req.u.settle.outcome = LEDGER_VOIDED;
-        eng_ledger_send(s, &req, closing_reply);
+    if (topup_closing_step(s, closing_reply))
         return;
-    }
-    if (s->need_code_failure) {
-        s->need_code_failure = 0;
-        eng_ledger_init(s, &req, LEDGER_CODE_FAILURE);
-        snprintf(req.u.code_failure.peer, sizeof(req.u.code_failure.peer), "%s", s->peer);
-        eng_ledger_send(s, &req, closing_reply);
-        return;
-    }
     if (s->need_integrity) {
         /* Only a failure while money was at risk counts toward freezing
          * (issue 16): anyone who reaches a card can tamper with a check. */
         s->need_integrity = 0;
         eng_ledger_init(s, &req, LEDGER_INTEGRITY_FAILURE);
-        if (s->have_txn && s->write_sent && !s->booked) {
-            req.u.integrity.has_txn = 1;
-            memcpy(req.u.integrity.txn_id, s->txn_id, sizeof(s->txn_id));
-        }
+        req.u.integrity.has_txn = (uint8_t)topup_txn_at_risk(s, req.u.integrity.txn_id);
         eng_ledger_send(s, &req, closing_reply);
         return;
     }
@@ -303,11 +280,7 @@ static void set_result(struct eng_session *s, uint8_t status, enum wire_error er
     s->result.op = s->op;
     s->result.status = status;
     s->result.error = (uint8_t)err;
-    if (s->have_txn && s->write_sent) {
-        s->result.has |= WIRE_RES_HAS_TXN | WIRE_RES_HAS_AMOUNT;
-        memcpy(s->result.txn, s->txn_id, sizeof(s->txn_id));
-        s->result.amount = s->amount;
-    }
+    topup_fill_result(s, &s->result);
 }
 
 void eng_fail(struct eng_session *s, enum wire_error err)
@@ -317,11 +290,9 @@ void eng_fail(struct eng_session *s, enum wire_error err)
     /* A database outage (a failover) is no bug: the client may retry. */
     if (err == WIRE_E_INTERNAL && s->db_down)
         err = WIRE_E_OVERLOADED;
-    int in_doubt = s->have_txn && s->write_sent && !s->booked;
-    set_result(s, in_doubt ? WIRE_ST_PENDING : WIRE_ST_FAILED, err);
-    if (s->have_txn && !s->write_sent)
-        s->need_void = 1;
-    dfc_session_clear(&s->dsess);
+    set_result(s, topup_at_risk(s) ? WIRE_ST_PENDING : WIRE_ST_FAILED, err);
+    topup_on_fail(s);
+    dfc_session_clear(&s->io.dsess);
     if (s->state == ES_WAIT_LEDGER) {
         /* The deadline passed with a request outstanding: answer the client
          * now, and finish closing when (if) the reply comes. */
@@ -341,14 +312,14 @@ void eng_succeed(struct eng_session *s)
     s->result.op = s->op;
     s->result.status = WIRE_ST_OK;
     s->result.error = WIRE_E_NONE;
-    dfc_session_clear(&s->dsess);
+    dfc_session_clear(&s->io.dsess);
     /* A booked top-up's outcome is final: the client has it before the
      * closing requests, so neither a stray client message nor the worker's
      * death while the lease is released can turn it into `failed`.  An
      * operation that booked nothing (check, personalize) answers after its
      * lease is released, so a client that starts its next session at once
      * never finds its own card busy. */
-    if (s->booked)
+    if (topup_booked(s))
         emit_result(s);
     close_next(s);
 }
@@ -359,12 +330,12 @@ void eng_note_integrity(struct eng_session *s, const char *what)
     s->ctx->integrity_total++;
     /* Money may be at risk once the WriteRecord went out: only then does the
      * failure reach the ledger's counter (and freeze at three). */
-    if (s->write_sent)
+    if (topup_write_sent(s))
         s->need_integrity = 1;
     char tail[8];
     log_warn("card_integrity_failure", "session=%llu uid=%s step=%s what=\"%s\" at_risk=%d",
              (unsigned long long)s->id, log_uid_tail(s->card.uid, s->card.uid_len, tail), s->step,
-             what, s->write_sent);
+             what, topup_write_sent(s));
 }
 
 void eng_session_holder(const struct eng_session *s, uint8_t holder[LEDGER_HOLDER_LEN])
@@ -433,20 +404,8 @@ static enum wire_error check_open(struct eng_session *s, const struct wire_open 
         if (open->authcode_len == 0)
             return WIRE_E_AUTH_FAILED;
     }
-    if (open->op == WIRE_OP_TOPUP) {
-        char norm[CODE_NORM_LEN + 1];
-        char in[WIRE_MAX_AUTHCODE + 1];
-        memcpy(in, open->authcode, open->authcode_len);
-        in[open->authcode_len] = '\0';
-        int rc = code_normalize(in, norm, sizeof(norm));
-        sodium_memzero(in, sizeof(in));
-        if (rc != 0) {
-            sodium_memzero(norm, sizeof(norm));
-            return WIRE_E_CODE_INVALID;
-        }
-        code_hash(s->ctx->keys->code_hmac, norm, s->code_hash);
-        sodium_memzero(norm, sizeof(norm));
-    }
+    if (open->op == WIRE_OP_TOPUP)
+        return topup_open(s, open->authcode, open->authcode_len);
     return WIRE_E_NONE;
 }
 
@@ -633,9 +592,14 @@ void eng_free(struct eng_session *s)
         return;
     if (s->keys)
         sodium_free(s->keys); /* sodium_free wipes before unmapping */
-    dfc_auth_clear(&s->auth);
-    dfc_cmd_clear(&s->cmd);
-    dfc_session_clear(&s->dsess);
+    dfc_auth_clear(&s->io.auth);
+    dfc_cmd_clear(&s->io.cmd);
+    dfc_session_clear(&s->io.dsess);
+    topup_free(s);
+    if (s->chk) {
+        sodium_memzero(s->chk, sizeof(*s->chk));
+        free(s->chk);
+    }
     sodium_memzero(s, sizeof(*s));
     free(s);
 }

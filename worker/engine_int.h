@@ -67,6 +67,31 @@ struct eng_settle_plan {
     uint32_t flags[LEDGER_MAX_IN_DOUBT];
 };
 
+/* card_io.c: the card exchange in flight. */
+struct card_io {
+    int is_auth; /* the exchange is an authentication (auth), else a command (cmd) */
+    struct dfc_auth auth;
+    struct dfc_cmd cmd;
+    struct dfc_session dsess; /* the card's secure-messaging session */
+    eng_card_cb cb;
+    uint32_t select_aid; /* card_select: the AID, its continuation, one retry */
+    eng_card_cb select_cb;
+    int select_retried;
+    int authed; /* the command in flight ran under an authenticated session */
+};
+
+/* op_check.c: steps 1-3, shared by check and topup; what the card showed
+ * and what the ledger said about it. */
+struct card_check {
+    void (*then)(struct eng_session *s); /* the operation's next step */
+    struct eng_card_view view;
+    struct ledger_card_state lstate;
+    struct eng_settle_plan plan;
+    int settle_idx;
+};
+
+struct topup; /* op_topup.c: steps 4-7, private to that file */
+
 struct eng_session {
     enum eng_state state;
     struct eng_ctx *ctx;
@@ -84,19 +109,9 @@ struct eng_session {
     uint64_t grace_deadline_ms; /* closing with a request outstanding */
 
     struct eng_keys *keys;
-
-    /* The card exchange in flight. */
-    int card_is_auth;
-    struct dfc_auth auth;
-    struct dfc_cmd cmd;
-    struct dfc_session dsess;
-    eng_card_cb card_cb;
-    uint32_t select_aid; /* card_select: the AID, its continuation, one retry */
-    eng_card_cb select_cb;
-    int select_retried;
+    struct card_io io;
     int client_lost;
     enum wire_error lost_err;
-    int cmd_authed; /* the command in flight ran under an authenticated session */
 
     /* The ledger request in flight. */
     uint64_t req_id;
@@ -106,39 +121,24 @@ struct eng_session {
      * from here on is answered `overloaded` (retry later), not `internal`. */
     int db_down;
 
-    /* Steps 1-3. */
-    void (*after_open)(struct eng_session *s);
+    /* Each operation's own state, hung off the session (NULL when the
+     * operation does not use it), as OpenSSH hangs struct kex off the
+     * connection. */
+    struct card_check *chk; /* check and topup: steps 1-3 */
+    struct topup *topup;    /* topup: steps 4-7 */
+    int perso_path;         /* personalize: next application key to change */
+    eng_card_cb
+        perso_then; /* personalize: runs after the GetCardUID that follows an authentication */
+
+    /* Session-wide card facts. */
     int lease_requested;
-    int book_releases; /* the booking statement also releases the lease */
-    struct eng_card_view view;
-    struct ledger_card_state lstate;
-    struct eng_settle_plan plan;
-    int settle_idx;
+    int book_releases;        /* the booking statement also releases the lease */
     int integrity_failures;   /* this session; > 0 means not clean */
     uint32_t prior_integrity; /* the ledger's counter at CARD_STATE */
-
-    /* Top-up. */
-    uint8_t code_hash[CODE_HASH_LEN];
-    int have_txn;
-    uint8_t txn_id[LEDGER_TXN_ID_LEN];
-    int64_t amount;
-    int64_t unix_time;
-    int write_sent; /* WriteRecord went out: the txn is at risk */
-    int commit_verified;
-    int booked;
-    int readback_ok;
-    uint32_t txn_flags;
-    int settle_retries;
-
-    /* Personalize. */
-    int perso_path;
-    eng_card_cb perso_then; /* runs after the GetCardUID that follows an authentication */
 
     /* Closing. */
     struct wire_result result;
     int result_sent;
-    int need_void;
-    int need_code_failure;
     int throttle; /* a wrong code over the limits: answer after the delay */
     int need_integrity;
     int need_freeze;
@@ -188,8 +188,32 @@ void op_open_card(struct eng_session *s, void (*then)(struct eng_session *s));
 void op_check_start(struct eng_session *s);
 /* GetValue (file 1, enciphered, 4 bytes), for the read-back of step 6. */
 void op_get_value(struct eng_session *s, eng_card_cb cb);
-/* op_topup.c */
+
+/* op_topup.c: the top-up's state (struct topup) and steps 4-7.  The
+ * engine's one closing path asks it what a failure means for money. */
+/* Allocates s->topup and hashes the code; WIRE_E_NONE, CODE_INVALID or
+ * INTERNAL. */
+enum wire_error topup_open(struct eng_session *s, const char *code, size_t len);
 void op_topup_start(struct eng_session *s);
+/* The WriteRecord went out and the commit is not booked: a failure now
+ * leaves the entry in doubt (`pending`).  0 without a top-up. */
+int topup_at_risk(const struct eng_session *s);
+/* The WriteRecord went out (money may be at risk, booked or not). */
+int topup_write_sent(const struct eng_session *s);
+/* The verified commit is booked: the top-up's outcome is final. */
+int topup_booked(const struct eng_session *s);
+/* The operation failed: note what the closing path must undo. */
+void topup_on_fail(struct eng_session *s);
+/* txn and amount of a result once the WriteRecord went out. */
+void topup_fill_result(const struct eng_session *s, struct wire_result *r);
+/* Copies the txn at risk (for the integrity report); 0 if none. */
+int topup_txn_at_risk(const struct eng_session *s, uint8_t txn[LEDGER_TXN_ID_LEN]);
+/* Sends the top-up's next closing request (void, code failure) with cb;
+ * 0 when it has none left. */
+int topup_closing_step(struct eng_session *s, eng_ledger_cb cb);
+/* A RESERVE reply that arrived while closing. */
+void topup_closing_reply(struct eng_session *s, const struct ledger_reply *r);
+void topup_free(struct eng_session *s);
 /* op_personalize.c */
 void op_personalize_start(struct eng_session *s);
 

@@ -11,6 +11,7 @@
  * Must never take the lease before authentication, nor settle anything
  * before the AbortTransaction's answer verified. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine_int.h"
@@ -40,7 +41,12 @@ static void after_settle(struct eng_session *s, const struct ledger_reply *r);
 
 void op_open_card(struct eng_session *s, void (*then)(struct eng_session *s))
 {
-    s->after_open = then;
+    s->chk = calloc(1, sizeof(*s->chk));
+    if (!s->chk) {
+        eng_fail(s, WIRE_E_INTERNAL);
+        return;
+    }
+    s->chk->then = then;
     step_select(s);
 }
 
@@ -209,7 +215,7 @@ static void after_record_settings(struct eng_session *s, int rc)
         unsupported(s, "record file settings differ from the profile");
         return;
     }
-    s->view.n_records = (int)le24(p + 10);
+    s->chk->view.n_records = (int)le24(p + 10);
     step_read_records(s);
 }
 
@@ -217,11 +223,11 @@ static void after_record_settings(struct eng_session *s, int rc)
 static void step_read_records(struct eng_session *s)
 {
     s->step = "read_records";
-    if (s->view.n_records == 0) {
+    if (s->chk->view.n_records == 0) {
         step_get_value(s);
         return;
     }
-    uint8_t n = (uint8_t)s->view.n_records;
+    uint8_t n = (uint8_t)s->chk->view.n_records;
     uint8_t hdr[7] = {PROF_FILE_RECORDS, 0, 0, 0, n, 0, 0};
     struct dfc_cmd_spec spec = {.ins = 0xBB,
                                 .hdr = hdr,
@@ -240,11 +246,12 @@ static void after_read_records(struct eng_session *s, int rc)
     }
     size_t n;
     const uint8_t *p = card_resp(s, &n);
-    if (n != (size_t)s->view.n_records * PROF_RECORD_SIZE || n > sizeof(s->view.records)) {
+    if (n != (size_t)s->chk->view.n_records * PROF_RECORD_SIZE ||
+        n > sizeof(s->chk->view.records)) {
         eng_fail(s, card_error(s, OTA_ERR_LENGTH));
         return;
     }
-    memcpy(s->view.records, p, n);
+    memcpy(s->chk->view.records, p, n);
     step_get_value(s);
 }
 
@@ -283,7 +290,7 @@ static void after_get_value(struct eng_session *s, int rc)
         eng_fail(s, card_error(s, OTA_ERR_LENGTH));
         return;
     }
-    s->view.balance = (int32_t)dfc_get_le32(p);
+    s->chk->view.balance = (int32_t)dfc_get_le32(p);
     step_card_state(s);
 }
 
@@ -301,33 +308,33 @@ static void after_card_state(struct eng_session *s, const struct ledger_reply *r
         eng_fail(s, WIRE_E_INTERNAL);
         return;
     }
-    s->lstate = r->u.card;
-    if (s->lstate.n_in_doubt > LEDGER_MAX_IN_DOUBT ||
-        s->lstate.n_committed > LEDGER_MAX_COMMITTED) {
+    s->chk->lstate = r->u.card;
+    if (s->chk->lstate.n_in_doubt > LEDGER_MAX_IN_DOUBT ||
+        s->chk->lstate.n_committed > LEDGER_MAX_COMMITTED) {
         eng_fail(s, WIRE_E_INTERNAL);
         return;
     }
-    s->prior_integrity = s->lstate.integrity_failures;
+    s->prior_integrity = s->chk->lstate.integrity_failures;
     char tail[8];
-    if (s->lstate.frozen) {
+    if (s->chk->lstate.frozen) {
         log_warn("card_is_frozen", "session=%llu uid=%s", (unsigned long long)s->id,
                  log_uid_tail(s->card.uid, s->card.uid_len, tail));
         eng_fail(s, WIRE_E_CARD_ERROR);
         return;
     }
-    settle_plan(&s->view, &s->lstate, &s->plan);
-    if (s->plan.unsupported) {
-        unsupported(s, s->plan.detail);
+    settle_plan(&s->chk->view, &s->chk->lstate, &s->chk->plan);
+    if (s->chk->plan.unsupported) {
+        unsupported(s, s->chk->plan.detail);
         return;
     }
-    if (s->plan.freeze) {
+    if (s->chk->plan.freeze) {
         s->need_freeze = 1;
         s->freeze_reason = LEDGER_FREEZE_RECORDS;
-        snprintf(s->freeze_detail, sizeof(s->freeze_detail), "%s", s->plan.detail);
+        snprintf(s->freeze_detail, sizeof(s->freeze_detail), "%s", s->chk->plan.detail);
         eng_fail(s, WIRE_E_CARD_ERROR);
         return;
     }
-    s->settle_idx = 0;
+    s->chk->settle_idx = 0;
     step_settle_next(s);
 }
 
@@ -336,21 +343,21 @@ static void after_card_state(struct eng_session *s, const struct ledger_reply *r
 static void step_settle_next(struct eng_session *s)
 {
     s->step = "settle";
-    if (s->settle_idx >= s->plan.n) {
-        s->after_open(s);
+    if (s->chk->settle_idx >= s->chk->plan.n) {
+        s->chk->then(s);
         return;
     }
-    int i = s->settle_idx;
+    int i = s->chk->settle_idx;
     struct ledger_req req;
     eng_ledger_init(s, &req, LEDGER_SETTLE);
-    memcpy(req.u.settle.txn_id, s->lstate.in_doubt[i].txn_id, LEDGER_TXN_ID_LEN);
-    req.u.settle.outcome = s->plan.outcome[i];
-    req.u.settle.flags = s->plan.flags[i];
+    memcpy(req.u.settle.txn_id, s->chk->lstate.in_doubt[i].txn_id, LEDGER_TXN_ID_LEN);
+    req.u.settle.outcome = s->chk->plan.outcome[i];
+    req.u.settle.flags = s->chk->plan.flags[i];
     char tail[8];
     log_info("txn_settled", "session=%llu uid=%s outcome=%s flags=%u", (unsigned long long)s->id,
              log_uid_tail(s->card.uid, s->card.uid_len, tail),
-             s->plan.outcome[i] == LEDGER_COMMITTED ? "committed" : "voided",
-             (unsigned)s->plan.flags[i]);
+             s->chk->plan.outcome[i] == LEDGER_COMMITTED ? "committed" : "voided",
+             (unsigned)s->chk->plan.flags[i]);
     eng_ledger_send(s, &req, after_settle);
 }
 
@@ -370,7 +377,7 @@ static void after_settle(struct eng_session *s, const struct ledger_reply *r)
         eng_fail(s, WIRE_E_INTERNAL);
         return;
     }
-    s->settle_idx++;
+    s->chk->settle_idx++;
     step_settle_next(s);
 }
 
@@ -378,7 +385,7 @@ static void after_settle(struct eng_session *s, const struct ledger_reply *r)
 static void check_done(struct eng_session *s)
 {
     s->result.has = WIRE_RES_HAS_BALANCE;
-    s->result.balance = s->view.balance;
+    s->result.balance = s->chk->view.balance;
     if (s->prior_integrity > 0 && s->integrity_failures == 0)
         s->need_reset = 1;
     eng_succeed(s);
