@@ -22,6 +22,8 @@ static int type_known(uint8_t t)
     case WIRE_MODAL:
     case WIRE_RESULT:
     case WIRE_PHASE:
+    case WIRE_CARD_RESPONSES:
+    case WIRE_COMMANDS:
         return 1;
     }
     return 0;
@@ -105,7 +107,7 @@ int wire_encode_stats(uint8_t *out, size_t cap, const struct wire_stats *m)
 int wire_encode_open(uint8_t *out, size_t cap, uint64_t session, const struct wire_open *m)
 {
     if (m->uid_len > WIRE_MAX_UID || m->authcode_len > WIRE_MAX_AUTHCODE ||
-        m->peer_len > WIRE_MAX_PEER)
+        m->peer_len > WIRE_MAX_PEER || m->batch > WIRE_MAX_BATCH)
         return OTA_ERR_LENGTH;
     struct wbuf w;
     begin(&w, out, cap, WIRE_OPEN, session);
@@ -117,6 +119,7 @@ int wire_encode_open(uint8_t *out, size_t cap, uint64_t session, const struct wi
     wbuf_bytes(&w, m->authcode, m->authcode_len);
     wbuf_u8(&w, m->peer_len);
     wbuf_bytes(&w, m->peer, m->peer_len);
+    wbuf_u8(&w, m->batch ? m->batch : 1);
     return finish(&w);
 }
 
@@ -131,6 +134,33 @@ int wire_encode_bytes(uint8_t *out, size_t cap, enum wire_type type, uint64_t se
     begin(&w, out, cap, (uint8_t)type, session);
     wbuf_u16(&w, (uint16_t)len);
     wbuf_bytes(&w, data, len);
+    return finish(&w);
+}
+
+static int apdus_valid(enum wire_type type, const struct wire_apdus *m)
+{
+    if (type == WIRE_COMMANDS)
+        return m->n >= 1 && m->n <= WIRE_MAX_BATCH && m->err == 0;
+    if (type == WIRE_CARD_RESPONSES)
+        return m->n <= WIRE_MAX_BATCH && m->err <= WIRE_CERR_TIMEOUT && (m->n > 0 || m->err != 0);
+    return 0;
+}
+
+int wire_encode_apdus(uint8_t *out, size_t cap, enum wire_type type, uint64_t session,
+                      const struct wire_apdus *m)
+{
+    if (!apdus_valid(type, m))
+        return OTA_ERR_INVAL;
+    struct wbuf w;
+    begin(&w, out, cap, (uint8_t)type, session);
+    wbuf_u8(&w, m->n);
+    wbuf_u8(&w, m->err);
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->a[i].len > WIRE_MAX_APDU)
+            return OTA_ERR_LENGTH;
+        wbuf_u16(&w, m->a[i].len);
+        wbuf_bytes(&w, m->a[i].data, m->a[i].len);
+    }
     return finish(&w);
 }
 
@@ -283,6 +313,9 @@ int wire_decode_open(const uint8_t *frame, size_t len, struct wire_open *m)
     rbuf_bytes(&r, m->authcode, WIRE_MAX_AUTHCODE, m->authcode_len);
     m->peer_len = rbuf_u8(&r);
     rbuf_bytes(&r, m->peer, WIRE_MAX_PEER, m->peer_len);
+    m->batch = rbuf_left(&r) > 0 ? rbuf_u8(&r) : 1;
+    if (m->batch < 1 || m->batch > WIRE_MAX_BATCH)
+        return OTA_ERR_PARSE;
     if (m->op < WIRE_OP_CHECK || m->op > WIRE_OP_PERSONALIZE || m->listener > 1 ||
         (m->uid_len != 4 && m->uid_len != 7) || memchr(m->authcode, 0, m->authcode_len) ||
         memchr(m->peer, 0, m->peer_len))
@@ -303,6 +336,27 @@ int wire_decode_bytes(const uint8_t *frame, size_t len, struct wire_bytes *m)
     if (m->len > max)
         return OTA_ERR_PARSE;
     rbuf_bytes(&r, m->data, sizeof m->data, m->len);
+    return done(&r);
+}
+
+int wire_decode_apdus(const uint8_t *frame, size_t len, struct wire_apdus *m)
+{
+    struct wire_hdr h;
+    if (wire_decode_hdr(frame, len, &h) ||
+        (h.type != WIRE_COMMANDS && h.type != WIRE_CARD_RESPONSES))
+        return OTA_ERR_PARSE;
+    struct rbuf r;
+    rbuf_init(&r, frame + WIRE_HDR_LEN, len - WIRE_HDR_LEN);
+    m->n = rbuf_u8(&r);
+    m->err = rbuf_u8(&r);
+    if (!apdus_valid((enum wire_type)h.type, m))
+        return OTA_ERR_PARSE;
+    for (size_t i = 0; i < m->n; i++) {
+        m->a[i].len = rbuf_u16(&r);
+        if (m->a[i].len > WIRE_MAX_APDU)
+            return OTA_ERR_PARSE;
+        rbuf_bytes(&r, m->a[i].data, sizeof m->a[i].data, m->a[i].len);
+    }
     return done(&r);
 }
 

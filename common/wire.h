@@ -17,13 +17,16 @@
 
 #define WIRE_VERSION 1
 #define WIRE_HDR_LEN 16
-#define WIRE_MAX_PAYLOAD 1024
+/* A batch (WIRE_COMMANDS / WIRE_CARD_RESPONSES) of WIRE_MAX_BATCH APDUs of
+ * WIRE_MAX_APDU bytes each must fit: 2 + 16 * (2 + 300) = 4834. */
+#define WIRE_MAX_PAYLOAD 5120
 #define WIRE_MAX_FRAME (WIRE_HDR_LEN + WIRE_MAX_PAYLOAD)
 #define WIRE_MAX_APDU 300 /* a card APDU or answer (hex-decoded) */
 #define WIRE_MAX_AUTHCODE 128
 #define WIRE_MAX_TEXT 256 /* modal text, client error message */
 #define WIRE_MAX_PEER 64  /* client address as text */
 #define WIRE_MAX_UID 10
+#define WIRE_MAX_BATCH 16 /* APDUs in one batch (PROTOCOL v2: "batch" 2-16) */
 
 enum wire_type {
     /* worker -> gateway, worker level */
@@ -31,15 +34,17 @@ enum wire_type {
     WIRE_HEARTBEAT = 2, /* both ways: wire_heartbeat */
     WIRE_STATS = 3,     /* worker -> gateway, every few seconds: wire_stats */
     /* gateway -> worker, per session */
-    WIRE_OPEN = 10,          /* wire_open: the client's operation message */
-    WIRE_CARD_RESPONSE = 11, /* wire_bytes: the card's answer to the last command */
-    WIRE_CLIENT_ERROR = 12,  /* wire_client_error: client could not reach the card */
-    WIRE_CLIENT_GONE = 13,   /* no payload: connection closed, timed out or drained */
+    WIRE_OPEN = 10,           /* wire_open: the client's operation message */
+    WIRE_CARD_RESPONSE = 11,  /* wire_bytes: the card's answer to the last command */
+    WIRE_CLIENT_ERROR = 12,   /* wire_client_error: client could not reach the card */
+    WIRE_CLIENT_GONE = 13,    /* no payload: connection closed, timed out or drained */
+    WIRE_CARD_RESPONSES = 14, /* wire_apdus: the answers to the last WIRE_COMMANDS, in order */
     /* worker -> gateway, per session */
-    WIRE_COMMAND = 20, /* wire_bytes: APDU for the card */
-    WIRE_MODAL = 21,   /* wire_bytes: UTF-8 text for a person */
-    WIRE_RESULT = 22,  /* wire_result: the outcome; the session is over */
-    WIRE_PHASE = 23,   /* wire_phase: entered/left the money-at-risk phase */
+    WIRE_COMMAND = 20,  /* wire_bytes: APDU for the card */
+    WIRE_MODAL = 21,    /* wire_bytes: UTF-8 text for a person */
+    WIRE_RESULT = 22,   /* wire_result: the outcome; the session is over */
+    WIRE_PHASE = 23,    /* wire_phase: entered/left the money-at-risk phase */
+    WIRE_COMMANDS = 24, /* wire_apdus: a batch of APDUs for the card (v2 sessions) */
 };
 
 enum wire_op { WIRE_OP_CHECK = 1, WIRE_OP_TOPUP = 2, WIRE_OP_PERSONALIZE = 3 };
@@ -137,11 +142,25 @@ struct wire_open {
     char authcode[WIRE_MAX_AUTHCODE + 1]; /* NUL-terminated after decode */
     uint8_t peer_len;
     char peer[WIRE_MAX_PEER + 1]; /* client address, for rate limits */
+    /* APDUs the client takes in one message: 1 = v1 (one `command` at a
+     * time), 2..WIRE_MAX_BATCH = v2 batches.  A frame without it (an older
+     * gateway) decodes as 1. */
+    uint8_t batch;
 };
 
 struct wire_bytes {
     uint16_t len;
     uint8_t data[WIRE_MAX_APDU];
+};
+
+/* A batch: WIRE_COMMANDS (1..WIRE_MAX_BATCH APDUs, err 0) or
+ * WIRE_CARD_RESPONSES (0..WIRE_MAX_BATCH answers in the order of the
+ * commands, fewer when the client stopped; err = enum wire_client_err when
+ * the client lost the card part-way, else 0; no answer at all needs err). */
+struct wire_apdus {
+    uint8_t n;
+    uint8_t err;
+    struct wire_bytes a[WIRE_MAX_BATCH];
 };
 
 struct wire_client_error {
@@ -174,6 +193,8 @@ int wire_encode_stats(uint8_t *out, size_t cap, const struct wire_stats *m);
 int wire_encode_open(uint8_t *out, size_t cap, uint64_t session, const struct wire_open *m);
 int wire_encode_bytes(uint8_t *out, size_t cap, enum wire_type type, uint64_t session,
                       const uint8_t *data, size_t len);
+int wire_encode_apdus(uint8_t *out, size_t cap, enum wire_type type, uint64_t session,
+                      const struct wire_apdus *m);
 int wire_encode_client_error(uint8_t *out, size_t cap, uint64_t session,
                              const struct wire_client_error *m);
 int wire_encode_empty(uint8_t *out, size_t cap, enum wire_type type, uint64_t session);
@@ -193,6 +214,7 @@ int wire_decode_heartbeat(const uint8_t *frame, size_t len, struct wire_heartbea
 int wire_decode_stats(const uint8_t *frame, size_t len, struct wire_stats *m);
 int wire_decode_open(const uint8_t *frame, size_t len, struct wire_open *m);
 int wire_decode_bytes(const uint8_t *frame, size_t len, struct wire_bytes *m);
+int wire_decode_apdus(const uint8_t *frame, size_t len, struct wire_apdus *m);
 int wire_decode_client_error(const uint8_t *frame, size_t len, struct wire_client_error *m);
 int wire_decode_phase(const uint8_t *frame, size_t len, struct wire_phase *m);
 int wire_decode_result(const uint8_t *frame, size_t len, struct wire_result *m);

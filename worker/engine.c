@@ -292,6 +292,7 @@ void eng_fail(struct eng_session *s, enum wire_error err)
         err = WIRE_E_OVERLOADED;
     set_result(s, topup_at_risk(s) ? WIRE_ST_PENDING : WIRE_ST_FAILED, err);
     topup_on_fail(s);
+    card_drop(s);
     dfc_session_clear(&s->io.dsess);
     if (s->state == ES_WAIT_LEDGER) {
         /* The deadline passed with a request outstanding: answer the client
@@ -356,6 +357,7 @@ static void begin(struct eng_session *s, uint64_t now_ms, struct eng_actions *ou
 
 static void end(struct eng_session *s)
 {
+    card_flush(s); /* the card commands the event queued */
     struct eng_actions *out = s->out;
     switch (s->state) {
     case ES_WAIT_CARD:
@@ -428,6 +430,7 @@ struct eng_session *eng_open(struct eng_ctx *ctx, uint64_t session_id, const str
     s->listener = open->listener;
     s->step = "open";
     s->op_deadline_ms = now_ms + ctx->cfg.operation_timeout_ms;
+    s->io.batch_max = open->batch >= 1 && open->batch <= WIRE_MAX_BATCH ? open->batch : 1;
     begin(s, now_ms, out);
 
     size_t uid_len = open->uid_len <= WIRE_MAX_UID ? open->uid_len : 0;
@@ -492,9 +495,18 @@ void eng_on_token_verdict(struct eng_session *s, enum eng_token_verdict v, uint6
 void eng_on_card_response(struct eng_session *s, const uint8_t *data, size_t len, uint64_t now_ms,
                           struct eng_actions *out)
 {
+    struct wire_bytes a;
+    a.len = (uint16_t)(len <= sizeof(a.data) ? len : sizeof(a.data));
+    memcpy(a.data, data, a.len);
+    eng_on_card_responses(s, &a, 1, 0, now_ms, out);
+}
+
+void eng_on_card_responses(struct eng_session *s, const struct wire_bytes *answers, size_t n,
+                           uint8_t client_err, uint64_t now_ms, struct eng_actions *out)
+{
     begin(s, now_ms, out);
     if (s->state == ES_WAIT_CARD)
-        card_on_answer(s, data, len);
+        card_on_answers(s, answers, n, client_err);
     end(s);
 }
 

@@ -13,8 +13,11 @@
  *    they must be executed.  out->timer_at_ms is the absolute time (the
  *    caller's monotonic clock) at which eng_on_timeout() must be called, or
  *    0 for no timer; it replaces any earlier timer.
- *  - ENG_A_APDU: send exactly these bytes to the client as a `command`;
- *    the next card event is its answer.  At most one is outstanding.
+ *  - ENG_A_APDU: send exactly these bytes to the client.  The APDU actions
+ *    of one event form one batch (at most the `batch` of the open frame:
+ *    always one for a v1 client, sent as a `command`; v2: `commands`); the
+ *    next card event carries their answers (eng_on_card_response for one,
+ *    eng_on_card_responses for a batch).  At most one batch is outstanding.
  *  - ENG_A_LEDGER: run the request and call eng_on_ledger_reply() with the
  *    reply (same id), even after ENG_A_RESULT.  At most one is outstanding.
  *  - ENG_A_RESULT: send the result to the client (the session's last
@@ -116,7 +119,7 @@ struct eng_action {
     } u;
 };
 
-#define ENG_MAX_ACTIONS 6
+#define ENG_MAX_ACTIONS (6 + WIRE_MAX_BATCH)
 
 struct eng_actions {
     size_t n;
@@ -139,6 +142,11 @@ struct eng_session *eng_open(struct eng_ctx *ctx, uint64_t session_id, const str
                              uint64_t now_ms, struct eng_actions *out);
 void eng_on_card_response(struct eng_session *s, const uint8_t *data, size_t len, uint64_t now_ms,
                           struct eng_actions *out);
+/* The answers to the outstanding batch, in order; fewer than sent when the
+ * client stopped after an error answer or lost the card (client_err: enum
+ * wire_client_err, or 0).  Answers beyond the batch are ignored. */
+void eng_on_card_responses(struct eng_session *s, const struct wire_bytes *answers, size_t n,
+                           uint8_t client_err, uint64_t now_ms, struct eng_actions *out);
 /* kind: enum wire_client_err. */
 void eng_on_client_error(struct eng_session *s, uint8_t kind, uint64_t now_ms,
                          struct eng_actions *out);

@@ -67,15 +67,44 @@ struct eng_settle_plan {
     uint32_t flags[LEDGER_MAX_IN_DOUBT];
 };
 
-/* card_io.c: the card exchange in flight. */
+/* card_io.c: one queued card command and the step that checks its answer. */
+enum card_kind { CARD_CMD = 0, CARD_SELECT, CARD_AUTH, CARD_CHANGEKEY };
+
+#define CARD_QUEUE_MAX 16
+
+struct card_step {
+    enum card_kind kind;
+    struct dfc_cmd_spec spec; /* CARD_CMD, CARD_SELECT (hdr/data: the buffers below) */
+    uint8_t hdr[16];
+    uint8_t data[64];
+    enum dfc_cipher cipher; /* CARD_AUTH */
+    uint8_t keyno;          /* CARD_AUTH; CARD_CHANGEKEY: the key number byte */
+    const uint8_t *key;     /* CARD_AUTH, CARD_CHANGEKEY (new key): session memory */
+    const uint8_t *old_key; /* CARD_CHANGEKEY */
+    eng_card_cb cb;
+    const char *name; /* the step that queued it, for logs */
+};
+
+/* card_io.c: the commands queued, the batch out at the client, and the
+ * exchange in flight. */
 struct card_io {
-    int is_auth; /* the exchange is an authentication (auth), else a command (cmd) */
+    int batch_max; /* APDUs per batch: 1 (v1) .. WIRE_MAX_BATCH */
+    struct card_step queue[CARD_QUEUE_MAX];
+    int nq;
+    int overflow; /* a step could not be queued: the session fails */
+    /* The batch sent, to check against the real commands in order. */
+    uint8_t sent[WIRE_MAX_BATCH][DFC_APDU_MAX];
+    size_t sent_len[WIRE_MAX_BATCH];
+    int nsent;
+    /* The command started for real, its next frame (pending). */
+    struct card_step cur;
+    int have_cur;
+    uint8_t pending[DFC_APDU_MAX];
+    size_t pending_len;
+    int is_auth; /* cur is an authentication (auth), else a command (cmd) */
     struct dfc_auth auth;
     struct dfc_cmd cmd;
     struct dfc_session dsess; /* the card's secure-messaging session */
-    eng_card_cb cb;
-    uint32_t select_aid; /* card_select: the AID, its continuation, one retry */
-    eng_card_cb select_cb;
     int select_retried;
     int authed; /* the command in flight ran under an authenticated session */
 };
@@ -166,7 +195,11 @@ void eng_note_integrity(struct eng_session *s, const char *what);
 /* The lease holder id of this session: instance(8) || session id(8, BE). */
 void eng_session_holder(const struct eng_session *s, uint8_t holder[LEDGER_HOLDER_LEN]);
 
-/* card_io.c: card commands (each one ends in its callback). */
+/* card_io.c: card commands.  Each call queues one command with the
+ * continuation that checks its answer; the queue goes out when the event
+ * ends (card_flush), as one batch as far as the card's state allows.  The
+ * continuations run in order; one that only checks its answer and returns
+ * lets the next queued command's answer be checked. */
 void card_select(struct eng_session *s, uint32_t aid, eng_card_cb cb);
 void card_auth(struct eng_session *s, enum dfc_cipher cipher, uint8_t keyno, const uint8_t *key,
                eng_card_cb cb);
@@ -179,7 +212,16 @@ uint8_t card_status(const struct eng_session *s);
 const uint8_t *card_resp(const struct eng_session *s, size_t *len);
 /* Maps a failed card exchange to the wire error (counting integrity). */
 enum wire_error card_error(struct eng_session *s, int rc);
-void card_on_answer(struct eng_session *s, const uint8_t *data, size_t len);
+/* Sends the queued commands that can go now (engine.c, at each event's end). */
+void card_flush(struct eng_session *s);
+/* Forgets the queue and the batch (the session is failing). */
+void card_drop(struct eng_session *s);
+/* The answers to the batch, in order (fewer: the client stopped or lost
+ * the card, client_err says which). */
+void card_on_answers(struct eng_session *s, const struct wire_bytes *a, size_t n,
+                     uint8_t client_err);
+/* A command queued now would go out (client there, time left). */
+int card_may_send(const struct eng_session *s);
 /* Derives s->keys for the session's UID.  0 or a negative ota_err. */
 int card_derive_keys(struct eng_session *s);
 
@@ -202,6 +244,8 @@ int topup_at_risk(const struct eng_session *s);
 int topup_write_sent(const struct eng_session *s);
 /* The verified commit is booked: the top-up's outcome is final. */
 int topup_booked(const struct eng_session *s);
+/* The code is reserved: money-moving commands may be planned. */
+int topup_reserved(const struct eng_session *s);
 /* The operation failed: note what the closing path must undo. */
 void topup_on_fail(struct eng_session *s);
 /* txn and amount of a result once the WriteRecord went out. */

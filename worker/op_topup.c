@@ -347,6 +347,11 @@ int topup_booked(const struct eng_session *s)
     return s->topup && s->topup->booked;
 }
 
+int topup_reserved(const struct eng_session *s)
+{
+    return s->topup && s->topup->have_txn;
+}
+
 void topup_on_fail(struct eng_session *s)
 {
     struct topup *t = s->topup;
