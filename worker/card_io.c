@@ -249,7 +249,9 @@ static void dry_finish(struct plan *p)
         return;
     }
     size_t len = answer_wire_len(&p->c, in_session, dfc_block_size(p->sc.cipher));
-    for (size_t got = DFC_FRAME_MAX_RESP; got < len && !p->full; got += DFC_FRAME_MAX_RESP) {
+    /* The frame last added brings up to DFC_FRAME_MAX_RESP more bytes. */
+    for (size_t got = p->c.acc_len + DFC_FRAME_MAX_RESP; got < len && !p->full;
+         got += DFC_FRAME_MAX_RESP) {
         if (dfc_apdu_build(DFC_ST_ADDITIONAL_FRAME, NULL, 0, apdu, sizeof(apdu), &alen) != 0)
             return;
         add(p, apdu, alen);

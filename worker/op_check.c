@@ -1,15 +1,29 @@
 /* op_check: PROTOCOL.md §6 steps 1-3, shared by `check` and `topup`, and
- * the `check` operation itself (steps 1-3, then the balance).
+ * the `check` operation itself (steps 1-3, then the balance).  Each step
+ * queues its card commands together; card_io sends them in as few batches
+ * as the card's state allows (v2 clients) or one by one (v1), and calls
+ * each command's after_ function in order.
  *
- * 1. SelectApplication C0FFEE.
- * 2. AuthenticateAES with the diversified credit key; only then the lease;
- *    then AbortTransaction (answer MAC verified).
- * 3. GetFileSettings of both files under MAC against the profile,
- *    ReadRecords and GetValue enciphered, the card's ledger state, and the
- *    settlement of every in-doubt entry (or a freeze).
+ * 1. SelectApplication C0FFEE, AuthenticateAES with the diversified credit
+ *    key (a batch: [Select, Auth part 1], then the Auth's second part
+ *    starts the next one).
+ * 2. AbortTransaction (answer MAC verified), GetFileSettings of both files
+ *    under MAC against the profile, GetValue enciphered (one batch with the
+ *    Auth's second part: all plain commands), then ReadRecords when the
+ *    file has records (with its continuation frames).
+ * 3. Only now, with the card authenticated, the lease; the card's ledger
+ *    state, and the settlement of every in-doubt entry (or a freeze).
+ *
+ * The reads come before the lease yet are current when the lease is held:
+ * they follow this session's verified AbortTransaction in one unbroken
+ * MAC chain, so nothing was pending on the card and nothing can change it
+ * after them without a new authentication, which only a session that has
+ * not yet asked for the lease makes (and which breaks this session's chain:
+ * its next command fails).  A second session on the same card therefore
+ * either fails at the lease or changed nothing.
  *
  * Must never take the lease before authentication, nor settle anything
- * before the AbortTransaction's answer verified. */
+ * before the lease is held and the AbortTransaction's answer verified. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,22 +32,18 @@
 #include "log.h"
 #include "ota_err.h"
 
-static void step_select(struct eng_session *s);
+static void step_select_authenticate(struct eng_session *s);
 static void after_select(struct eng_session *s, int rc);
-static void step_authenticate(struct eng_session *s);
 static void after_authenticate(struct eng_session *s, int rc);
-static void step_lease(struct eng_session *s);
-static void after_lease(struct eng_session *s, const struct ledger_reply *r);
-static void step_abort(struct eng_session *s);
+static void step_read_card(struct eng_session *s);
 static void after_abort(struct eng_session *s, int rc);
-static void step_value_settings(struct eng_session *s);
 static void after_value_settings(struct eng_session *s, int rc);
-static void step_record_settings(struct eng_session *s);
 static void after_record_settings(struct eng_session *s, int rc);
+static void after_get_value(struct eng_session *s, int rc);
 static void step_read_records(struct eng_session *s);
 static void after_read_records(struct eng_session *s, int rc);
-static void step_get_value(struct eng_session *s);
-static void after_get_value(struct eng_session *s, int rc);
+static void step_lease(struct eng_session *s);
+static void after_lease(struct eng_session *s, const struct ledger_reply *r);
 static void step_card_state(struct eng_session *s);
 static void after_card_state(struct eng_session *s, const struct ledger_reply *r);
 static void step_settle_next(struct eng_session *s);
@@ -47,14 +57,19 @@ void op_open_card(struct eng_session *s, void (*then)(struct eng_session *s))
         return;
     }
     s->chk->then = then;
-    step_select(s);
+    step_select_authenticate(s);
 }
 
-/* 1. */
-static void step_select(struct eng_session *s)
+/* 1 and 2, queued together.  A UID the client lied about gives another
+ * key: the authentication fails, and nothing (not even the lease) has been
+ * taken for that UID. */
+static void step_select_authenticate(struct eng_session *s)
 {
     s->step = "select";
     card_select(s, PROF_AID_U32, after_select);
+    s->step = "authenticate";
+    card_auth(s, DFC_AES128, PROF_KEY_CREDIT, s->keys->app[PROF_KEY_CREDIT], after_authenticate);
+    step_read_card(s);
 }
 
 static void after_select(struct eng_session *s, int rc)
@@ -63,75 +78,17 @@ static void after_select(struct eng_session *s, int rc)
         eng_fail(s, WIRE_E_UNSUPPORTED_CARD);
         return;
     }
-    if (rc != 0) {
+    if (rc != 0)
         eng_fail(s, card_error(s, rc));
-        return;
-    }
-    step_authenticate(s);
-}
-
-/* 2. A UID the client lied about gives another key: this fails, and
- * nothing (not even the lease) has been taken for that UID. */
-static void step_authenticate(struct eng_session *s)
-{
-    s->step = "authenticate";
-    card_auth(s, DFC_AES128, PROF_KEY_CREDIT, s->keys->app[PROF_KEY_CREDIT], after_authenticate);
 }
 
 static void after_authenticate(struct eng_session *s, int rc)
 {
-    if (rc != 0) {
+    if (rc != 0)
         eng_fail(s, rc == OTA_ERR_AUTH ? WIRE_E_AUTH_FAILED : card_error(s, rc));
-        return;
-    }
-    step_lease(s);
 }
 
-static void step_lease(struct eng_session *s)
-{
-    struct ledger_req req;
-    s->step = "lease";
-    eng_ledger_init(s, &req, LEDGER_LEASE_ACQUIRE);
-    eng_session_holder(s, req.u.lease.holder);
-    req.u.lease.ttl_ms = s->ctx->cfg.lease_ms;
-    s->lease_requested = 1;
-    eng_ledger_send(s, &req, after_lease);
-}
-
-static void after_lease(struct eng_session *s, const struct ledger_reply *r)
-{
-    if (r->status == LEDGER_ST_BUSY) {
-        s->lease_requested = 0;
-        eng_fail(s, WIRE_E_CARD_BUSY);
-        return;
-    }
-    if (r->status != LEDGER_ST_OK) {
-        eng_fail(s, WIRE_E_INTERNAL);
-        return;
-    }
-    step_abort(s);
-}
-
-/* Whatever a relay left pending from an earlier session is discarded now,
- * so it can never be committed after this session settles. */
-static void step_abort(struct eng_session *s)
-{
-    s->step = "abort";
-    struct dfc_cmd_spec spec = {
-        .ins = 0xA7, .cmd_comm = DFC_COMM_PLAIN, .resp_comm = DFC_COMM_MAC, .resp_len = 0};
-    card_cmd(s, &spec, after_abort);
-}
-
-static void after_abort(struct eng_session *s, int rc)
-{
-    if (rc != 0) {
-        eng_fail(s, card_error(s, rc));
-        return;
-    }
-    step_value_settings(s);
-}
-
-/* 3. */
+/* 2. */
 static void get_file_settings(struct eng_session *s, uint8_t file, eng_card_cb cb)
 {
     struct dfc_cmd_spec spec = {.ins = 0xF5,
@@ -141,6 +98,46 @@ static void get_file_settings(struct eng_session *s, uint8_t file, eng_card_cb c
                                 .resp_comm = DFC_COMM_MAC,
                                 .resp_len = -1};
     card_cmd(s, &spec, cb);
+}
+
+static void get_value(struct eng_session *s, eng_card_cb cb)
+{
+    uint8_t file = PROF_FILE_VALUE;
+    struct dfc_cmd_spec spec = {.ins = 0x6C,
+                                .hdr = &file,
+                                .hdr_len = 1,
+                                .cmd_comm = DFC_COMM_PLAIN,
+                                .resp_comm = DFC_COMM_ENC,
+                                .resp_len = 4};
+    card_cmd(s, &spec, cb);
+}
+
+void op_get_value(struct eng_session *s, eng_card_cb cb)
+{
+    get_value(s, cb);
+}
+
+/* Right after the authentication: whatever a relay left pending from an
+ * earlier session is discarded first, so it can never be committed after
+ * this session settles; then what the card holds. */
+static void step_read_card(struct eng_session *s)
+{
+    struct dfc_cmd_spec abort_spec = {
+        .ins = 0xA7, .cmd_comm = DFC_COMM_PLAIN, .resp_comm = DFC_COMM_MAC, .resp_len = 0};
+    s->step = "abort";
+    card_cmd(s, &abort_spec, after_abort);
+    s->step = "value_settings";
+    get_file_settings(s, PROF_FILE_VALUE, after_value_settings);
+    s->step = "record_settings";
+    get_file_settings(s, PROF_FILE_RECORDS, after_record_settings);
+    s->step = "get_value";
+    get_value(s, after_get_value);
+}
+
+static void after_abort(struct eng_session *s, int rc)
+{
+    if (rc != 0)
+        eng_fail(s, card_error(s, rc));
 }
 
 static void unsupported(struct eng_session *s, const char *why)
@@ -166,12 +163,6 @@ static int settings_error(struct eng_session *s, int rc)
     return 0;
 }
 
-static void step_value_settings(struct eng_session *s)
-{
-    s->step = "value_settings";
-    get_file_settings(s, PROF_FILE_VALUE, after_value_settings);
-}
-
 static void after_value_settings(struct eng_session *s, int rc)
 {
     if (settings_error(s, rc))
@@ -183,17 +174,8 @@ static void after_value_settings(struct eng_session *s, int rc)
      * profile, so it is not compared. */
     if (n != 17 || p[0] != 0x02 || p[1] != PROF_COMM_ENC || p[2] != (PROF_VALUE_ACCESS & 0xFF) ||
         p[3] != (PROF_VALUE_ACCESS >> 8) || (int32_t)dfc_get_le32(p + 4) != PROF_VALUE_LOWER ||
-        (int32_t)dfc_get_le32(p + 8) != PROF_VALUE_UPPER || p[16] != PROF_LIMITED_CREDIT) {
+        (int32_t)dfc_get_le32(p + 8) != PROF_VALUE_UPPER || p[16] != PROF_LIMITED_CREDIT)
         unsupported(s, "value file settings differ from the profile");
-        return;
-    }
-    step_record_settings(s);
-}
-
-static void step_record_settings(struct eng_session *s)
-{
-    s->step = "record_settings";
-    get_file_settings(s, PROF_FILE_RECORDS, after_record_settings);
 }
 
 static uint32_t le24(const uint8_t *p)
@@ -216,6 +198,21 @@ static void after_record_settings(struct eng_session *s, int rc)
         return;
     }
     s->chk->view.n_records = (int)le24(p + 10);
+}
+
+static void after_get_value(struct eng_session *s, int rc)
+{
+    if (rc != 0) {
+        eng_fail(s, card_error(s, rc));
+        return;
+    }
+    size_t n;
+    const uint8_t *p = card_resp(s, &n);
+    if (n != 4) {
+        eng_fail(s, card_error(s, OTA_ERR_LENGTH));
+        return;
+    }
+    s->chk->view.balance = (int32_t)dfc_get_le32(p);
     step_read_records(s);
 }
 
@@ -224,7 +221,7 @@ static void step_read_records(struct eng_session *s)
 {
     s->step = "read_records";
     if (s->chk->view.n_records == 0) {
-        step_get_value(s);
+        step_lease(s);
         return;
     }
     uint8_t n = (uint8_t)s->chk->view.n_records;
@@ -252,45 +249,32 @@ static void after_read_records(struct eng_session *s, int rc)
         return;
     }
     memcpy(s->chk->view.records, p, n);
-    step_get_value(s);
+    step_lease(s);
 }
 
-static void get_value(struct eng_session *s, eng_card_cb cb)
+/* 3. */
+static void step_lease(struct eng_session *s)
 {
-    uint8_t file = PROF_FILE_VALUE;
-    struct dfc_cmd_spec spec = {.ins = 0x6C,
-                                .hdr = &file,
-                                .hdr_len = 1,
-                                .cmd_comm = DFC_COMM_PLAIN,
-                                .resp_comm = DFC_COMM_ENC,
-                                .resp_len = 4};
-    card_cmd(s, &spec, cb);
+    struct ledger_req req;
+    s->step = "lease";
+    eng_ledger_init(s, &req, LEDGER_LEASE_ACQUIRE);
+    eng_session_holder(s, req.u.lease.holder);
+    req.u.lease.ttl_ms = s->ctx->cfg.lease_ms;
+    s->lease_requested = 1;
+    eng_ledger_send(s, &req, after_lease);
 }
 
-void op_get_value(struct eng_session *s, eng_card_cb cb)
+static void after_lease(struct eng_session *s, const struct ledger_reply *r)
 {
-    get_value(s, cb);
-}
-
-static void step_get_value(struct eng_session *s)
-{
-    s->step = "get_value";
-    get_value(s, after_get_value);
-}
-
-static void after_get_value(struct eng_session *s, int rc)
-{
-    if (rc != 0) {
-        eng_fail(s, card_error(s, rc));
+    if (r->status == LEDGER_ST_BUSY) {
+        s->lease_requested = 0;
+        eng_fail(s, WIRE_E_CARD_BUSY);
         return;
     }
-    size_t n;
-    const uint8_t *p = card_resp(s, &n);
-    if (n != 4) {
-        eng_fail(s, card_error(s, OTA_ERR_LENGTH));
+    if (r->status != LEDGER_ST_OK) {
+        eng_fail(s, WIRE_E_INTERNAL);
         return;
     }
-    s->chk->view.balance = (int32_t)dfc_get_le32(p);
     step_card_state(s);
 }
 

@@ -46,6 +46,7 @@ struct topup {
 
 static void step_reserve(struct eng_session *s);
 static void after_reserve(struct eng_session *s, const struct ledger_reply *r);
+static void step_write_credit_commit(struct eng_session *s);
 static void step_write_record(struct eng_session *s);
 static void after_write_record(struct eng_session *s, int rc);
 static void step_credit(struct eng_session *s);
@@ -148,10 +149,27 @@ static void after_reserve(struct eng_session *s, const struct ledger_reply *r)
         eng_fail(s, WIRE_E_CARD_ERROR);
         return;
     }
-    step_write_record(s);
+    step_write_credit_commit(s);
 }
 
-/* 5. */
+/* 5 and 6, queued together: one batch for a v2 client ([WriteRecord
+ * frames, Credit, CommitTransaction, GetValue]: the IV after each status
+ * answer is known), one command at a time for v1.  The reservation came
+ * first, so card_io lets these money-moving commands out. */
+static void step_write_credit_commit(struct eng_session *s)
+{
+    struct topup *t = s->topup;
+    if (card_may_send(s)) {
+        eng_emit_phase(s, 1);
+        eng_emit_modal(s, "Topping up: keep the card on the reader");
+        t->write_sent = 1;
+    } /* else nothing goes out: the session fails through the closing path */
+    step_write_record(s);
+    step_credit(s);
+    step_commit(s);
+    step_read_back(s);
+}
+
 static void step_write_record(struct eng_session *s)
 {
     struct topup *t = s->topup;
@@ -171,23 +189,13 @@ static void step_write_record(struct eng_session *s)
                                 .cmd_comm = DFC_COMM_ENC,
                                 .resp_comm = DFC_COMM_MAC,
                                 .resp_len = 0};
-    if (s->client_lost || s->now_ms >= s->op_deadline_ms) {
-        card_cmd(s, &spec, after_write_record); /* fails through the closing path */
-        return;
-    }
-    eng_emit_phase(s, 1);
-    eng_emit_modal(s, "Topping up: keep the card on the reader");
-    t->write_sent = 1;
     card_cmd(s, &spec, after_write_record);
 }
 
 static void after_write_record(struct eng_session *s, int rc)
 {
-    if (rc != 0) {
+    if (rc != 0)
         eng_fail(s, card_error(s, rc));
-        return;
-    }
-    step_credit(s);
 }
 
 static void step_credit(struct eng_session *s)
@@ -210,11 +218,8 @@ static void step_credit(struct eng_session *s)
 
 static void after_credit(struct eng_session *s, int rc)
 {
-    if (rc != 0) {
+    if (rc != 0)
         eng_fail(s, card_error(s, rc));
-        return;
-    }
-    step_commit(s);
 }
 
 static void step_commit(struct eng_session *s)
@@ -233,19 +238,19 @@ static void after_commit(struct eng_session *s, int rc)
         return;
     }
     t->commit_verified = 1;
-    step_read_back(s);
+    if (!card_may_send(s)) {
+        /* No read-back (a v1 client would need another command): the
+         * commit is proven, book it flagged. */
+        card_drop(s);
+        t->txn_flags |= LEDGER_FLAG_READBACK;
+        step_book(s);
+    }
 }
 
 /* 6. The commit is proven already; the read-back can only flag. */
 static void step_read_back(struct eng_session *s)
 {
-    struct topup *t = s->topup;
     s->step = "read_back";
-    if (s->client_lost || s->now_ms >= s->op_deadline_ms) {
-        t->txn_flags |= LEDGER_FLAG_READBACK;
-        step_book(s);
-        return;
-    }
     op_get_value(s, after_read_back);
 }
 

@@ -54,3 +54,14 @@ tests_unit_test_token_check_SOURCES = tests/unit/test_token_check.c worker/token
 	worker/token_check.h worker/peer_limit.c worker/peer_limit.h
 tests_unit_test_token_check_CFLAGS = $(ENGINE_TEST_CFLAGS) $(EVENT_CFLAGS) -pthread
 tests_unit_test_token_check_LDADD = $(TEST_LIBS) $(EVENT_LIBS) -lpthread
+
+UNIT_TESTS += tests/unit/test_engine_batch tests/unit/test_engine_batch_faults
+check_PROGRAMS += tests/unit/test_engine_batch tests/unit/test_engine_batch_faults
+tests_unit_test_engine_batch_SOURCES = tests/unit/test_engine_batch.c \
+	tests/unit/test_engine_harness.c tests/unit/test_engine_harness.h
+tests_unit_test_engine_batch_CFLAGS = $(ENGINE_TEST_CFLAGS)
+tests_unit_test_engine_batch_LDADD = $(ENGINE_TEST_LIBS)
+tests_unit_test_engine_batch_faults_SOURCES = tests/unit/test_engine_batch_faults.c \
+	tests/unit/test_engine_harness.c tests/unit/test_engine_harness.h
+tests_unit_test_engine_batch_faults_CFLAGS = $(ENGINE_TEST_CFLAGS)
+tests_unit_test_engine_batch_faults_LDADD = $(ENGINE_TEST_LIBS)

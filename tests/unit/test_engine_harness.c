@@ -6,6 +6,7 @@
 #include <check.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "card_profile.h"
@@ -206,13 +207,152 @@ static void transceive(struct hx *h, struct hx_run *r, const uint8_t *apdu, size
     r->card_exchanges++;
 }
 
+static void relay_send(struct hx *h, const uint8_t *apdu, size_t len)
+{
+    uint8_t resp[WIRE_MAX_APDU];
+    size_t rlen = 0;
+    ck_assert_int_eq(sim_card_transceive(h->card, apdu, len, resp, sizeof(resp), &rlen), 0);
+}
+
 static void relay_commit(struct hx *h)
 {
     static const uint8_t commit[] = {0x90, 0xC7, 0x00, 0x00, 0x00};
-    uint8_t resp[WIRE_MAX_APDU];
-    size_t rlen = 0;
-    ck_assert_int_eq(
-        sim_card_transceive(h->card, commit, sizeof(commit), resp, sizeof(resp), &rlen), 0);
+    relay_send(h, commit, sizeof(commit));
+}
+
+/* ClearRecordFile of file 2: the profile grants it to no key. */
+static void relay_clear(struct hx *h)
+{
+    static const uint8_t clear[] = {0x90, 0xEB, 0x00, 0x00, 0x01, 0x02, 0x00};
+    relay_send(h, clear, sizeof(clear));
+}
+
+/* What a v2 client does: the card's answers in order, stopping after the
+ * first that does not end in 91 00 / 91 AF. */
+static int answer_goes_on(const uint8_t *resp, size_t rlen)
+{
+    return rlen >= 2 && resp[rlen - 2] == 0x91 &&
+           (resp[rlen - 1] == 0x00 || resp[rlen - 1] == 0xAF);
+}
+
+struct batch_state {
+    uint8_t prev[WIRE_MAX_APDU];
+    size_t prev_len;
+    uint8_t (*old)[WIRE_MAX_APDU];
+    size_t *old_len;
+};
+
+static void keep_answer(struct hx *h, struct hx_run *r, int k, const uint8_t *resp, size_t rlen)
+{
+    if (k < 64) {
+        r->answer_len[k] = (int)rlen;
+        memcpy(h->answers[k], resp, rlen);
+        h->answer_lens[k] = rlen;
+    }
+}
+
+/* One batch of a v2 client through the card and the relay's fault; feeds
+ * the engine the one `responses` message (or none, or client gone). */
+static void run_batch(struct hx *h, struct hx_run *r, struct eng_session *s,
+                      struct wire_bytes *apdus, int n, const struct hx_fault *f,
+                      struct batch_state *bs, struct eng_actions *acts)
+{
+    struct wire_bytes ans[WIRE_MAX_BATCH + 1];
+    int na = 0;
+    uint8_t err = 0;
+    enum { DELIVER, DROP, GONE } how = DELIVER;
+    int extra = 0, swap_at = -1;
+    r->batches++;
+    h->now += 3;
+    if (getenv("HX_TRACE")) {
+        fprintf(stderr, "batch %d:", r->batches);
+        for (int j = 0; j < n; j++)
+            fprintf(stderr, " %02x/%u", apdus[j].data[1], (unsigned)apdus[j].len);
+        fprintf(stderr, "\n");
+    }
+    for (int j = 0; j < n; j++) {
+        int k = r->exchanges++;
+        struct wire_bytes *a = &ans[na];
+        uint8_t *resp = a->data;
+        size_t rlen = 0;
+        int faulted = f && f->kind != HX_NONE && f->at == k;
+        if (faulted)
+            r->fault_applied = 1;
+        enum hx_fault_kind kind = faulted ? f->kind : HX_NONE;
+        if (kind == HX_LOST_BEFORE) {
+            err = WIRE_CERR_LOST_TAG;
+            break;
+        }
+        if (kind == HX_PREFIX)
+            break;
+        if (kind == HX_RELAY_COMMIT)
+            relay_commit(h);
+        if (kind == HX_RELAY_CLEAR)
+            relay_clear(h);
+        transceive(h, r, apdus[j].data, apdus[j].len, resp, &rlen);
+        if (kind == HX_LOST_AFTER || kind == HX_TEAR) {
+            if (kind == HX_TEAR)
+                sim_card_power_cycle(h->card);
+            err = WIRE_CERR_LOST_TAG;
+            break;
+        }
+        if (kind == HX_GONE_AFTER) {
+            how = GONE;
+            break;
+        }
+        if (kind == HX_DROP) {
+            how = DROP;
+            break;
+        }
+        if (kind == HX_RELAY_COMMIT_AFTER)
+            relay_commit(h);
+        if (kind == HX_TAMPER)
+            resp[(size_t)f->pos % rlen] ^= 0x01;
+        if (kind == HX_REPLAY && bs->prev_len > 0) {
+            memcpy(resp, bs->prev, bs->prev_len);
+            rlen = bs->prev_len;
+        }
+        if (kind == HX_REPLAY_OLD && k < 64 && bs->old_len[k] > 0) {
+            memcpy(resp, bs->old[k], bs->old_len[k]);
+            rlen = bs->old_len[k];
+        }
+        if (kind == HX_EXTRA)
+            extra = 1;
+        if (kind == HX_REORDER)
+            swap_at = na;
+        a->len = (uint16_t)rlen;
+        keep_answer(h, r, k, resp, rlen);
+        memcpy(bs->prev, resp, rlen);
+        bs->prev_len = rlen;
+        na++;
+        if (extra) {
+            /* One answer more than asked, right after this one. */
+            ans[na] = ans[na - 1];
+            na++;
+            break;
+        }
+        if (!answer_goes_on(resp, rlen))
+            break;
+    }
+    if (swap_at >= 0 && swap_at + 1 < na) {
+        struct wire_bytes tmp = ans[swap_at];
+        ans[swap_at] = ans[swap_at + 1];
+        ans[swap_at + 1] = tmp;
+    }
+    if (how == GONE) {
+        eng_on_client_gone(s, h->now, acts);
+    } else if (how == DROP) {
+        ck_assert(acts->timer_at_ms > h->now);
+        h->now = acts->timer_at_ms;
+        eng_on_timeout(s, h->now, acts);
+    } else if (na == 0 && err == 0) {
+        /* An empty `responses` is bad input: the gateway ends the session. */
+        eng_on_client_gone(s, h->now, acts);
+    } else if (na == 0) {
+        eng_on_client_error(s, err, h->now, acts);
+    } else {
+        eng_on_card_responses(s, ans, (size_t)na, err, h->now, acts);
+    }
 }
 
 static enum eng_token_verdict token_verdict(const struct hx *h, const struct eng_token *t)
@@ -229,6 +369,8 @@ void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener,
                size_t uid_len, const struct hx_fault *f, struct hx_run *r)
 {
     memset(r, 0, sizeof(*r));
+    r->reserve_at = -1;
+    r->first_money = -1;
     struct wire_open open;
     memset(&open, 0, sizeof(open));
     open.op = op;
@@ -246,6 +388,7 @@ void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener,
     }
     snprintf(open.peer, sizeof(open.peer), "%s", h->peer);
     open.peer_len = (uint8_t)strlen(open.peer);
+    open.batch = (uint8_t)(h->batch > 1 ? h->batch : 1);
 
     struct eng_actions acts;
     unsigned ledger_before = h->lops->requests(h->ldb);
@@ -259,24 +402,34 @@ void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener,
     memcpy(old, h->answers, sizeof(old));
     memcpy(old_len, h->answer_lens, sizeof(old_len));
     memset(h->answer_lens, 0, sizeof(h->answer_lens));
+    struct batch_state bs = {.prev_len = 0, .old = old, .old_len = old_len};
     for (int iter = 0; iter < 10000; iter++) {
         int have_apdu = 0, have_req = 0, have_token = 0;
         enum eng_token_verdict verdict = ENG_TOKEN_WRONG;
         struct wire_bytes apdu;
+        struct wire_bytes batch[WIRE_MAX_BATCH];
         struct ledger_req req;
         for (size_t i = 0; i < acts.n; i++) {
             const struct eng_action *a = &acts.a[i];
             ck_assert(!r->done);
             switch (a->type) {
             case ENG_A_APDU:
-                ck_assert(!have_apdu && !have_req);
+                ck_assert(!have_req);
+                ck_assert_int_lt(have_apdu, h->batch > 1 ? h->batch : 1);
                 apdu = a->u.apdu;
-                have_apdu = 1;
+                batch[have_apdu] = a->u.apdu;
+                have_apdu++;
+                if (r->first_money < 0 && a->u.apdu.len > 1 &&
+                    (a->u.apdu.data[1] == 0x3B || a->u.apdu.data[1] == 0x0C ||
+                     a->u.apdu.data[1] == 0xC7))
+                    r->first_money = r->exchanges + have_apdu - 1;
                 r->last_apdu_ms = h->now;
                 break;
             case ENG_A_LEDGER:
                 ck_assert(!have_apdu && !have_req);
                 req = a->u.ledger;
+                if (req.type == LEDGER_RESERVE && r->reserve_at < 0)
+                    r->reserve_at = r->exchanges;
                 have_req = 1;
                 break;
             case ENG_A_RESULT:
@@ -324,6 +477,11 @@ void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener,
             eng_on_timeout(s, h->now, &acts);
             continue;
         }
+        if (h->batch > 1) {
+            run_batch(h, r, s, batch, have_apdu, f, &bs, &acts);
+            continue;
+        }
+        r->batches++;
         int k = r->exchanges++;
         uint8_t resp[WIRE_MAX_APDU];
         size_t rlen = 0;

@@ -30,6 +30,11 @@ enum hx_fault_kind {
     HX_RELAY_COMMIT,       /* the relay sends its own CommitTransaction before command k */
     HX_RELAY_COMMIT_AFTER, /* ... after command k's answer */
     HX_REPLAY_OLD,         /* answer k is replaced by answer k of the previous session */
+    /* Batches (h->batch > 1) only: */
+    HX_PREFIX,      /* the answers before command k, no error: the rest never comes */
+    HX_EXTRA,       /* one answer more than asked after answer k */
+    HX_REORDER,     /* answers k and k+1 swap places in the message */
+    HX_RELAY_CLEAR, /* the relay sends its own ClearRecordFile before command k */
 };
 
 struct hx_fault {
@@ -101,6 +106,7 @@ struct hx {
      * relay_card (NULL: never). */
     struct sim_card *relay_card;
     int relay_select_app;
+    int batch; /* the client's batch size: 0/1 = v1, 2..16 = v2 (set after hx_init) */
     /* The card's answers of the last session, for HX_REPLAY_OLD. */
     uint8_t answers[64][WIRE_MAX_APDU];
     size_t answer_lens[64];
@@ -111,6 +117,9 @@ struct hx_run {
     struct wire_result result;
     int done;
     int exchanges;      /* APDUs the engine emitted */
+    int batches;        /* round trips to the client (messages with APDUs) */
+    int reserve_at;     /* APDUs emitted before the RESERVE request (-1: none) */
+    int first_money;    /* index of the first WriteRecord/Credit/Commit APDU (-1) */
     int card_exchanges; /* APDUs that reached the card */
     int ledger_requests;
     int at_risk_seen;
