@@ -98,6 +98,17 @@ static int parse_operation(json_t *o, struct cm_msg *m, const char **why)
         m->authcode_len = (uint16_t)n;
     }
 
+    m->batch = 1;
+    json_t *batch = json_object_get(o, "batch");
+    if (batch) {
+        json_int_t b = json_is_integer(batch) ? json_integer_value(batch) : 0;
+        if (b < 1 || b > WIRE_MAX_BATCH)
+            return fail(
+                why, "batch: must be an integer from 2 to 16 (1 or absent: one command at a time)",
+                OTA_ERR_PARSE);
+        m->batch = (uint8_t)b;
+    }
+
     json_t *rid = json_object_get(o, "requestId");
     if (rid) {
         if (json_is_string(rid)) {
@@ -127,6 +138,52 @@ static int parse_response(json_t *o, struct cm_msg *m, const char **why)
     return 0;
 }
 
+static uint8_t err_kind_parse(const char *s)
+{
+    if (strcmp(s, "lost-tag") == 0)
+        return WIRE_CERR_LOST_TAG;
+    if (strcmp(s, "io") == 0)
+        return WIRE_CERR_IO;
+    if (strcmp(s, "timeout") == 0)
+        return WIRE_CERR_TIMEOUT;
+    return 0;
+}
+
+/* {"type":"responses","data":[hex,...], "error": kind (optional)}: how
+ * many answers the batch allows is the session's to check. */
+static int parse_responses(json_t *o, struct cm_msg *m, const char **why)
+{
+    json_t *data = json_object_get(o, "data");
+    if (!data || !json_is_array(data))
+        return fail(why, "data: missing or not an array", OTA_ERR_PARSE);
+    if (json_array_size(data) > WIRE_MAX_BATCH)
+        return fail(why, "data: more than 16 answers", OTA_ERR_LENGTH);
+    for (size_t i = 0; i < json_array_size(data); i++) {
+        json_t *v = json_array_get(data, i);
+        if (!json_is_string(v))
+            return fail(why, "data: an answer is not a string", OTA_ERR_PARSE);
+        size_t n = json_string_length(v);
+        if (n > 2 * WIRE_MAX_APDU)
+            return fail(why, "data: an answer longer than an APDU answer", OTA_ERR_LENGTH);
+        struct wire_bytes *a = &m->answers[m->n_answers];
+        int got = hex_decode(json_string_value(v), n, a->data, sizeof a->data);
+        if (got < 0)
+            return fail(why, "data: an answer is not hex (odd length or bad digit)", OTA_ERR_PARSE);
+        a->len = (uint16_t)got;
+        m->n_answers++;
+    }
+    size_t n = 0;
+    int present;
+    const char *s = get_string(o, "error", &n, &present);
+    if (present && !s)
+        return fail(why, "error: not a string", OTA_ERR_PARSE);
+    if (s && !(m->err_kind = err_kind_parse(s)))
+        return fail(why, "error: not lost-tag, io or timeout", OTA_ERR_PARSE);
+    if (m->n_answers == 0 && !m->err_kind)
+        return fail(why, "responses: no answer and no error", OTA_ERR_PARSE);
+    return 0;
+}
+
 static int parse_error(json_t *o, struct cm_msg *m, const char **why)
 {
     size_t n = 0;
@@ -134,13 +191,7 @@ static int parse_error(json_t *o, struct cm_msg *m, const char **why)
     const char *s = get_string(o, "kind", &n, &present);
     if (!s)
         return fail(why, "kind: missing or not a string", OTA_ERR_PARSE);
-    if (strcmp(s, "lost-tag") == 0)
-        m->err_kind = WIRE_CERR_LOST_TAG;
-    else if (strcmp(s, "io") == 0)
-        m->err_kind = WIRE_CERR_IO;
-    else if (strcmp(s, "timeout") == 0)
-        m->err_kind = WIRE_CERR_TIMEOUT;
-    else
+    if (!(m->err_kind = err_kind_parse(s)))
         return fail(why, "kind: not lost-tag, io or timeout", OTA_ERR_PARSE);
     json_t *msg = json_object_get(o, "message");
     if (msg && !json_is_string(msg))
@@ -202,6 +253,9 @@ int cm_parse(const uint8_t *text, size_t len, struct cm_msg *m, const char **why
     } else if (strcmp(type, "response") == 0) {
         m->type = CM_RESPONSE;
         rc = parse_response(o, m, why);
+    } else if (strcmp(type, "responses") == 0) {
+        m->type = CM_RESPONSES;
+        rc = parse_responses(o, m, why);
     } else if (strcmp(type, "error") == 0) {
         m->type = CM_ERROR;
         rc = parse_error(o, m, why);
@@ -239,6 +293,26 @@ char *cm_build_command(const uint8_t *apdu, size_t n)
         return NULL;
     hex_encode(apdu, n, hex);
     return dump(json_pack("{s:s, s:s}", "type", "command", "data", hex));
+}
+
+char *cm_build_commands(const struct wire_apdus *b)
+{
+    char hex[2 * WIRE_MAX_APDU + 1];
+    json_t *arr = json_array();
+    if (!arr)
+        return NULL;
+    for (size_t i = 0; i < b->n && i < WIRE_MAX_BATCH; i++) {
+        if (b->a[i].len > WIRE_MAX_APDU) {
+            json_decref(arr);
+            return NULL;
+        }
+        hex_encode(b->a[i].data, b->a[i].len, hex);
+        if (json_array_append_new(arr, json_string(hex)) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return dump(json_pack("{s:s, s:o}", "type", "commands", "data", arr));
 }
 
 char *cm_build_modal(const char *text, size_t n)

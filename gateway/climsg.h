@@ -1,8 +1,8 @@
-/* climsg: the client messages of PROTOCOL.md section 2, in JSON.  Parses
- * and validates what a client sends (operation, response, error) into a
- * fixed struct, and writes what the gateway sends (command, modal,
- * result).  Pure: no I/O, no state; the session decides what is allowed
- * when (gateway/session.c). */
+/* climsg: the client messages of docs/PROTOCOL.md, in JSON.  Parses and
+ * validates what a client sends (operation, response, error, and v2's
+ * responses) into a fixed struct, and writes what the gateway sends
+ * (command, v2's commands, modal, result).  Pure: no I/O, no state; the session decides what is
+ * allowed when (gateway/session.c). */
 #ifndef GW_CLIMSG_H
 #define GW_CLIMSG_H
 
@@ -17,7 +17,7 @@
 #define CM_MAX_REQUEST_ID 128 /* bytes of a string requestId */
 #define CM_MAX_INPUT 65536    /* hard bound whatever the configuration */
 
-enum cm_type { CM_OPERATION = 1, CM_RESPONSE, CM_ERROR };
+enum cm_type { CM_OPERATION = 1, CM_RESPONSE, CM_ERROR, CM_RESPONSES };
 
 struct cm_msg {
     enum cm_type type;
@@ -29,11 +29,15 @@ struct cm_msg {
     uint16_t authcode_len;
     char authcode[WIRE_MAX_AUTHCODE + 1];
     json_t *request_id; /* owned; NULL when absent (free with cm_msg_clear) */
+    uint8_t batch;      /* "batch": APDUs per message (v2: 2..16); 1 when absent (v1) */
     /* response */
     uint16_t data_len;
     uint8_t data[WIRE_MAX_APDU];
-    /* error */
+    /* error; responses: optional "error" (0 when absent) */
     uint8_t err_kind; /* enum wire_client_err */
+    /* responses (v2): the answers in order */
+    uint8_t n_answers;
+    struct wire_bytes answers[WIRE_MAX_BATCH];
 };
 
 /* Parses one text message.  Returns 0, or OTA_ERR_PARSE / OTA_ERR_LENGTH
@@ -52,6 +56,8 @@ void cm_json_wipe_on_free(void (*release)(void *));
 /* Builders: return a malloc'd NUL-terminated JSON text (free()), or NULL
  * when out of memory or the text is not valid UTF-8 (modal). */
 char *cm_build_command(const uint8_t *apdu, size_t n);
+/* {"type":"commands","data":[hex,...]} (v2). */
+char *cm_build_commands(const struct wire_apdus *b);
 char *cm_build_modal(const char *text, size_t n);
 /* op 0 = no operation known yet (member left out). */
 char *cm_build_result(const struct wire_result *r, const json_t *request_id);

@@ -472,6 +472,7 @@ static void on_frame(struct pool *p, const uint8_t *id, size_t idn, const uint8_
             log_warn("bad_worker_frame", "worker=%u frame=stats", w->id);
         return;
     case WIRE_COMMAND:
+    case WIRE_COMMANDS:
     case WIRE_MODAL:
     case WIRE_RESULT:
     case WIRE_PHASE: {

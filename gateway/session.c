@@ -120,6 +120,7 @@ static void on_operation(struct conn *c, struct cm_msg *m)
         return;
     }
     s->op = m->op;
+    s->batch = m->batch ? m->batch : 1;
     s->request_id = m->request_id;
     m->request_id = NULL;
     s->t_start_us = gw_now_us();
@@ -155,6 +156,7 @@ static void on_operation(struct conn *c, struct cm_msg *m)
     struct wire_open o;
     memset(&o, 0, sizeof o);
     o.op = m->op;
+    o.batch = s->batch;
     o.listener = c->listener;
     o.uid_len = m->uid_len;
     memcpy(o.uid, m->uid, m->uid_len);
@@ -184,13 +186,49 @@ static void on_response(struct conn *c, const struct cm_msg *m)
         bad_request(c, "a response without an outstanding command");
         return;
     }
+    if (s->nout != 1) {
+        bad_request(c, "a response to a batch of commands (answer with responses)");
+        return;
+    }
     uint64_t now = gw_now_us();
     met_observe(&c->gw->met.apdu_roundtrip, (double)(now - s->t_cmd_us) / 1e6);
     s->t_resp_us = now;
     s->state = SESS_WAIT_WORKER;
+    s->nout = 0;
     uint8_t frame[WIRE_MAX_FRAME];
     int n = wire_encode_bytes(frame, sizeof frame, WIRE_CARD_RESPONSE, s->id, m->data, m->data_len);
     send_to_worker(c, frame, n, "card_response");
+}
+
+/* v2: the answers to the outstanding `commands`, in order, fewer when the
+ * client stopped (after an error answer, or with "error" when it lost the
+ * card).  The gateway counts them and passes the APDUs on unread. */
+static void on_responses(struct conn *c, const struct cm_msg *m)
+{
+    struct session *s = &c->s;
+    if (s->state != SESS_WAIT_CLIENT || !s->out_v2) {
+        bad_request(c, "responses without an outstanding batch of commands");
+        return;
+    }
+    if (m->n_answers > s->nout) {
+        bad_request(c, "responses: more answers than commands");
+        return;
+    }
+    uint64_t now = gw_now_us();
+    met_observe(&c->gw->met.apdu_roundtrip, (double)(now - s->t_cmd_us) / 1e6);
+    s->t_resp_us = now;
+    s->state = SESS_WAIT_WORKER;
+    s->nout = 0;
+    static struct wire_apdus b; /* 4.8 KB; the gateway is one thread */
+    b.n = m->n_answers;
+    b.err = m->err_kind;
+    memcpy(b.a, m->answers, m->n_answers * sizeof(b.a[0]));
+    uint8_t frame[WIRE_MAX_FRAME];
+    int n = wire_encode_apdus(frame, sizeof frame, WIRE_CARD_RESPONSES, s->id, &b);
+    if (m->err_kind)
+        log_info("client_error", "session=%" PRIu64 " kind=%u answers=%u", s->id,
+                 (unsigned)m->err_kind, (unsigned)m->n_answers);
+    send_to_worker(c, frame, n, "card_responses");
 }
 
 static void on_client_error(struct conn *c, const struct cm_msg *m)
@@ -201,6 +239,7 @@ static void on_client_error(struct conn *c, const struct cm_msg *m)
         return;
     }
     s->state = SESS_WAIT_WORKER;
+    s->nout = 0;
     log_info("client_error", "session=%" PRIu64 " kind=%u", s->id, (unsigned)m->err_kind);
     struct wire_client_error e = {.kind = m->err_kind};
     uint8_t frame[WIRE_MAX_FRAME];
@@ -228,6 +267,9 @@ void sess_on_text(struct conn *c, const uint8_t *msg, size_t len)
     case CM_ERROR:
         on_client_error(c, &m);
         break;
+    case CM_RESPONSES:
+        on_responses(c, &m);
+        break;
     }
     cm_msg_clear(&m);
 }
@@ -237,6 +279,17 @@ static void worker_broke(struct conn *c, const char *what)
     log_error("worker_protocol_error", "session=%" PRIu64 " worker=%u what=%s", c->s.id,
               c->s.worker ? pool_worker_id(c->s.worker) : 0, what);
     fail(c, WIRE_E_INTERNAL);
+}
+
+/* Timing of the gateway's and worker's share of an exchange. */
+static void commands_sent(struct conn *c)
+{
+    struct session *s = &c->s;
+    s->t_cmd_us = gw_now_us();
+    if (s->t_resp_us) {
+        met_observe(&c->gw->met.exchange_added, (double)(s->t_cmd_us - s->t_resp_us) / 1e6);
+        s->t_resp_us = 0;
+    }
 }
 
 void sess_on_worker_frame(struct session *s, uint8_t type, const uint8_t *frame, size_t len)
@@ -257,12 +310,32 @@ void sess_on_worker_frame(struct session *s, uint8_t type, const uint8_t *frame,
         }
         char *text = cm_build_command(b.data, b.len);
         s->state = SESS_WAIT_CLIENT;
+        s->nout = 1;
+        s->out_v2 = 0;
         send_json(c, text);
-        s->t_cmd_us = gw_now_us();
-        if (s->t_resp_us) {
-            met_observe(&c->gw->met.exchange_added, (double)(s->t_cmd_us - s->t_resp_us) / 1e6);
-            s->t_resp_us = 0;
+        commands_sent(c);
+        return;
+    }
+    case WIRE_COMMANDS: {
+        static struct wire_apdus bs; /* 4.8 KB; the gateway is one thread */
+        if (wire_decode_apdus(frame, len, &bs) != 0) {
+            worker_broke(c, "bad_commands");
+            return;
         }
+        if (s->state != SESS_WAIT_WORKER) {
+            worker_broke(c, "second_outstanding_command");
+            return;
+        }
+        if (bs.n > s->batch || s->batch < 2) {
+            worker_broke(c, "batch_larger_than_announced");
+            return;
+        }
+        char *text = cm_build_commands(&bs);
+        s->state = SESS_WAIT_CLIENT;
+        s->nout = bs.n;
+        s->out_v2 = 1;
+        send_json(c, text);
+        commands_sent(c);
         return;
     }
     case WIRE_MODAL:

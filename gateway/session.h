@@ -17,7 +17,7 @@ struct worker;
 enum sess_state {
     SESS_IDLE = 0,    /* upgraded, waiting for the operation message */
     SESS_WAIT_WORKER, /* with the worker; no command outstanding */
-    SESS_WAIT_CLIENT, /* a command is outstanding */
+    SESS_WAIT_CLIENT, /* a command (or a v2 batch of commands) is outstanding */
     SESS_DONE,        /* result sent (or the session was cut) */
 };
 
@@ -26,6 +26,9 @@ struct session {
     uint64_t id; /* 0 until registered */
     uint8_t op;
     uint8_t at_risk; /* the worker's last WIRE_PHASE */
+    uint8_t batch;   /* APDUs per message the client announced: 1 = v1 */
+    uint8_t nout;    /* APDUs outstanding at the client (SESS_WAIT_CLIENT) */
+    uint8_t out_v2;  /* they went out as `commands` (answer: `responses`) */
     json_t *request_id;
     struct worker *worker;
     TAILQ_ENTRY(session) wlink; /* in the worker's list */

@@ -36,6 +36,7 @@ struct shs {
     uint8_t op;
     uint8_t muted;    /* its gateway is gone: nothing more is sent for it */
     uint64_t gateway; /* the incarnation that opened it */
+    uint8_t batch;    /* the client's batch size: 1 = v1 (WIRE_COMMAND) */
     struct eng_session *eng;
     struct event *timer;
     struct shell *sh;
@@ -144,6 +145,9 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
     int done = 0;
     int verdict = 0;
     size_t n = out->n <= ENG_MAX_ACTIONS ? out->n : ENG_MAX_ACTIONS;
+    struct wire_apdus batch; /* one event's APDUs: one frame (v2) */
+    batch.n = 0;
+    batch.err = 0;
 
     for (size_t i = 0; i < n; i++) {
         const struct eng_action *a = &out->a[i];
@@ -154,6 +158,17 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
         }
         switch (a->type) {
         case ENG_A_APDU:
+            if (s->batch > 1) {
+                if (batch.n < WIRE_MAX_BATCH)
+                    batch.a[batch.n++] = a->u.apdu;
+                if (i + 1 < n && out->a[i + 1].type == ENG_A_APDU)
+                    break;
+                send_frame(sh, s->id, frame,
+                           wire_encode_apdus(frame, sizeof frame, WIRE_COMMANDS, s->id, &batch),
+                           "commands");
+                batch.n = 0;
+                break;
+            }
             send_frame(sh, s->id, frame,
                        wire_encode_bytes(frame, sizeof frame, WIRE_COMMAND, s->id, a->u.apdu.data,
                                          a->u.apdu.len),
@@ -287,6 +302,7 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
     struct eng_actions out;
     s->eng = eng_open(sh->eng, h->session, &open, shell_now_ms(), &out);
     uint8_t op = open.op;
+    uint8_t batch = open.batch;
     /* The authcode (a top-up code or an operator token) lives on only in
      * the engine, which needs it. */
     sodium_memzero(&open, sizeof open);
@@ -300,6 +316,7 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
     s->id = h->session;
     s->gateway = sh->gateway;
     s->op = op;
+    s->batch = batch;
     s->state = SHS_RUNNING;
     s->timer = timer;
     s->sh = sh;
@@ -355,7 +372,8 @@ int shell_on_frame(struct shell *sh, const uint8_t *frame, size_t len)
         return 0;
     }
     int per_session = h.type == WIRE_OPEN || h.type == WIRE_CARD_RESPONSE ||
-                      h.type == WIRE_CLIENT_ERROR || h.type == WIRE_CLIENT_GONE;
+                      h.type == WIRE_CARD_RESPONSES || h.type == WIRE_CLIENT_ERROR ||
+                      h.type == WIRE_CLIENT_GONE;
     if (per_session && h.session == 0) {
         log_warn("bad_frame", "type=%u reason=no_session", (unsigned)h.type);
         return 0;
@@ -385,6 +403,18 @@ int shell_on_frame(struct shell *sh, const uint8_t *frame, size_t len)
             run_actions(sh, s, &out);
         }
         return WIRE_CARD_RESPONSE;
+    }
+    case WIRE_CARD_RESPONSES: {
+        static struct wire_apdus b; /* 4.8 KB: not on the stack of every frame */
+        if (wire_decode_apdus(frame, len, &b) != 0) {
+            log_warn("bad_frame", "session=%" PRIu64 " type=card_responses", h.session);
+            return 0;
+        }
+        if ((s = session_for(sh, &h, "card_responses"))) {
+            eng_on_card_responses(s->eng, b.a, b.n, b.err, shell_now_ms(), &out);
+            run_actions(sh, s, &out);
+        }
+        return WIRE_CARD_RESPONSES;
     }
     case WIRE_CLIENT_ERROR: {
         struct wire_client_error ce;

@@ -4,7 +4,10 @@
  *   check  -> modal, command 905a000003eeffc000, then on 9100 a GetValue
  *             command, then result ok with the balance from the answer;
  *   topup with authCode "die" -> phase at_risk, then the process exits;
- *   client error -> result failed lost-tag.
+ *   client error -> result failed lost-tag;
+ *   a v2 client (batch >= 2) -> modal, then one `commands` batch of both
+ *             commands; on `responses` with both answers result ok with
+ *             the balance from the second, else failed lost-tag.
  * With FAKE_WORKER_PEERS=FILE in its environment it appends one line per
  * OPEN ("listener=N peer=ADDR"), so that tests see the client address the
  * gateway passed on (PROXY protocol).  As a remote worker it connects with
@@ -132,6 +135,8 @@ int main(int argc, char **argv)
         if (n > (int)sizeof f || wire_decode_hdr(f, (size_t)n, &h) != 0)
             continue;
         int k = (int)(h.session % 64);
+        static const uint8_t sel[] = {0x90, 0x5a, 0, 0, 3, 0xee, 0xff, 0xc0, 0};
+        static const uint8_t gv[] = {0x90, 0x6c, 0, 0, 1, 1, 0};
         if (h.type == WIRE_OPEN) {
             struct wire_open o;
             if (wire_decode_open(f, (size_t)n, &o) != 0)
@@ -153,7 +158,17 @@ int main(int argc, char **argv)
             const char *msg = "Hold the card still";
             send_frame(f, wire_encode_bytes(f, sizeof f, WIRE_MODAL, h.session,
                                             (const uint8_t *)msg, strlen(msg)));
-            static const uint8_t sel[] = {0x90, 0x5a, 0, 0, 3, 0xee, 0xff, 0xc0, 0};
+            if (o.batch > 1) {
+                struct wire_apdus b;
+                memset(&b, 0, sizeof b);
+                b.n = 2;
+                b.a[0].len = sizeof sel;
+                memcpy(b.a[0].data, sel, sizeof sel);
+                b.a[1].len = sizeof gv;
+                memcpy(b.a[1].data, gv, sizeof gv);
+                send_frame(f, wire_encode_apdus(f, sizeof f, WIRE_COMMANDS, h.session, &b));
+                continue;
+            }
             command(h.session, sel, sizeof sel);
         } else if (h.type == WIRE_CARD_RESPONSE && s[k].id == h.session) {
             struct wire_bytes b;
@@ -161,7 +176,6 @@ int main(int argc, char **argv)
                 continue;
             if (s[k].step == 0) {
                 s[k].step = 1;
-                static const uint8_t gv[] = {0x90, 0x6c, 0, 0, 1, 1, 0};
                 command(h.session, gv, sizeof gv);
             } else {
                 int64_t bal = b.len >= 6 ? (int64_t)(b.data[0] | b.data[1] << 8 | b.data[2] << 16 |
@@ -170,6 +184,18 @@ int main(int argc, char **argv)
                 result(h.session, s[k].op, WIRE_ST_OK, WIRE_E_NONE, bal);
                 s[k].id = 0;
             }
+        } else if (h.type == WIRE_CARD_RESPONSES && s[k].id == h.session) {
+            static struct wire_apdus b;
+            if (wire_decode_apdus(f, (size_t)n, &b) != 0)
+                continue;
+            const struct wire_bytes *v = &b.a[1];
+            if (b.n == 2 && b.err == 0 && v->len >= 6)
+                result(h.session, s[k].op, WIRE_ST_OK, WIRE_E_NONE,
+                       (int64_t)(v->data[0] | v->data[1] << 8 | v->data[2] << 16 |
+                                 (uint32_t)v->data[3] << 24));
+            else
+                result(h.session, s[k].op, WIRE_ST_FAILED, WIRE_E_LOST_TAG, 0);
+            s[k].id = 0;
         } else if (h.type == WIRE_CLIENT_ERROR && s[k].id == h.session) {
             result(h.session, s[k].op, WIRE_ST_FAILED, WIRE_E_LOST_TAG, 0);
             s[k].id = 0;

@@ -459,6 +459,73 @@ def order_cases():
           (texts, code))
 
 
+# ---- v2 batches (PROTOCOL v2: "batch", commands, responses) ----------------
+
+def v2_prefix(w, batch=4):
+    """Sends a v2 operation and reads the modal and the `commands` batch."""
+    w.send(text(op(batch=batch)))
+    w.frame()
+    o, p = w.frame()
+    return json.loads(p)
+
+
+def v2_case(name, after, want_error, want_status="failed"):
+    w = WS()
+    v2_prefix(w)
+    w.send(b"".join(text(m) for m in after))
+    texts, code = w.until_close()
+    w.close()
+    res = [t for t in texts if t.get("type") == "result"]
+    r = res[-1] if res else {}
+    check("v2: %s -> %s %s, close 1000" % (name, want_status, want_error),
+          len(res) == 1 and r.get("status") == want_status and r.get("error") == want_error and
+          code == 1000, (texts, code))
+
+
+def v2_cases():
+    bad = "bad-request"
+    w = WS()
+    cmds = v2_prefix(w)
+    w.send(text(json.dumps({"type": "responses", "data": ["9100", "E80300000000" + "9100"]})))
+    texts, code = w.until_close()
+    w.close()
+    check("v2: a batch goes out as one commands message and comes back as one responses",
+          cmds.get("type") == "commands" and cmds.get("data") == ["905a000003eeffc000",
+                                                                  "906c0000010100"] and
+          texts and texts[-1].get("status") == "ok" and texts[-1].get("balance") == 1000 and
+          code == 1000, (cmds, texts, code))
+    # batch 1 (or absent) is v1: one `command` at a time, `response` answers.
+    w = WS()
+    w.send(text(op(batch=1)))
+    w.frame()
+    o, p = w.frame()
+    check("v2: batch 1 is a v1 session (command, not commands)",
+          json.loads(p).get("type") == "command", p)
+    w.close()
+    for b in (0, 17, -2, "4", 2.5, None, True):
+        result_case("batch %r refused" % (b,), [op(batch=b)], bad)
+    order_case("responses in a v1 session (no outstanding batch)",
+               ['{"type":"responses","data":["9100"]}'], bad)
+    result_case("responses before the operation", ['{"type":"responses","data":["9100"]}'], bad)
+    v2_case("more answers than commands",
+            [json.dumps({"type": "responses", "data": ["9100", "9100", "9100"]})], bad)
+    v2_case("17 answers", [json.dumps({"type": "responses", "data": ["9100"] * 17})], bad)
+    v2_case("an answer not hex", [json.dumps({"type": "responses", "data": ["9100", "91zz"]})], bad)
+    v2_case("an answer of odd length", [json.dumps({"type": "responses", "data": ["910"]})], bad)
+    v2_case("an answer is a number", [json.dumps({"type": "responses", "data": [9100]})], bad)
+    v2_case("data is a string", [json.dumps({"type": "responses", "data": "9100"})], bad)
+    v2_case("no answer and no error", [json.dumps({"type": "responses", "data": []})], bad)
+    v2_case("an unknown error kind",
+            [json.dumps({"type": "responses", "data": ["9100"], "error": "cosmic-ray"})], bad)
+    v2_case("a response (singular) to a batch of two", ['{"type":"response","data":"9100"}'], bad)
+    v2_case("two responses to one batch",
+            [json.dumps({"type": "responses", "data": ["9100", "e803000000009100"]}),
+             json.dumps({"type": "responses", "data": ["9100"]})], bad)
+    v2_case("lost the tag part-way",
+            [json.dumps({"type": "responses", "data": ["9100"], "error": "lost-tag"})], "lost-tag")
+    v2_case("client error inside a batch", ['{"type":"error","kind":"lost-tag"}'], "lost-tag")
+
+
 # ---- PROXY protocol ----------------------------------------------------------
 
 def peers_seen():
@@ -816,6 +883,8 @@ def main():
     json_cases()
     order_cases()
     normal_session("after the malformed messages")
+    v2_cases()
+    normal_session("after the malformed v2 messages")
     proxy_cases()
     slowloris()
     normal_session("after the slow clients")

@@ -126,6 +126,93 @@ START_TEST(bad_messages)
 }
 END_TEST
 
+START_TEST(v2_batches)
+{
+    struct cm_msg m;
+    const char *why = NULL;
+    const char *op = "{\"type\":\"operation\",\"operation\":\"check\",\"uid\":\"04112233445566\","
+                     "\"tech\":\"IsoDep\"";
+    char buf[512];
+    ck_assert_int_eq(parse("{\"type\":\"operation\",\"operation\":\"check\",\"uid\":"
+                           "\"04112233445566\",\"tech\":\"IsoDep\"}",
+                           &m, &why),
+                     0);
+    ck_assert_uint_eq(m.batch, 1); /* absent: v1 */
+    cm_msg_clear(&m);
+    static const char *good[] = {"1", "2", "16"};
+    static const int want[] = {1, 2, 16};
+    for (int i = 0; i < 3; i++) {
+        snprintf(buf, sizeof buf, "%s,\"batch\":%s}", op, good[i]);
+        ck_assert_int_eq(parse(buf, &m, &why), 0);
+        ck_assert_uint_eq(m.batch, want[i]);
+        cm_msg_clear(&m);
+    }
+    static const char *bad[] = {"0", "17", "-1", "\"4\"", "2.5", "null", "true", "[2]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(buf, sizeof buf, "%s,\"batch\":%s}", op, bad[i]);
+        ck_assert_int_ne(parse(buf, &m, &why), 0);
+        ck_assert_ptr_nonnull(strstr(why, "batch"));
+    }
+
+    ck_assert_int_eq(
+        parse("{\"type\":\"responses\",\"data\":[\"9100\",\"E803000000009100\"]}", &m, &why), 0);
+    ck_assert_int_eq(m.type, CM_RESPONSES);
+    ck_assert_uint_eq(m.n_answers, 2);
+    ck_assert_uint_eq(m.answers[1].len, 8);
+    ck_assert_mem_eq(m.answers[1].data, "\xe8\x03\x00\x00\x00\x00\x91\x00", 8);
+    ck_assert_uint_eq(m.err_kind, 0);
+    cm_msg_clear(&m);
+    ck_assert_int_eq(
+        parse("{\"type\":\"responses\",\"data\":[\"91AF\"],\"error\":\"lost-tag\"}", &m, &why), 0);
+    ck_assert_uint_eq(m.n_answers, 1);
+    ck_assert_uint_eq(m.err_kind, WIRE_CERR_LOST_TAG);
+    cm_msg_clear(&m);
+    ck_assert_int_eq(parse("{\"type\":\"responses\",\"data\":[],\"error\":\"timeout\"}", &m, &why),
+                     0);
+    ck_assert_uint_eq(m.n_answers, 0);
+    ck_assert_uint_eq(m.err_kind, WIRE_CERR_TIMEOUT);
+    cm_msg_clear(&m);
+
+    static const char *bad_resp[] = {
+        "{\"type\":\"responses\"}",
+        "{\"type\":\"responses\",\"data\":\"9100\"}",
+        "{\"type\":\"responses\",\"data\":[]}",
+        "{\"type\":\"responses\",\"data\":[9100]}",
+        "{\"type\":\"responses\",\"data\":[\"910\"]}",
+        "{\"type\":\"responses\",\"data\":[\"91zz\"]}",
+        "{\"type\":\"responses\",\"data\":[\"9100\"],\"error\":\"cosmic-ray\"}",
+        "{\"type\":\"responses\",\"data\":[\"9100\"],\"error\":1}",
+        "{\"type\":\"responses\",\"data\":[\"9100\",\"9100\",\"9100\",\"9100\",\"9100\",\"9100\","
+        "\"9100\",\"9100\",\"9100\",\"9100\",\"9100\",\"9100\",\"9100\",\"9100\",\"9100\","
+        "\"9100\",\"9100\"]}",
+    };
+    for (size_t i = 0; i < sizeof bad_resp / sizeof bad_resp[0]; i++) {
+        why = NULL;
+        ck_assert_msg(parse(bad_resp[i], &m, &why) != 0, "accepted: %s", bad_resp[i]);
+        ck_assert_ptr_nonnull(why);
+    }
+    /* An answer longer than an APDU answer. */
+    char big[1024];
+    int n = snprintf(big, sizeof big, "{\"type\":\"responses\",\"data\":[\"");
+    for (int i = 0; i < 301; i++)
+        n += snprintf(big + n, sizeof big - (size_t)n, "00");
+    snprintf(big + n, sizeof big - (size_t)n, "\"]}");
+    ck_assert_int_eq(parse(big, &m, &why), OTA_ERR_LENGTH);
+
+    struct wire_apdus b;
+    memset(&b, 0, sizeof b);
+    b.n = 2;
+    b.a[0].len = 2;
+    memcpy(b.a[0].data, "\x90\xAF", 2);
+    b.a[1].len = 3;
+    memcpy(b.a[1].data, "\x01\x02\xff", 3);
+    char *s = cm_build_commands(&b);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(s, "{\"type\":\"commands\",\"data\":[\"90af\",\"0102ff\"]}");
+    free(s);
+}
+END_TEST
+
 START_TEST(deep_nesting)
 {
     char buf[512];
@@ -399,6 +486,7 @@ static Suite *suite(void)
     tcase_add_test(t, operation_good);
     tcase_add_test(t, response_and_error_good);
     tcase_add_loop_test(t, bad_messages, 0, (int)(sizeof bad_msgs / sizeof bad_msgs[0]));
+    tcase_add_test(t, v2_batches);
     tcase_add_test(t, deep_nesting);
     tcase_add_test(t, huge_strings);
     tcase_add_test(t, builders);

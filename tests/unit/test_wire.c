@@ -78,6 +78,82 @@ START_TEST(bad_fields_rejected)
 }
 END_TEST
 
+START_TEST(batches_round_trip_and_checks)
+{
+    uint8_t f[WIRE_MAX_FRAME];
+    static struct wire_apdus b, d;
+    memset(&b, 0, sizeof b);
+    b.n = WIRE_MAX_BATCH;
+    for (int i = 0; i < WIRE_MAX_BATCH; i++) {
+        b.a[i].len = WIRE_MAX_APDU; /* the largest batch fits the payload bound */
+        memset(b.a[i].data, i, WIRE_MAX_APDU);
+    }
+    int n = wire_encode_apdus(f, sizeof f, WIRE_COMMANDS, 9, &b);
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_eq(wire_decode_apdus(f, (size_t)n, &d), 0);
+    ck_assert_uint_eq(d.n, WIRE_MAX_BATCH);
+    ck_assert_mem_eq(d.a[15].data, b.a[15].data, WIRE_MAX_APDU);
+    /* Every truncation is refused. */
+    for (int cut = WIRE_HDR_LEN; cut < n; cut += 97) {
+        uint8_t g[WIRE_MAX_FRAME];
+        memcpy(g, f, (size_t)cut);
+        uint32_t pl = (uint32_t)(cut - WIRE_HDR_LEN);
+        g[4] = (uint8_t)(pl >> 24);
+        g[5] = (uint8_t)(pl >> 16);
+        g[6] = (uint8_t)(pl >> 8);
+        g[7] = (uint8_t)pl;
+        ck_assert_int_ne(wire_decode_apdus(g, (size_t)cut, &d), 0);
+    }
+    /* Responses: fewer answers, an error, none with an error. */
+    b.n = 3;
+    b.err = WIRE_CERR_LOST_TAG;
+    n = wire_encode_apdus(f, sizeof f, WIRE_CARD_RESPONSES, 9, &b);
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_eq(wire_decode_apdus(f, (size_t)n, &d), 0);
+    ck_assert_uint_eq(d.n, 3);
+    ck_assert_uint_eq(d.err, WIRE_CERR_LOST_TAG);
+    b.n = 0;
+    ck_assert_int_gt(wire_encode_apdus(f, sizeof f, WIRE_CARD_RESPONSES, 9, &b), 0);
+    /* Refused: no answer and no error, an error on commands, an empty or
+     * oversize batch, an unknown error kind. */
+    b.err = 0;
+    ck_assert_int_lt(wire_encode_apdus(f, sizeof f, WIRE_CARD_RESPONSES, 9, &b), 0);
+    b.n = 1;
+    b.err = WIRE_CERR_IO;
+    ck_assert_int_lt(wire_encode_apdus(f, sizeof f, WIRE_COMMANDS, 9, &b), 0);
+    b.err = 0;
+    b.n = 0;
+    ck_assert_int_lt(wire_encode_apdus(f, sizeof f, WIRE_COMMANDS, 9, &b), 0);
+    b.n = WIRE_MAX_BATCH + 1;
+    ck_assert_int_lt(wire_encode_apdus(f, sizeof f, WIRE_COMMANDS, 9, &b), 0);
+    b.n = 1;
+    n = wire_encode_apdus(f, sizeof f, WIRE_CARD_RESPONSES, 9, &b);
+    f[WIRE_HDR_LEN + 1] = 7; /* err */
+    ck_assert_int_ne(wire_decode_apdus(f, (size_t)n, &d), 0);
+    f[WIRE_HDR_LEN + 1] = 0;
+    f[WIRE_HDR_LEN] = WIRE_MAX_BATCH + 1; /* n */
+    ck_assert_int_ne(wire_decode_apdus(f, (size_t)n, &d), 0);
+
+    /* OPEN carries the batch size; a frame without it is v1. */
+    struct wire_open o, od;
+    memset(&o, 0, sizeof o);
+    o.op = WIRE_OP_CHECK;
+    o.uid_len = 7;
+    o.batch = 16;
+    n = wire_encode_open(f, sizeof f, 3, &o);
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_eq(wire_decode_open(f, (size_t)n, &od), 0);
+    ck_assert_uint_eq(od.batch, 16);
+    f[n - 1] = 0;
+    ck_assert_int_ne(wire_decode_open(f, (size_t)n, &od), 0);
+    f[n - 1] = 17;
+    ck_assert_int_ne(wire_decode_open(f, (size_t)n, &od), 0);
+    f[7]--; /* drop the byte: an older gateway's frame */
+    ck_assert_int_eq(wire_decode_open(f, (size_t)n - 1, &od), 0);
+    ck_assert_uint_eq(od.batch, 1);
+}
+END_TEST
+
 START_TEST(header_checks)
 {
     struct wire_heartbeat hb = {.sessions = 3, .db_ok = 1, .gateway = 0x8877665544332211ull}, d;
@@ -316,6 +392,7 @@ int main(void)
     tcase_add_test(tc, every_truncation_rejected);
     tcase_add_test(tc, bad_fields_rejected);
     tcase_add_test(tc, header_checks);
+    tcase_add_test(tc, batches_round_trip_and_checks);
     tcase_add_test(tc, bytes_and_result);
     tcase_add_test(tc, every_bit_flip_is_safe);
     tcase_add_test(tc, stats_round_trip_and_checks);
