@@ -117,13 +117,18 @@ check "one code raced by two clients: exactly one top-up" [ $wins -eq 1 ]
 total=$(( $(card_value "$a") + $(card_value "$b") ))
 check "the two cards together gained exactly 700" [ $total -eq 700 ]
 
-# --- two sessions for one card: the second answers card-busy
+# --- two sessions for one card: the second answers card-busy.  The lease is
+# taken once the card authenticated and was read (commands 1-7 of a new
+# card); the first session holds it while its client stalls on the
+# WriteRecord (command 8).
 busy=$(sys_card 04bbbbbbbbbb01)
-run --url "$PUB_URL" --card "$busy" --stall-after 4 --stall-ms 3000 check >"$T/busy_a" & pa=$!
+cb=$(sys_codes 40 1)
+run --url "$PUB_URL" --card "$busy" --stall-after 8 --stall-ms 3000 topup "$cb" >"$T/busy_a" & pa=$!
 sleep 1
 out=$(run --url "$PUB_URL" --card "$busy" check); rc=$?
 check "a second session on a leased card answers card-busy" [ "$(echo "$out" | field error)" = card-busy ]
-wait $pa
+wait $pa; ra=$?
+check "the session holding the lease tops up (40)" eval '[ $ra -eq 0 ] && [ "$(card_value "$busy")" = 40 ]'
 
 # --- the seed app's message flow on path / with modal messages
 seed_card=$(sys_card 04dddddddddd01)
@@ -134,6 +139,32 @@ c6=$(sys_codes 250 1)
 seed_out=$(/usr/bin/python3 "$OTA_SRCDIR/tests/integration/seed_client.py" \
     "${PUB_URL%/v1/session}/" "$seed_card" topup "$c6" 2>&1); rc=$?
 check "an independent client (python3-websockets, path /) completes a top-up with a modal" eval '[ $rc -eq 0 ] && [ "$(card_value "$seed_card")" = 250 ]'
+
+# --- a v2 client (batches; python3-websockets through ota-card relay) against
+# the real worker and database: round trips per operation, the money, and
+# v1 and v2 sessions on one card
+v2() { /usr/bin/python3 "$OTA_SRCDIR/tests/integration/v2_client.py" "$@" 2>>"$T/client.err"; }
+v2card=$(sys_card 04eeeeeeeeee01)
+out=$(v2 "$PUB_URL" "$v2card" check); rc=$?
+t_check=$(echo "$out" | field roundTrips)
+check "v2 check of a new card: ok in at most 3 round trips ($t_check)" eval '[ $rc -eq 0 ] && [ "$t_check" -le 3 ]'
+v2_ok=0; t_first=; t_steady=
+for c in $(sys_codes 10 9); do
+    out=$(v2 "$PUB_URL" "$v2card" topup "$c") && v2_ok=$((v2_ok + 1))
+    t=$(echo "$out" | field roundTrips)
+    [ -n "$t_first" ] || t_first=$t
+    t_steady=$t
+done
+check "v2: 9 top-ups ok (first in $t_first round trips, at most 6; the 9th, 7 records to read, in $t_steady, at most 5)" \
+    eval '[ $v2_ok -eq 9 ] && [ "$t_first" -le 6 ] && [ "$t_steady" -le 5 ] && [ "$(card_value "$v2card")" = 90 ]'
+out=$(v2 "$PUB_URL" "$v2card" check --batch 2); rc=$?
+check "v2 check with batches of 2: balance 90" eval '[ $rc -eq 0 ] && [ "$(echo "$out" | field balance)" = 90 ]'
+c7=$(sys_codes 5 1)
+out=$(run --url "$PUB_URL" --card "$v2card" topup "$c7"); rc=$?
+check "a v1 top-up on the same card after v2 sessions: balance 95" eval '[ $rc -eq 0 ] && [ "$(card_value "$v2card")" = 95 ]'
+out=$(v2 "$PUB_URL" "$v2card" topup "$c7" --expect failed); rc=$?
+check "v2: a used code answers code-used" eval '[ $rc -eq 0 ] && [ "$(echo "$out" | field error)" = code-used ]'
+echo "# v2 round trips: check $t_check, first top-up $t_first, steady-state top-up $t_steady"
 
 # --- a worker killed mid-session: result reported, worker restarted
 kcard=$(sys_card 04cccccccccc01)
