@@ -139,8 +139,9 @@ void met_render(const struct met *m, struct met_text *t)
                     "Server-added time per exchange: client response received to next command "
                     "sent.",
                     t);
-    met_render_hist(&m->apdu_roundtrip, "ota_gateway_apdu_roundtrip_seconds",
-                    "Time from a command sent to the client's answer received.", t);
+    met_render_hist(
+        &m->apdu_roundtrip, "ota_gateway_apdu_roundtrip_seconds",
+        "Time from a command (or a v2 batch of commands) sent to the client's answer received.", t);
     met_render_hist(&m->session_duration, "ota_gateway_session_duration_seconds",
                     "Time from the operation message to the result (or the client leaving).", t);
 }
