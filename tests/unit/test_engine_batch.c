@@ -39,9 +39,16 @@ START_TEST(round_trips_per_operation)
     int first = r.batches;
     topups(&h, 8, &r); /* the cyclic file is full: 7 records to read */
     int steady = r.batches;
+    /* The planner's batches: Auth's second part depends on the card's
+     * answer; the plain reads after it do not; ReadRecords' continuation
+     * frames follow from the records' length; after the reservation the
+     * IV after each status-only answer is known, so WriteRecord's two
+     * frames, Credit, Commit and the read-back go together. */
+    ck_assert_str_eq(r.plan, "[5a aa] [af a7 f5 f5 6c] [bb af af af af] [3b af 0c c7 6c]");
     hx_check(&h, &r);
     ck_assert_int_eq(r.result.status, WIRE_ST_OK);
     int check_full = r.batches;
+    ck_assert_str_eq(r.plan, "[5a aa] [af a7 f5 f5 6c] [bb af af af af]");
     printf("v2 round trips: check %d (new card) %d (full record file), first top-up %d, "
            "steady-state top-up %d\n",
            check_new, check_full, first, steady);

@@ -264,12 +264,11 @@ static void run_batch(struct hx *h, struct hx_run *r, struct eng_session *s,
     int extra = 0, swap_at = -1;
     r->batches++;
     h->now += 3;
-    if (getenv("HX_TRACE")) {
-        fprintf(stderr, "batch %d:", r->batches);
-        for (int j = 0; j < n; j++)
-            fprintf(stderr, " %02x/%u", apdus[j].data[1], (unsigned)apdus[j].len);
-        fprintf(stderr, "\n");
-    }
+    size_t pl = strlen(r->plan);
+    for (int j = 0; j < n && pl + 5 < sizeof(r->plan); j++)
+        pl += (size_t)snprintf(r->plan + pl, sizeof(r->plan) - pl, "%s%02x%s",
+                               j == 0 ? (pl ? " [" : "[") : " ", apdus[j].data[1],
+                               j == n - 1 ? "]" : "");
     for (int j = 0; j < n; j++) {
         int k = r->exchanges++;
         struct wire_bytes *a = &ans[na];

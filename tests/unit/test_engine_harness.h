@@ -118,6 +118,7 @@ struct hx_run {
     int done;
     int exchanges;      /* APDUs the engine emitted */
     int batches;        /* round trips to the client (messages with APDUs) */
+    char plan[256];     /* the INS byte of every APDU, batches in brackets: "[5a aa] [af ...]" */
     int reserve_at;     /* APDUs emitted before the RESERVE request (-1: none) */
     int first_money;    /* index of the first WriteRecord/Credit/Commit APDU (-1) */
     int card_exchanges; /* APDUs that reached the card */
