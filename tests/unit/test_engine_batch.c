@@ -159,6 +159,141 @@ START_TEST(personalize_runs_with_a_batching_client)
 }
 END_TEST
 
+/* A session driven by hand, so that another can run in the middle of it. */
+struct drv {
+    struct eng_session *s;
+    struct eng_actions acts;
+    struct wire_bytes batch[WIRE_MAX_BATCH];
+    int n;
+    int have_result;
+    struct wire_result result;
+    int done;
+};
+
+/* Runs the ledger requests and collects the next batch (or the end). */
+static void drv_settle_actions(struct hx *h, struct drv *d)
+{
+    for (;;) {
+        int req_seen = 0;
+        struct ledger_req req;
+        d->n = 0;
+        for (size_t i = 0; i < d->acts.n; i++) {
+            const struct eng_action *a = &d->acts.a[i];
+            if (a->type == ENG_A_APDU)
+                d->batch[d->n++] = a->u.apdu;
+            else if (a->type == ENG_A_LEDGER) {
+                req = a->u.ledger;
+                req_seen = 1;
+            } else if (a->type == ENG_A_RESULT) {
+                d->have_result = 1;
+                d->result = a->u.result;
+            } else if (a->type == ENG_A_DONE)
+                d->done = 1;
+        }
+        if (!req_seen)
+            return;
+        struct ledger_reply rep;
+        ledger_mem_handle(h->lm, &req, h->now, &rep);
+        eng_on_ledger_reply(d->s, &rep, h->now, &d->acts);
+    }
+}
+
+static void drv_open(struct hx *h, struct drv *d, int code)
+{
+    memset(d, 0, sizeof(*d));
+    struct wire_open open;
+    memset(&open, 0, sizeof(open));
+    open.op = WIRE_OP_TOPUP;
+    open.uid_len = sizeof(h->uid);
+    memcpy(open.uid, h->uid, sizeof(h->uid));
+    open.authcode_len = (uint16_t)strlen(h->codes[code].text);
+    memcpy(open.authcode, h->codes[code].text, open.authcode_len);
+    open.batch = WIRE_MAX_BATCH;
+    d->s = eng_open(h->ctx, h->next_session++, &open, h->now, &d->acts);
+    ck_assert_ptr_nonnull(d->s);
+    drv_settle_actions(h, d);
+}
+
+/* Runs APDUs [from, to) of the batch on the card (stopping after an error
+ * answer, as a client does); answers them if `answer`. */
+static void drv_run(struct hx *h, struct drv *d, int from, int to, struct wire_bytes *ans, int *na)
+{
+    for (int j = from; j < to; j++) {
+        size_t rlen = 0;
+        ck_assert_int_eq(sim_card_transceive(h->card, d->batch[j].data, d->batch[j].len,
+                                             ans[*na].data, WIRE_MAX_APDU, &rlen),
+                         0);
+        ans[*na].len = (uint16_t)rlen;
+        (*na)++;
+        if (rlen < 2 || ans[*na - 1].data[rlen - 2] != 0x91 ||
+            (ans[*na - 1].data[rlen - 1] != 0x00 && ans[*na - 1].data[rlen - 1] != 0xAF))
+            return;
+    }
+}
+
+START_TEST(a_second_session_in_the_middle_of_the_money_batch)
+{
+    /* A's [WriteRecord x2, Credit, Commit, GetValue] batch: the relay runs
+     * its first m APDUs, then a whole second session (B, a check) on the
+     * same card, then the rest of A's batch.  B authenticates, aborts and
+     * reads before it asks for the lease, which A holds: B answers
+     * card-busy; whatever A's commands then do, nothing is created, lost
+     * or doubled, and the next session settles A.  Also with the worst-case
+     * card (pending changes survive a new authentication). */
+    int cases = 0;
+    for (int worst = 0; worst < 2; worst++) {
+        for (int m = 0; m <= 5; m++) {
+            struct hx h;
+            hx_init(&h, 0);
+            if (worst)
+                sim_card_set_flags(h.card, SIM_FLAG_KEEP_PENDING_ON_SELECT_AUTH);
+            h.batch = WIRE_MAX_BATCH;
+            struct hx_run r;
+            topups(&h, 1, &r);
+            int c = hx_add_code(&h, 500);
+            struct drv a;
+            drv_open(&h, &a, c);
+            while (!(a.n > 0 && a.batch[0].data[1] == 0x3B)) {
+                ck_assert_msg(!a.done && a.n > 0, "A ended before its money batch");
+                struct wire_bytes ans[WIRE_MAX_BATCH];
+                int na = 0;
+                drv_run(&h, &a, 0, a.n, ans, &na);
+                eng_on_card_responses(a.s, ans, (size_t)na, 0, h.now, &a.acts);
+                drv_settle_actions(&h, &a);
+            }
+            ck_assert_int_eq(a.n, 5);
+            struct wire_bytes ans[WIRE_MAX_BATCH];
+            int na = 0;
+            drv_run(&h, &a, 0, m, ans, &na);
+            hx_check(&h, &r);
+            ck_assert_int_eq(r.result.status, WIRE_ST_FAILED);
+            ck_assert_int_eq(r.result.error, WIRE_E_CARD_BUSY);
+            if (na == m)
+                drv_run(&h, &a, m, a.n, ans, &na);
+            eng_on_card_responses(a.s, ans, (size_t)na, 0, h.now, &a.acts);
+            drv_settle_actions(&h, &a);
+            ck_assert(a.done && a.have_result);
+            /* A's commit ran before B (m >= 4): it is proven.  Otherwise B's
+             * authentication broke A's secure messaging. */
+            ck_assert_int_eq(a.result.status == WIRE_ST_OK, m >= 4);
+            eng_free(a.s);
+            hx_assert_invariants(&h, 0, 0);
+            hx_check(&h, &r);
+            ck_assert_int_eq(r.result.status, WIRE_ST_OK);
+            hx_assert_invariants(&h, 1, 0);
+            ck_assert_int_eq(hx_balance(&h), m >= 4 ? 510 : 10);
+            /* A's code works now exactly when it was not credited. */
+            hx_topup(&h, c, NULL, &r);
+            ck_assert_int_eq(r.result.status, m >= 4 ? WIRE_ST_FAILED : WIRE_ST_OK);
+            hx_assert_invariants(&h, 1, 0);
+            hx_free(&h);
+            cases++;
+        }
+    }
+    printf("two sessions in one money batch: %d cases\n", cases);
+}
+END_TEST
+
 static Suite *batch_suite(void)
 {
     Suite *s = suite_create("engine_batch");
@@ -170,6 +305,7 @@ static Suite *batch_suite(void)
     tcase_add_test(tc, a_used_code_and_a_busy_card_answer_as_in_v1);
     tcase_add_test(tc, a_wrong_uid_fails_authentication_in_a_batch);
     tcase_add_test(tc, personalize_runs_with_a_batching_client);
+    tcase_add_test(tc, a_second_session_in_the_middle_of_the_money_batch);
     suite_add_tcase(s, tc);
     return s;
 }
