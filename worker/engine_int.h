@@ -4,7 +4,12 @@
  *
  * A session is driven by continuations: every card command and every
  * ledger request is started with the function to call when its answer
- * comes, so each operation file reads top to bottom like PROTOCOL.md §6. */
+ * comes, so each operation file reads top to bottom like PROTOCOL.md §6.
+ * A step may queue several card commands at once; card_io.c sends them in
+ * as few batches as the card's state and the client allow.  Each
+ * operation keeps its own state in a struct hung off the session
+ * (struct card_check, struct topup), as OpenSSH hangs struct kex off the
+ * connection. */
 #ifndef ENGINE_INT_H
 #define ENGINE_INT_H
 
