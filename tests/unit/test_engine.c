@@ -571,20 +571,26 @@ START_TEST(closing_grace_outlasts_the_ledger_timeout)
      * dropped with the lease held for its whole length. */
     struct hx h;
     hx_init(&h, 0);
+    int c = hx_add_code(&h, 100);
     struct wire_open open;
     memset(&open, 0, sizeof(open));
-    open.op = WIRE_OP_CHECK;
+    open.op = WIRE_OP_TOPUP;
     open.uid_len = 7;
     memcpy(open.uid, h.uid, 7);
+    open.authcode_len = (uint16_t)strlen(h.codes[c].text);
+    memcpy(open.authcode, h.codes[c].text, open.authcode_len);
     struct eng_actions acts;
     struct eng_session *s = eng_open(h.ctx, 42, &open, h.now, &acts);
     ck_assert_ptr_nonnull(s);
-    /* Answer every request and command until the card is being read. */
+    /* Answer every request and command until the WriteRecord goes out:
+     * the card is leased (the lease follows the card's authentication and
+     * reads) and a command is outstanding. */
     struct ledger_reply rep;
-    int apdus = 0;
-    while (apdus < 4) {
+    for (;;) {
         ck_assert_uint_ge(acts.n, 1);
         const struct eng_action *a = &acts.a[acts.n - 1];
+        if (a->type == ENG_A_APDU && a->u.apdu.data[1] == 0x3B)
+            break;
         if (a->type == ENG_A_LEDGER) {
             ledger_mem_handle(h.lm, &a->u.ledger, h.now, &rep);
             eng_on_ledger_reply(s, &rep, h.now, &acts);
@@ -595,7 +601,6 @@ START_TEST(closing_grace_outlasts_the_ledger_timeout)
             ck_assert_int_eq(sim_card_transceive(h.card, a->u.apdu.data, a->u.apdu.len, resp,
                                                  sizeof(resp), &rlen),
                              0);
-            apdus++;
             eng_on_card_response(s, resp, rlen, h.now, &acts);
         }
     }
