@@ -7,20 +7,21 @@
  * 1. SelectApplication C0FFEE, AuthenticateAES with the diversified credit
  *    key (a batch: [Select, Auth part 1], then the Auth's second part
  *    starts the next one).
- * 2. AbortTransaction (answer MAC verified), GetFileSettings of both files
- *    under MAC against the profile, GetValue enciphered (one batch with the
- *    Auth's second part: all plain commands), then ReadRecords when the
- *    file has records (with its continuation frames).
- * 3. Only now, with the card authenticated, the lease; the card's ledger
- *    state, and the settlement of every in-doubt entry (or a freeze).
+ * 2. AbortTransaction (answer MAC verified) and GetFileSettings of both
+ *    files under MAC against the profile (one batch with the Auth's second
+ *    part: all plain commands).
+ * 3. Only now, with the card authenticated, the lease; then ReadRecords
+ *    (when the file has records, with its continuation frames) and GetValue
+ *    enciphered, in one batch; the card's ledger state, and the settlement
+ *    of every in-doubt entry (or a freeze).
  *
- * The reads come before the lease yet are current when the lease is held:
- * they follow this session's verified AbortTransaction in one unbroken
- * MAC chain, so nothing was pending on the card and nothing can change it
- * after them without a new authentication, which only a session that has
- * not yet asked for the lease makes (and which breaks this session's chain:
- * its next command fails).  A second session on the same card therefore
- * either fails at the lease or changed nothing.
+ * The records and the balance are read after the lease is held, in the
+ * same MAC chain as this session's verified AbortTransaction.  Another
+ * session can change the card only after its own authentication, which
+ * breaks this chain: then these reads fail and nothing is settled.  So the
+ * settlement never rests on what the card held before another session
+ * (one that had the lease in the meantime) changed it, whatever the
+ * timing of the database.
  *
  * Must never take the lease before authentication, nor settle anything
  * before the lease is held and the AbortTransaction's answer verified. */
@@ -41,6 +42,7 @@ static void after_value_settings(struct eng_session *s, int rc);
 static void after_record_settings(struct eng_session *s, int rc);
 static void after_get_value(struct eng_session *s, int rc);
 static void step_read_records(struct eng_session *s);
+static void read_records(struct eng_session *s);
 static void after_read_records(struct eng_session *s, int rc);
 static void step_lease(struct eng_session *s);
 static void after_lease(struct eng_session *s, const struct ledger_reply *r);
@@ -130,8 +132,6 @@ static void step_read_card(struct eng_session *s)
     get_file_settings(s, PROF_FILE_VALUE, after_value_settings);
     s->step = "record_settings";
     get_file_settings(s, PROF_FILE_RECORDS, after_record_settings);
-    s->step = "get_value";
-    get_value(s, after_get_value);
 }
 
 static void after_abort(struct eng_session *s, int rc)
@@ -198,6 +198,7 @@ static void after_record_settings(struct eng_session *s, int rc)
         return;
     }
     s->chk->view.n_records = (int)le24(p + 10);
+    step_lease(s);
 }
 
 static void after_get_value(struct eng_session *s, int rc)
@@ -213,17 +214,22 @@ static void after_get_value(struct eng_session *s, int rc)
         return;
     }
     s->chk->view.balance = (int32_t)dfc_get_le32(p);
-    step_read_records(s);
+    step_card_state(s);
 }
 
-/* An empty record file answers BE, so it is read only when it has records. */
+/* After the lease: the records (an empty record file answers BE, so they
+ * are read only when there are some) and the balance, in one batch. */
 static void step_read_records(struct eng_session *s)
 {
+    if (s->chk->view.n_records > 0)
+        read_records(s);
+    s->step = "get_value";
+    get_value(s, after_get_value);
+}
+
+static void read_records(struct eng_session *s)
+{
     s->step = "read_records";
-    if (s->chk->view.n_records == 0) {
-        step_lease(s);
-        return;
-    }
     uint8_t n = (uint8_t)s->chk->view.n_records;
     uint8_t hdr[7] = {PROF_FILE_RECORDS, 0, 0, 0, n, 0, 0};
     struct dfc_cmd_spec spec = {.ins = 0xBB,
@@ -249,7 +255,6 @@ static void after_read_records(struct eng_session *s, int rc)
         return;
     }
     memcpy(s->chk->view.records, p, n);
-    step_lease(s);
 }
 
 /* 3. */
@@ -275,7 +280,7 @@ static void after_lease(struct eng_session *s, const struct ledger_reply *r)
         eng_fail(s, WIRE_E_INTERNAL);
         return;
     }
-    step_card_state(s);
+    step_read_records(s);
 }
 
 static void step_card_state(struct eng_session *s)

@@ -118,9 +118,9 @@ total=$(( $(card_value "$a") + $(card_value "$b") ))
 check "the two cards together gained exactly 700" [ $total -eq 700 ]
 
 # --- two sessions for one card: the second answers card-busy.  The lease is
-# taken once the card authenticated and was read (commands 1-7 of a new
-# card); the first session holds it while its client stalls on the
-# WriteRecord (command 8).
+# taken once the card authenticated and its file settings were read
+# (commands 1-6 of a new card); the first session holds it while its client
+# stalls on the WriteRecord (command 8).
 busy=$(sys_card 04bbbbbbbbbb01)
 cb=$(sys_codes 40 1)
 run --url "$PUB_URL" --card "$busy" --stall-after 8 --stall-ms 3000 topup "$cb" >"$T/busy_a" & pa=$!

@@ -40,15 +40,16 @@ START_TEST(round_trips_per_operation)
     topups(&h, 8, &r); /* the cyclic file is full: 7 records to read */
     int steady = r.batches;
     /* The planner's batches: Auth's second part depends on the card's
-     * answer; the plain reads after it do not; ReadRecords' continuation
-     * frames follow from the records' length; after the reservation the
-     * IV after each status-only answer is known, so WriteRecord's two
-     * frames, Credit, Commit and the read-back go together. */
-    ck_assert_str_eq(r.plan, "[5a aa] [af a7 f5 f5 6c] [bb af af af af] [3b af 0c c7 6c]");
+     * answer; the plain commands after it do not; after the lease,
+     * ReadRecords' continuation frames follow from the records' length and
+     * GetValue is plain; after the reservation the IV after each
+     * status-only answer is known, so WriteRecord's two frames, Credit,
+     * Commit and the read-back go together. */
+    ck_assert_str_eq(r.plan, "[5a aa] [af a7 f5 f5] [bb af af af af 6c] [3b af 0c c7 6c]");
     hx_check(&h, &r);
     ck_assert_int_eq(r.result.status, WIRE_ST_OK);
     int check_full = r.batches;
-    ck_assert_str_eq(r.plan, "[5a aa] [af a7 f5 f5 6c] [bb af af af af]");
+    ck_assert_str_eq(r.plan, "[5a aa] [af a7 f5 f5] [bb af af af af 6c]");
     printf("v2 round trips: check %d (new card) %d (full record file), first top-up %d, "
            "steady-state top-up %d\n",
            check_new, check_full, first, steady);
@@ -294,6 +295,80 @@ START_TEST(a_second_session_in_the_middle_of_the_money_batch)
 }
 END_TEST
 
+START_TEST(reads_before_a_late_lease_are_never_settled_on)
+{
+    /* B has read the card's settings and asked for the lease, but its
+     * request reaches the database late; meanwhile A authenticates, takes
+     * the lease, tops up (its commit answer dropped by the relay: pending,
+     * or clean) and releases it.  B then gets the lease: what it settles on
+     * must be read after that, or it would void A's committed entry (a
+     * double top-up) or freeze the card.  B's reads after the lease fail
+     * (A's authentication broke B's MAC chain) and nothing is settled. */
+    for (int drop = 0; drop < 2; drop++) {
+        struct hx h;
+        hx_init(&h, 0);
+        h.batch = WIRE_MAX_BATCH;
+        struct hx_run r;
+        topups(&h, 1, &r);
+        int cb = hx_add_code(&h, 700);
+        struct drv b;
+        drv_open(&h, &b, cb);
+        struct ledger_req held;
+        int have_held = 0;
+        /* Run B until it asks for the lease; hold that request. */
+        for (int guard = 0; guard < 20 && !have_held; guard++) {
+            ck_assert(!b.done && b.n > 0);
+            struct wire_bytes ans[WIRE_MAX_BATCH];
+            int na = 0;
+            drv_run(&h, &b, 0, b.n, ans, &na);
+            eng_on_card_responses(b.s, ans, (size_t)na, 0, h.now, &b.acts);
+            for (size_t i = 0; i < b.acts.n; i++)
+                if (b.acts.a[i].type == ENG_A_LEDGER &&
+                    b.acts.a[i].u.ledger.type == LEDGER_LEASE_ACQUIRE) {
+                    held = b.acts.a[i].u.ledger;
+                    have_held = 1;
+                }
+            if (!have_held)
+                drv_settle_actions(&h, &b);
+        }
+        ck_assert(have_held);
+        /* A's whole top-up. */
+        int ca = hx_add_code(&h, 500);
+        struct hx_run ra;
+        /* [5a aa] [af a7 f5 f5] [bb 6c] [3b af 0c c7 6c]: the commit is
+         * APDU 11; with drop its batch's answers never arrive. */
+        struct hx_fault f = {.kind = HX_DROP, .at = 11};
+        hx_topup(&h, ca, drop ? &f : NULL, &ra);
+        ck_assert_int_eq(ra.result.status, drop ? WIRE_ST_PENDING : WIRE_ST_OK);
+        ck_assert_int_eq(hx_balance(&h), 510);
+        /* B's lease request arrives now. */
+        struct ledger_reply rep;
+        ledger_mem_handle(h.lm, &held, h.now, &rep);
+        ck_assert_int_eq(rep.status, LEDGER_ST_OK);
+        eng_on_ledger_reply(b.s, &rep, h.now, &b.acts);
+        drv_settle_actions(&h, &b);
+        for (int guard = 0; guard < 20 && !b.done; guard++) {
+            ck_assert(b.n > 0);
+            struct wire_bytes ans[WIRE_MAX_BATCH];
+            int na = 0;
+            drv_run(&h, &b, 0, b.n, ans, &na);
+            eng_on_card_responses(b.s, ans, (size_t)na, 0, h.now, &b.acts);
+            drv_settle_actions(&h, &b);
+        }
+        ck_assert(b.done && b.have_result);
+        ck_assert_int_eq(b.result.status, WIRE_ST_FAILED);
+        eng_free(b.s);
+        ck_assert(!ledger_mem_frozen(h.lm, &h.lcard));
+        hx_assert_invariants(&h, 0, 0);
+        hx_check(&h, &r);
+        ck_assert_int_eq(r.result.status, WIRE_ST_OK);
+        ck_assert_int_eq(r.result.balance, 510);
+        hx_assert_invariants(&h, 1, 0);
+        hx_free(&h);
+    }
+}
+END_TEST
+
 static Suite *batch_suite(void)
 {
     Suite *s = suite_create("engine_batch");
@@ -306,6 +381,7 @@ static Suite *batch_suite(void)
     tcase_add_test(tc, a_wrong_uid_fails_authentication_in_a_batch);
     tcase_add_test(tc, personalize_runs_with_a_batching_client);
     tcase_add_test(tc, a_second_session_in_the_middle_of_the_money_batch);
+    tcase_add_test(tc, reads_before_a_late_lease_are_never_settled_on);
     suite_add_tcase(s, tc);
     return s;
 }
