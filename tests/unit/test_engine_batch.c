@@ -237,7 +237,7 @@ START_TEST(a_second_session_in_the_middle_of_the_money_batch)
     /* A's [WriteRecord x2, Credit, Commit, GetValue] batch: the relay runs
      * its first m APDUs, then a whole second session (B, a check) on the
      * same card, then the rest of A's batch.  B authenticates, aborts and
-     * reads before it asks for the lease, which A holds: B answers
+     * reads the file settings before it asks for the lease, which A holds: B answers
      * card-busy; whatever A's commands then do, nothing is created, lost
      * or doubled, and the next session settles A.  Also with the worst-case
      * card (pending changes survive a new authentication). */
