@@ -226,7 +226,16 @@ with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem
             data = mem.read(hi - lo)
         except OSError:
             continue
-        hits += sum(data.count(k) for k in keys)
+        for k in keys:
+            at = data.find(k)
+            while at >= 0:
+                hits += 1
+                # Where it was, for whoever has to find the copy: the
+                # mapping and the bytes before the hit (never the secret).
+                name = f[5] if len(f) >= 6 else "[anon]"
+                print(f"# found in {name} {f[0]} +{at:#x}, before: "
+                      f"{data[max(0, at - 48):at].hex()}", file=sys.stderr)
+                at = data.find(k, at + 1)
 print(hits)
 EOF
 }
