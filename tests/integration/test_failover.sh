@@ -103,7 +103,7 @@ round() {
     # node-loss round.  Half the sessions are checks, which need none.
     t0=$(now)
     : >"$T/codes.$name"
-    for _b in 20000 20000 20000; do
+    for _b in 10000 10000 10000 10000 10000 10000; do
         ota-ctl --config "$CONF" codes issue --amount 5 --count "$_b" >>"$T/codes.$name" || {
             fail "$name: codes issued"
             return
