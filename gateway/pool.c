@@ -36,7 +36,6 @@
 #include "gw.h"
 #include "log.h"
 #include "ota_err.h"
-#include "session.h"
 #include "spawn.h"
 #include "wire.h"
 
@@ -51,7 +50,7 @@
 
 enum wk_state { WK_STOPPED = 0, WK_STARTING, WK_LIVE, WK_STOPPING };
 
-TAILQ_HEAD(sess_list, session);
+TAILQ_HEAD(link_list, pool_link);
 
 struct worker {
     struct pool *pool;
@@ -66,7 +65,7 @@ struct worker {
     uint64_t backoff_ms;
     int crash_loop; /* the last restart waited the longest back-off */
     struct event *restart_ev;
-    struct sess_list sessions;
+    struct link_list sessions;
     uint32_t nsessions;
     /* remote workers only */
     int remote;
@@ -80,6 +79,8 @@ struct worker {
 
 struct pool {
     struct gw *gw;
+    const struct pool_io *io;
+    void *io_arg;
     struct worker *w;
     unsigned n, rr;
     unsigned nremote_max, nremote; /* remote slots after the n local ones; used so far */
@@ -111,12 +112,14 @@ struct pool {
 static void spawned(void *arg, unsigned id, pid_t pid, int err);
 static void worker_exited(struct worker *w, int status);
 
-struct pool *pool_new(struct gw *g)
+struct pool *pool_new(struct gw *g, const struct pool_io *io, void *arg)
 {
     struct pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
     p->gw = g;
+    p->io = io;
+    p->io_arg = arg;
     p->n = g->set.workers;
     p->nremote_max = *cfg_str(g->cfg, "gateway.worker_listen") ? REMOTE_MAX : 0;
     p->w = calloc(p->n + p->nremote_max ? p->n + p->nremote_max : 1, sizeof *p->w);
@@ -351,12 +354,10 @@ static void send_heartbeat(struct pool *p, struct worker *w)
 
 static void sessions_lost(struct worker *w)
 {
-    struct session *s;
-    while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
-        TAILQ_REMOVE(&w->sessions, s, wlink);
-        w->nsessions--;
-        s->worker = NULL;
-        sess_on_worker_lost(s);
+    struct pool_link *l;
+    while ((l = TAILQ_FIRST(&w->sessions)) != NULL) {
+        pool_detach(l);
+        w->pool->io->worker_lost(w->pool->io_arg, l);
     }
 }
 
@@ -475,16 +476,9 @@ static void on_frame(struct pool *p, const uint8_t *id, size_t idn, const uint8_
     case WIRE_COMMANDS:
     case WIRE_MODAL:
     case WIRE_RESULT:
-    case WIRE_PHASE: {
-        struct session *s = gw_session_find(p->gw, h.session);
-        if (!s || s->worker != w) {
-            log_debug("frame_for_unknown_session", "worker=%u session=%" PRIu64 " type=%u", w->id,
-                      h.session, (unsigned)h.type);
-            return;
-        }
-        sess_on_worker_frame(s, h.type, f, n);
+    case WIRE_PHASE:
+        p->io->session_frame(p->io_arg, w, &h, f, n);
         return;
-    }
     default:
         log_warn("unexpected_worker_frame", "worker=%u type=%u", w->id, (unsigned)h.type);
         return;
@@ -1014,21 +1008,21 @@ struct worker *pool_pick(struct pool *p)
     return best;
 }
 
-void pool_attach(struct worker *w, struct session *s)
+void pool_attach(struct worker *w, struct pool_link *l)
 {
-    s->worker = w;
-    TAILQ_INSERT_TAIL(&w->sessions, s, wlink);
+    l->worker = w;
+    TAILQ_INSERT_TAIL(&w->sessions, l, next);
     w->nsessions++;
 }
 
-void pool_detach(struct session *s)
+void pool_detach(struct pool_link *l)
 {
-    struct worker *w = s->worker;
+    struct worker *w = l->worker;
     if (!w)
         return;
-    TAILQ_REMOVE(&w->sessions, s, wlink);
+    TAILQ_REMOVE(&w->sessions, l, next);
     w->nsessions--;
-    s->worker = NULL;
+    l->worker = NULL;
 }
 
 unsigned pool_worker_id(const struct worker *w)
