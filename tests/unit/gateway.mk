@@ -10,3 +10,9 @@ tests_unit_test_gw_pool_SOURCES = tests/unit/test_gw_pool.c tests/unit/gw_rig.c 
 	tests/unit/gw_rig.h $(GW_LOOP_SRC)
 tests_unit_test_gw_pool_CFLAGS = $(GW_TEST_CFLAGS)
 tests_unit_test_gw_pool_LDADD = $(GW_TEST_LIBS)
+UNIT_TESTS += tests/unit/test_gw_session
+check_PROGRAMS += tests/unit/test_gw_session
+tests_unit_test_gw_session_SOURCES = tests/unit/test_gw_session.c tests/unit/gw_rig.c \
+	tests/unit/gw_rig.h $(GW_LOOP_SRC) gateway/conn.c gateway/session.c
+tests_unit_test_gw_session_CFLAGS = $(GW_TEST_CFLAGS)
+tests_unit_test_gw_session_LDADD = $(GW_TEST_LIBS)

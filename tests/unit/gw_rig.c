@@ -144,6 +144,22 @@ void rig_worker_ready(struct rig *r, uint32_t capacity)
     RIG_WAIT(r, (pool_info(r->pool, 0, &wi), wi.live));
 }
 
+int rig_quiet(struct rig *r, int turns)
+{
+    uint8_t buf[WIRE_MAX_FRAME];
+    int others = 0;
+    for (int i = 0; i < turns; i++) {
+        int n;
+        while ((n = zmq_recv(r->dealer, buf, sizeof buf, ZMQ_DONTWAIT)) >= 0) {
+            struct wire_hdr h;
+            if (wire_decode_hdr(buf, (size_t)n, &h) != 0 || h.type != WIRE_HEARTBEAT)
+                others++;
+        }
+        rig_turn(r);
+    }
+    return others;
+}
+
 void rig_worker_heartbeat(struct rig *r, int db_ok)
 {
     uint8_t f[WIRE_MAX_FRAME];
@@ -161,6 +177,10 @@ static void on_stopped(void *arg)
 
 void rig_free(struct rig *r)
 {
+    /* A worker whose pid the helper has not reported yet would escape the
+     * stop (see the report of issue 17): wait for it. */
+    struct pool_worker_info wi;
+    RIG_WAIT(r, (pool_info(r->pool, 0, &wi), wi.pid > 0));
     stopped = 0;
     pool_stop(r->pool, on_stopped, NULL);
     RIG_WAIT(r, stopped);

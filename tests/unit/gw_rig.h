@@ -38,6 +38,9 @@ void rig_send(struct rig *r, const uint8_t *frame, int n);
 /* The next frame for the worker other than a heartbeat (the loop runs
  * while waiting, up to 10 s): its length, or -1. */
 int rig_recv(struct rig *r, uint8_t *buf, size_t cap);
+/* Runs the loop for this many turns: how many frames other than
+ * heartbeats reached the worker meanwhile. */
+int rig_quiet(struct rig *r, int turns);
 /* Stops the pool (SIGTERM to the worker) and frees everything. */
 void rig_free(struct rig *r);
 
