@@ -1,7 +1,8 @@
 # build fragment, included by Makefile.am: unit tests of the gateway's
 # loop parts, each driven through its callbacks with a real pool, ZeroMQ
 # socket and worker process (tests/unit/gw_rig.c).
-GW_LOOP_SRC = gateway/gw.c gateway/pool.c gateway/spawn.c
+GW_LOOP_SRC = gateway/gw.c gateway/pool.c gateway/route.c gateway/remote.c \
+	gateway/supervise.c gateway/spawn.c
 GW_TEST_CFLAGS = $(TEST_CFLAGS) $(EVENT_CFLAGS) $(ZMQ_CFLAGS) $(SSL_CFLAGS) $(WSLAY_CFLAGS)
 GW_TEST_LIBS = $(GW_LIBS) $(EVENT_LIBS) $(ZMQ_LIBS) $(SSL_LIBS) $(WSLAY_LIBS) $(CHECK_LIBS)
 UNIT_TESTS += tests/unit/test_gw_pool
