@@ -277,6 +277,7 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
         log_warn("duplicate_open", "session=%" PRIu64, h->session);
         return;
     }
+    uint8_t op = open.op; /* a refusal's result names it, after the wipe */
     log_info("session_open", "session=%" PRIu64 " op=%s listener=%s uid=%s", h->session,
              wire_op_name(open.op), open.listener == WIRE_LISTENER_OPERATOR ? "operator" : "public",
              log_uid_tail(open.uid, open.uid_len, tail));
@@ -284,7 +285,7 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
         sodium_memzero(&open, sizeof open);
         log_warn("session_refused", "session=%" PRIu64 " reason=%s sessions=%" PRIu32, h->session,
                  sh->draining ? "draining" : "capacity", sh->count);
-        refuse_open(sh, h->session, open.op, WIRE_E_OVERLOADED);
+        refuse_open(sh, h->session, op, WIRE_E_OVERLOADED);
         return;
     }
 
@@ -296,12 +297,11 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
         free(s);
         sodium_memzero(&open, sizeof open);
         log_error("session_alloc_failed", "session=%" PRIu64, h->session);
-        refuse_open(sh, h->session, open.op, WIRE_E_INTERNAL);
+        refuse_open(sh, h->session, op, WIRE_E_INTERNAL);
         return;
     }
     struct eng_actions out;
     s->eng = eng_open(sh->eng, h->session, &open, shell_now_ms(), &out);
-    uint8_t op = open.op;
     uint8_t batch = open.batch;
     /* The authcode (a top-up code or an operator token) lives on only in
      * the engine, which needs it. */
