@@ -27,10 +27,11 @@ struct pool_link {
 /* What the pool tells its owner; arg is the pointer given to pool_new. */
 struct pool_io {
     /* A session frame (COMMAND, MODAL, PHASE, RESULT) from live worker w;
-     * h is its header, already decoded; whether h->session is pinned to w
-     * is for the owner to check. */
+     * h is its header, decoded once here (it bounds the frame: hand both
+     * to the wire_decode_* payload decoders); whether h->session is pinned
+     * to w is for the owner to check. */
     void (*session_frame)(void *arg, struct worker *w, const struct wire_hdr *h,
-                          const uint8_t *frame, size_t len);
+                          const uint8_t *frame);
     /* l's worker died or was cut off; l is already detached. */
     void (*worker_lost)(void *arg, struct pool_link *l);
 };

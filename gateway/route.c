@@ -155,11 +155,11 @@ static struct worker *on_ready_remote(struct pool *p, const uint8_t *id, size_t 
     return w;
 }
 
-static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const uint8_t *f, size_t n,
-                     const char *key, const char *addr)
+static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const struct wire_hdr *h,
+                     const uint8_t *f, const char *key, const char *addr)
 {
     struct wire_ready r;
-    if (wire_decode_ready(f, n, &r) != 0 || idn == 0 || idn > IDENT_MAX) {
+    if (wire_decode_ready(h, f, &r) != 0 || idn == 0 || idn > IDENT_MAX) {
         log_warn("bad_worker_frame", "frame=ready");
         return;
     }
@@ -199,7 +199,7 @@ static void on_frame(struct pool *p, const uint8_t *id, size_t idn, const uint8_
         return;
     }
     if (h.type == WIRE_READY) {
-        on_ready(p, id, idn, f, n, key, addr);
+        on_ready(p, id, idn, &h, f, key, addr);
         return;
     }
     struct worker *w = by_ident(p, id, idn);
@@ -211,7 +211,7 @@ static void on_frame(struct pool *p, const uint8_t *id, size_t idn, const uint8_
     switch (h.type) {
     case WIRE_HEARTBEAT: {
         struct wire_heartbeat hb;
-        if (wire_decode_heartbeat(f, n, &hb) == 0) {
+        if (wire_decode_heartbeat(&h, f, &hb) == 0) {
             if (w->db_ok != hb.db_ok)
                 log_info("worker_db", "worker=%u db_ok=%u", w->id, (unsigned)hb.db_ok);
             w->reported = hb.sessions;
@@ -220,7 +220,7 @@ static void on_frame(struct pool *p, const uint8_t *id, size_t idn, const uint8_
         return;
     }
     case WIRE_STATS:
-        if (wire_decode_stats(f, n, &w->stats) == 0)
+        if (wire_decode_stats(&h, f, &w->stats) == 0)
             w->stats_us = gw_now_us();
         else
             log_warn("bad_worker_frame", "worker=%u frame=stats", w->id);
@@ -230,7 +230,7 @@ static void on_frame(struct pool *p, const uint8_t *id, size_t idn, const uint8_
     case WIRE_MODAL:
     case WIRE_RESULT:
     case WIRE_PHASE:
-        p->io->session_frame(p->io_arg, w, &h, f, n);
+        p->io->session_frame(p->io_arg, w, &h, f);
         return;
     default:
         log_warn("unexpected_worker_frame", "worker=%u type=%u", w->id, (unsigned)h.type);

@@ -288,7 +288,7 @@ static void commands_sent(struct session *s)
 
 /* A session frame from worker w: only for a session pinned to w. */
 static void on_worker_frame(void *arg, struct worker *w, const struct wire_hdr *h,
-                            const uint8_t *frame, size_t len)
+                            const uint8_t *frame)
 {
     struct sess_ctx *ctx = arg;
     struct session *s = gw_session_find(ctx->gw, h->session);
@@ -302,7 +302,7 @@ static void on_worker_frame(void *arg, struct worker *w, const struct wire_hdr *
         return;
     switch (h->type) {
     case WIRE_COMMAND: {
-        if (wire_decode_bytes(frame, len, &b) != 0) {
+        if (wire_decode_bytes(h, frame, &b) != 0) {
             worker_broke(s, "bad_command");
             return;
         }
@@ -320,7 +320,7 @@ static void on_worker_frame(void *arg, struct worker *w, const struct wire_hdr *
     }
     case WIRE_COMMANDS: {
         static struct wire_apdus bs; /* 4.8 KB; the gateway is one thread */
-        if (wire_decode_apdus(frame, len, &bs) != 0) {
+        if (wire_decode_apdus(h, frame, &bs) != 0) {
             worker_broke(s, "bad_commands");
             return;
         }
@@ -341,7 +341,7 @@ static void on_worker_frame(void *arg, struct worker *w, const struct wire_hdr *
         return;
     }
     case WIRE_MODAL:
-        if (wire_decode_bytes(frame, len, &b) != 0) {
+        if (wire_decode_bytes(h, frame, &b) != 0) {
             worker_broke(s, "bad_modal");
             return;
         }
@@ -349,7 +349,7 @@ static void on_worker_frame(void *arg, struct worker *w, const struct wire_hdr *
         return;
     case WIRE_PHASE: {
         struct wire_phase ph;
-        if (wire_decode_phase(frame, len, &ph) != 0) {
+        if (wire_decode_phase(h, frame, &ph) != 0) {
             worker_broke(s, "bad_phase");
             return;
         }
@@ -358,7 +358,7 @@ static void on_worker_frame(void *arg, struct worker *w, const struct wire_hdr *
     }
     case WIRE_RESULT: {
         struct wire_result r;
-        if (wire_decode_result(frame, len, &r) != 0) {
+        if (wire_decode_result(h, frame, &r) != 0) {
             worker_broke(s, "bad_result");
             return;
         }

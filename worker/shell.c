@@ -261,13 +261,12 @@ static void refuse_open(struct shell *sh, uint64_t session, uint8_t op, uint8_t 
     send_result(sh, session, &r);
 }
 
-static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_t *frame,
-                        size_t len)
+static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_t *frame)
 {
     struct wire_open open;
     char tail[8];
 
-    if (wire_decode_open(frame, len, &open) != 0) {
+    if (wire_decode_open(h, frame, &open) != 0) {
         sodium_memzero(&open, sizeof open);
         log_warn("bad_frame", "session=%" PRIu64 " type=open", h->session);
         return;
@@ -382,7 +381,7 @@ int shell_on_frame(struct shell *sh, const uint8_t *frame, size_t len)
     switch (h.type) {
     case WIRE_HEARTBEAT: {
         struct wire_heartbeat hb;
-        if (wire_decode_heartbeat(frame, len, &hb) != 0) {
+        if (wire_decode_heartbeat(&h, frame, &hb) != 0) {
             log_warn("bad_frame", "type=heartbeat");
             return 0;
         }
@@ -390,11 +389,11 @@ int shell_on_frame(struct shell *sh, const uint8_t *frame, size_t len)
         return WIRE_HEARTBEAT;
     }
     case WIRE_OPEN:
-        handle_open(sh, &h, frame, len);
+        handle_open(sh, &h, frame);
         return WIRE_OPEN;
     case WIRE_CARD_RESPONSE: {
         struct wire_bytes b;
-        if (wire_decode_bytes(frame, len, &b) != 0) {
+        if (wire_decode_bytes(&h, frame, &b) != 0) {
             log_warn("bad_frame", "session=%" PRIu64 " type=card_response", h.session);
             return 0;
         }
@@ -406,7 +405,7 @@ int shell_on_frame(struct shell *sh, const uint8_t *frame, size_t len)
     }
     case WIRE_CARD_RESPONSES: {
         static struct wire_apdus b; /* 4.8 KB: not on the stack of every frame */
-        if (wire_decode_apdus(frame, len, &b) != 0) {
+        if (wire_decode_apdus(&h, frame, &b) != 0) {
             log_warn("bad_frame", "session=%" PRIu64 " type=card_responses", h.session);
             return 0;
         }
@@ -418,7 +417,7 @@ int shell_on_frame(struct shell *sh, const uint8_t *frame, size_t len)
     }
     case WIRE_CLIENT_ERROR: {
         struct wire_client_error ce;
-        if (wire_decode_client_error(frame, len, &ce) != 0) {
+        if (wire_decode_client_error(&h, frame, &ce) != 0) {
             log_warn("bad_frame", "session=%" PRIu64 " type=client_error", h.session);
             return 0;
         }

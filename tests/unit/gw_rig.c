@@ -137,9 +137,11 @@ void rig_worker_ready(struct rig *r, uint32_t capacity)
     rig_send(r, f, wire_encode_ready(f, sizeof f, &rd));
     /* The gateway's first frame to a READY worker is a heartbeat. */
     int n = recv_any(r, f, sizeof f);
+    struct wire_hdr h;
     struct wire_heartbeat hb;
     ck_assert_int_gt(n, 0);
-    ck_assert_int_eq(wire_decode_heartbeat(f, (size_t)n, &hb), 0);
+    ck_assert_int_eq(wire_decode_hdr(f, (size_t)n, &h), 0);
+    ck_assert_int_eq(wire_decode_heartbeat(&h, f, &hb), 0);
     r->heartbeat_gateway = hb.gateway;
     RIG_WAIT(r, (pool_info(r->pool, 0, &wi), wi.live));
 }

@@ -27,9 +27,9 @@ struct seen {
     int lost_attached; /* a lost link that was still attached when reported */
 };
 
-static void on_frame(void *arg, struct worker *w, const struct wire_hdr *h, const uint8_t *f,
-                     size_t n)
+static void on_frame(void *arg, struct worker *w, const struct wire_hdr *h, const uint8_t *f)
 {
+    size_t n = WIRE_HDR_LEN + h->len;
     struct seen *s = arg;
     s->frames++;
     s->from = w;

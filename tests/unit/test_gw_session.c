@@ -186,7 +186,7 @@ START_TEST(a_session_from_operation_to_result)
     int n;
     struct wire_hdr h = worker_gets(&f, WIRE_OPEN, fr, &n);
     struct wire_open o;
-    ck_assert_int_eq(wire_decode_open(fr, (size_t)n, &o), 0);
+    ck_assert_int_eq(wire_decode_open(&h, fr, &o), 0);
     ck_assert_uint_eq(o.op, WIRE_OP_CHECK);
     ck_assert_uint_eq(o.uid_len, 7);
     ck_assert_mem_eq(o.uid, "\x04\xa1\xb2\xc3\xd4\xe5\xf6", 7);
@@ -206,7 +206,7 @@ START_TEST(a_session_from_operation_to_result)
     h = worker_gets(&f, WIRE_CARD_RESPONSE, fr, &n);
     ck_assert_uint_eq(h.session, id);
     struct wire_bytes b;
-    ck_assert_int_eq(wire_decode_bytes(fr, (size_t)n, &b), 0);
+    ck_assert_int_eq(wire_decode_bytes(&h, fr, &b), 0);
     ck_assert_uint_eq(b.len, 6);
     ck_assert_mem_eq(b.data, "\x0a\x00\x00\x00\x91\x00", 6);
 

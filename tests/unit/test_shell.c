@@ -53,7 +53,7 @@ static int record_send(void *arg, const uint8_t *frame, size_t len)
         sent.session[sent.n] = h.session;
     }
     struct wire_result r;
-    if (h.type == WIRE_RESULT && wire_decode_result(frame, len, &r) == 0)
+    if (h.type == WIRE_RESULT && wire_decode_result(&h, frame, &r) == 0)
         sent.last_error = r.error;
     sent.n++;
     memcpy(sent.last, frame, len);
@@ -233,7 +233,7 @@ static struct wire_result last_result(uint64_t session)
     ck_assert_int_eq(wire_decode_hdr(sent.last, sent.last_len, &hdr), 0);
     ck_assert_uint_eq(hdr.type, WIRE_RESULT);
     ck_assert(hdr.session == session);
-    ck_assert_int_eq(wire_decode_result(sent.last, sent.last_len, &r), 0);
+    ck_assert_int_eq(wire_decode_result(&hdr, sent.last, &r), 0);
     return r;
 }
 
@@ -273,7 +273,7 @@ START_TEST(a_check_session_runs_through_the_callbacks)
         }
         ck_assert_uint_eq(hdr.type, WIRE_COMMAND);
         struct wire_bytes cmd;
-        ck_assert_int_eq(wire_decode_bytes(sent.last, sent.last_len, &cmd), 0);
+        ck_assert_int_eq(wire_decode_bytes(&hdr, sent.last, &cmd), 0);
         uint8_t resp[WIRE_MAX_APDU], f[WIRE_MAX_FRAME];
         size_t rn = 0;
         ck_assert_int_eq(sim_card_transceive(h.card, cmd.data, cmd.len, resp, sizeof resp, &rn), 0);
