@@ -182,9 +182,10 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
                        "modal");
             break;
         case ENG_A_LEDGER: {
+            /* Its session id is set in one place, eng_ledger_init (the
+             * engine's id is this session's: eng_open got it from here);
+             * replies are routed by it. */
             struct ledger_req req = a->u.ledger;
-            /* Replies are routed by this id, whatever the engine wrote. */
-            req.session = s->id;
             sh->io.ledger(sh->io.arg, &req);
             sodium_memzero(&req, sizeof req);
             break;
