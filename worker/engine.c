@@ -18,22 +18,6 @@
 
 #define ENG_INTEGRITY_FREEZE_AT 3
 
-void eng_config_defaults(struct eng_config *cfg)
-{
-    memset(cfg, 0, sizeof(*cfg));
-    snprintf(cfg->system_id, sizeof(cfg->system_id), "%s", PROF_SYSTEM_ID_DEFAULT);
-    cfg->picc_key = ENG_PICC_DES0;
-    cfg->response_timeout_ms = 10000;
-    cfg->operation_timeout_ms = 60000;
-    cfg->lease_ms = 90000;
-    cfg->max_amount = 100000;
-    cfg->code_failures_per_card = 5;
-    cfg->code_failures_per_peer = 1000;
-    cfg->code_failure_window_s = 600;
-    cfg->code_failure_delay_ms = 2000;
-    cfg->ledger_timeout_ms = 15000;
-}
-
 /* How long the closing path waits for one ledger reply: longer than the
  * ledger's own timeout, which answers ERROR by then (issue 16). */
 static uint64_t closing_grace_ms(const struct eng_ctx *ctx)

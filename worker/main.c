@@ -29,6 +29,7 @@
 #include "config.h"
 #include "curve_key.h"
 #include "engine.h"
+#include "engine_cfg.h"
 #include "keyfile.h"
 #include "ledger_pg.h"
 #include "log.h"
@@ -289,46 +290,11 @@ static int drop_privileges(const struct worker *w)
 static int make_engine(struct worker *w)
 {
     struct eng_config ec;
-    eng_config_defaults(&ec);
-    const char *sysid = cfg_str(w->cfg, "card.system_id");
-    size_t n = strlen(sysid);
-    if (n == 0 || n > ENG_SYSTEM_ID_MAX) {
-        log_error("bad_config", "key=card.system_id detail=\"1 to %d bytes\"", ENG_SYSTEM_ID_MAX);
+    char err[256];
+    if (eng_config_read(w->cfg, &ec, err, sizeof err) != 0) {
+        log_error("bad_config", "%s", err);
         return -1;
     }
-    memcpy(ec.system_id, sysid, n + 1);
-    const char *picc = cfg_str(w->cfg, "card.picc_key");
-    if (strcmp(picc, "des0") == 0) {
-        ec.picc_key = ENG_PICC_DES0;
-    } else if (strcmp(picc, "aes0") == 0) {
-        ec.picc_key = ENG_PICC_AES0;
-    } else {
-        log_error("bad_config", "key=card.picc_key value=%s", picc);
-        return -1;
-    }
-    struct {
-        const char *key;
-        uint32_t *dst;
-    } u32[] = {
-        {"worker.response_timeout_ms", &ec.response_timeout_ms},
-        {"worker.operation_timeout_ms", &ec.operation_timeout_ms},
-        {"worker.lease_ms", &ec.lease_ms},
-        {"worker.code_failures_per_card", &ec.code_failures_per_card},
-        {"worker.code_failures_per_peer", &ec.code_failures_per_peer},
-        {"worker.code_failure_window_s", &ec.code_failure_window_s},
-        {"worker.code_failure_delay_ms", &ec.code_failure_delay_ms},
-        {"db.request_timeout_ms", &ec.ledger_timeout_ms},
-    };
-    for (size_t i = 0; i < sizeof u32 / sizeof u32[0]; i++) {
-        long long v = cfg_int(w->cfg, u32[i].key);
-        if (v <= 0 || v > UINT32_MAX) {
-            log_error("bad_config", "key=%s value=%lld", u32[i].key, v);
-            return -1;
-        }
-        *u32[i].dst = (uint32_t)v;
-    }
-    ec.max_amount = cfg_int(w->cfg, "topup.max_amount");
-    randombytes_buf(ec.instance, sizeof ec.instance);
     w->eng = eng_new(&ec, w->keys);
     if (!w->eng) {
         log_error("engine_failed", "worker=%u detail=\"bad configuration or no memory\"", w->id);
