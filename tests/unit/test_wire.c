@@ -382,6 +382,33 @@ START_TEST(buf_bounds)
 }
 END_TEST
 
+START_TEST(buf_little_endian)
+{
+    /* A DESFire record file's settings: type, comm, access(2), then the
+     * record size, max and current records, 24 bits little-endian each. */
+    static const uint8_t s[] = {0x04, 0x03, 0x10, 0x32, 0x20, 0x00, 0x00, 0x0a, 0x00, 0x00,
+                                0x03, 0x00, 0x00, 0x78, 0x56, 0x34, 0x12, 0xff, 0xfe, 0x01};
+    struct rbuf r;
+    rbuf_init(&r, s, sizeof s);
+    ck_assert_uint_eq(rbuf_u8(&r), 0x04);
+    ck_assert_uint_eq(rbuf_u8(&r), 0x03);
+    ck_assert_uint_eq(rbuf_u16le(&r), 0x3210);
+    ck_assert_uint_eq(rbuf_u24le(&r), 32);
+    ck_assert_uint_eq(rbuf_u24le(&r), 10);
+    ck_assert_uint_eq(rbuf_u24le(&r), 3);
+    ck_assert_uint_eq(rbuf_u32le(&r), 0x12345678);
+    ck_assert_uint_eq(rbuf_left(&r), 3);
+    ck_assert_uint_eq(rbuf_u24le(&r), 0x01feff);
+    ck_assert_int_eq(rbuf_end(&r), 0);
+    /* Past the end: 0 and a sticky error. */
+    ck_assert_uint_eq(rbuf_u24le(&r), 0);
+    ck_assert_int_eq(rbuf_end(&r), OTA_ERR_PARSE);
+    rbuf_init(&r, s, 3);
+    ck_assert_uint_eq(rbuf_u32le(&r), 0);
+    ck_assert_int_eq(r.err, OTA_ERR_PARSE);
+}
+END_TEST
+
 START_TEST(num_strict)
 {
     long long v = 7;
@@ -415,6 +442,7 @@ int main(void)
     tcase_add_test(tc, stats_round_trip_and_checks);
     tcase_add_test(tc, hex_strict);
     tcase_add_test(tc, buf_bounds);
+    tcase_add_test(tc, buf_little_endian);
     tcase_add_test(tc, num_strict);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
