@@ -61,6 +61,30 @@ uint64_t eng_integrity_failures(const struct eng_ctx *ctx)
     return ctx->integrity_total;
 }
 
+void eng_signs(const struct eng_ctx *ctx, uint64_t out[WIRE_SIGN_COUNT])
+{
+    memcpy(out, ctx->signs, sizeof ctx->signs);
+}
+
+/* The signs the engine decides as it sends them to the ledger: money at
+ * risk at an integrity failure, and the flags of a committed entry (its
+ * first settle only: a retry is the same booking). */
+static void count_signs(struct eng_ctx *ctx, const struct ledger_req *req)
+{
+    if (req->type == LEDGER_INTEGRITY_FAILURE && req->u.integrity.has_txn) {
+        ctx->signs[WIRE_SIGN_INTEGRITY_AT_RISK]++;
+    } else if (req->type == LEDGER_SETTLE && req->u.settle.outcome == LEDGER_COMMITTED &&
+               !req->u.settle.retry) {
+        uint32_t f = req->u.settle.flags;
+        if (f & LEDGER_FLAG_SETTLED_LATER)
+            ctx->signs[WIRE_SIGN_SETTLED_LATER]++;
+        if (f & LEDGER_FLAG_READBACK)
+            ctx->signs[WIRE_SIGN_READBACK]++;
+        if (f & LEDGER_FLAG_CREDIT_MISSING)
+            ctx->signs[WIRE_SIGN_CREDIT_MISSING]++;
+    }
+}
+
 const char *eng_action_name(enum eng_action_type t)
 {
     switch (t) {
@@ -128,11 +152,7 @@ static void emit_result(struct eng_session *s)
     struct eng_action *a = push(s, ENG_A_RESULT);
     a->u.result = s->result;
     s->result_sent = 1;
-    char tail[8];
-    log_info("session_result", "session=%llu op=%s uid=%s status=%s error=%s",
-             (unsigned long long)s->id, wire_op_name(s->op),
-             log_uid_tail(s->card.uid, s->card.uid_len, tail), wire_status_name(s->result.status),
-             wire_error_name(s->result.error));
+    /* Logged once, by the shell that sends it (worker/shell.c). */
 }
 
 static void emit_done(struct eng_session *s)
@@ -151,6 +171,7 @@ void eng_ledger_init(struct eng_session *s, struct ledger_req *req, enum ledger_
 
 void eng_ledger_send(struct eng_session *s, const struct ledger_req *req, eng_ledger_cb cb)
 {
+    count_signs(s->ctx, req);
     struct eng_action *a = push(s, ENG_A_LEDGER);
     a->u.ledger = *req;
     a->u.ledger.id = s->ctx->next_req_id++;
@@ -531,6 +552,8 @@ void eng_on_ledger_reply(struct eng_session *s, const struct ledger_reply *r, ui
     begin(s, now_ms, out);
     if ((s->state == ES_WAIT_LEDGER || s->state == ES_CLOSING) && s->req_id != 0 &&
         r->id == s->req_id && r->type == s->req_type) {
+        if (r->type == LEDGER_SETTLE && r->status == LEDGER_ST_CONFLICT)
+            s->ctx->signs[WIRE_SIGN_SETTLE_CONFLICT]++;
         eng_ledger_cb cb = s->ledger_cb;
         s->req_id = 0;
         s->ledger_cb = NULL;

@@ -164,6 +164,10 @@ uint64_t eng_session_id(const struct eng_session *s);
 /* Card answers that failed their integrity check, in every session of ctx
  * (only those after a WriteRecord count toward freezing the card). */
 uint64_t eng_integrity_failures(const struct eng_ctx *ctx);
+/* The relay signs of every session of ctx, by WIRE_SIGN_* (a committed
+ * entry's flags counted once, at its first settle; money at risk at an
+ * integrity failure; a settle the ledger refused as a conflict). */
+void eng_signs(const struct eng_ctx *ctx, uint64_t out[WIRE_SIGN_COUNT]);
 const char *eng_action_name(enum eng_action_type t);
 
 #endif

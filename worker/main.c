@@ -341,7 +341,6 @@ static void ledger_submit(void *arg, const struct ledger_req *req)
 static void on_ledger_reply(void *arg, uint64_t session, const struct ledger_reply *r)
 {
     struct worker *w = arg;
-    stats_on_reply(w->stats, r);
     if (w->shell)
         shell_on_ledger_reply(w->shell, session, r);
 }

@@ -41,6 +41,7 @@ struct shs {
     struct event *timer;
     struct shell *sh;
     uint64_t ticket;  /* of its token check (0: none asked) */
+    char uid_tail[8]; /* log_uid_tail of its card, for its result line */
     struct shs *next; /* hash chain */
 };
 
@@ -113,24 +114,28 @@ static void send_frame(struct shell *sh, uint64_t session, const uint8_t *frame,
                   ota_strerror(rc));
 }
 
-static void log_result(uint64_t session, const struct wire_result *r)
+/* The one log line of a session's result, engine-made or not (the engine
+ * does not log it): here every result leaves the worker, or is dropped
+ * for a gateway that is gone (muted). */
+static void log_result(uint64_t session, const char *uid, const struct wire_result *r, int muted)
 {
     char txn[33] = "-";
     if (r->has & WIRE_RES_HAS_TXN)
         sodium_bin2hex(txn, sizeof txn, r->txn, sizeof r->txn);
     log_info("session_result",
-             "session=%" PRIu64 " op=%s status=%s error=%s txn=%s amount=%" PRId64
-             " balance=%" PRId64,
-             session, wire_op_name(r->op), wire_status_name(r->status),
+             "session=%" PRIu64 " op=%s uid=%s status=%s error=%s txn=%s amount=%" PRId64
+             " balance=%" PRId64 "%s",
+             session, wire_op_name(r->op), uid, wire_status_name(r->status),
              r->status == WIRE_ST_OK ? "-" : wire_error_name(r->error), txn,
              (r->has & WIRE_RES_HAS_AMOUNT) ? r->amount : 0,
-             (r->has & WIRE_RES_HAS_BALANCE) ? r->balance : -1);
+             (r->has & WIRE_RES_HAS_BALANCE) ? r->balance : -1, muted ? " muted=1" : "");
 }
 
-static void send_result(struct shell *sh, uint64_t session, const struct wire_result *r)
+static void send_result(struct shell *sh, uint64_t session, const char *uid,
+                        const struct wire_result *r)
 {
     uint8_t frame[WIRE_MAX_FRAME];
-    log_result(session, r);
+    log_result(session, uid, r, 0);
     send_frame(sh, session, frame, wire_encode_result(frame, sizeof frame, session, r), "result");
 }
 
@@ -152,8 +157,10 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
     for (size_t i = 0; i < n; i++) {
         const struct eng_action *a = &out->a[i];
         if (s->muted && a->type != ENG_A_LEDGER && a->type != ENG_A_DONE) {
-            if (a->type == ENG_A_RESULT)
+            if (a->type == ENG_A_RESULT) {
+                log_result(s->id, s->uid_tail, &a->u.result, 1);
                 s->state = SHS_FINISHED;
+            }
             continue;
         }
         switch (a->type) {
@@ -198,7 +205,7 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
         }
         case ENG_A_RESULT:
             if (s->state == SHS_RUNNING) {
-                send_result(sh, s->id, &a->u.result);
+                send_result(sh, s->id, s->uid_tail, &a->u.result);
                 s->state = SHS_FINISHED;
             } else {
                 log_error("second_result", "session=%" PRIu64, s->id);
@@ -224,7 +231,7 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
             struct wire_result r = {
                 .op = s->op, .status = WIRE_ST_FAILED, .error = WIRE_E_INTERNAL};
             log_error("done_without_result", "session=%" PRIu64, s->id);
-            send_result(sh, s->id, &r);
+            send_result(sh, s->id, s->uid_tail, &r);
         }
         session_free(sh, s);
         return;
@@ -256,10 +263,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     run_actions(s->sh, s, &out);
 }
 
-static void refuse_open(struct shell *sh, uint64_t session, uint8_t op, uint8_t error)
+static void refuse_open(struct shell *sh, uint64_t session, const char *uid, uint8_t op,
+                        uint8_t error)
 {
     struct wire_result r = {.op = op, .status = WIRE_ST_FAILED, .error = error};
-    send_result(sh, session, &r);
+    send_result(sh, session, uid, &r);
 }
 
 static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_t *frame)
@@ -285,7 +293,7 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
         sodium_memzero(&open, sizeof open);
         log_warn("session_refused", "session=%" PRIu64 " reason=%s sessions=%" PRIu32, h->session,
                  sh->draining ? "draining" : "capacity", sh->count);
-        refuse_open(sh, h->session, op, WIRE_E_OVERLOADED);
+        refuse_open(sh, h->session, tail, op, WIRE_E_OVERLOADED);
         return;
     }
 
@@ -297,7 +305,7 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
         free(s);
         sodium_memzero(&open, sizeof open);
         log_error("session_alloc_failed", "session=%" PRIu64, h->session);
-        refuse_open(sh, h->session, op, WIRE_E_INTERNAL);
+        refuse_open(sh, h->session, tail, op, WIRE_E_INTERNAL);
         return;
     }
     struct eng_actions out;
@@ -310,10 +318,11 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
         event_free(timer);
         free(s);
         log_error("engine_open_failed", "session=%" PRIu64, h->session);
-        refuse_open(sh, h->session, op, WIRE_E_INTERNAL);
+        refuse_open(sh, h->session, tail, op, WIRE_E_INTERNAL);
         return;
     }
     s->id = h->session;
+    memcpy(s->uid_tail, tail, sizeof s->uid_tail);
     s->gateway = sh->gateway;
     s->op = op;
     s->batch = batch;

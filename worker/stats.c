@@ -35,29 +35,10 @@ struct stats {
 
 void stats_on_request(struct stats *s, const struct ledger_req *req)
 {
-    if (req->type == LEDGER_INTEGRITY_FAILURE) {
-        /* All integrity failures are counted by the engine (send_stats);
-         * only those with money at risk reach the ledger. */
-        if (req->u.integrity.has_txn)
-            s->st.signs[WIRE_SIGN_INTEGRITY_AT_RISK]++;
-    } else if (req->type == LEDGER_FREEZE) {
+    /* Integrity failures and the relay signs are the engine's counts
+     * (send_stats), taken where it decides them. */
+    if (req->type == LEDGER_FREEZE)
         s->st.freezes++;
-    } else if (req->type == LEDGER_SETTLE && req->u.settle.outcome == LEDGER_COMMITTED &&
-               !req->u.settle.retry) {
-        uint32_t f = req->u.settle.flags;
-        if (f & LEDGER_FLAG_SETTLED_LATER)
-            s->st.signs[WIRE_SIGN_SETTLED_LATER]++;
-        if (f & LEDGER_FLAG_READBACK)
-            s->st.signs[WIRE_SIGN_READBACK]++;
-        if (f & LEDGER_FLAG_CREDIT_MISSING)
-            s->st.signs[WIRE_SIGN_CREDIT_MISSING]++;
-    }
-}
-
-void stats_on_reply(struct stats *s, const struct ledger_reply *r)
-{
-    if (r->type == LEDGER_SETTLE && r->status == LEDGER_ST_CONFLICT)
-        s->st.signs[WIRE_SIGN_SETTLE_CONFLICT]++;
 }
 
 static void send_stats(struct stats *w, uint64_t now)
@@ -68,6 +49,7 @@ static void send_stats(struct stats *w, uint64_t now)
     w->st.db_sum_us = lat.sum_us;
     w->st.db_errors = lat.errors;
     w->st.integrity_failures = eng_integrity_failures(w->eng);
+    eng_signs(w->eng, w->st.signs);
     memcpy(w->st.db_buckets, lat.buckets, sizeof w->st.db_buckets);
     /* Counts older than two rounds missed are not worth showing. */
     w->st.counts_ok = w->counts_at_ms && now - w->counts_at_ms <= COUNTS_STALE_MS;
