@@ -179,8 +179,9 @@ static void on_stopped(void *arg)
 
 void rig_free(struct rig *r)
 {
-    /* A worker whose pid the helper has not reported yet would escape the
-     * stop (see the report of issue 17): wait for it. */
+    /* pool_stop signals the workers whose pid it knows; one the helper has
+     * not reported yet would only go at its start-up grace (30 s): wait
+     * for its pid first. */
     struct pool_worker_info wi;
     RIG_WAIT(r, (pool_info(r->pool, 0, &wi), wi.pid > 0));
     stopped = 0;
