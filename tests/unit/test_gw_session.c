@@ -317,6 +317,82 @@ START_TEST(a_second_operation_is_a_bad_request)
 }
 END_TEST
 
+#define CHECK_OP_V2                                                                                \
+    "{\"type\":\"operation\",\"operation\":\"check\",\"uid\":\"04A1B2C3D4E5F6\","                  \
+    "\"tech\":\"IsoDep\",\"batch\":3,\"requestId\":\"r3\"}"
+
+/* A v2 session opened with batch 3, the worker's first WIRE_COMMANDS (two
+ * APDUs) on its way to the client: the OPEN's header in *open. */
+static void v2_batch_out(struct fixture *f, struct wire_hdr *open)
+{
+    uint8_t fr[WIRE_MAX_FRAME];
+    int n;
+    rig_worker_ready(&f->r, 4);
+    client_text(f, CHECK_OP_V2);
+    *open = worker_gets(f, WIRE_OPEN, fr, &n);
+    struct wire_open o;
+    ck_assert_int_eq(wire_decode_open(open, fr, &o), 0);
+    ck_assert_uint_eq(o.batch, 3);
+    static struct wire_apdus b;
+    memset(&b, 0, sizeof b);
+    b.n = 2;
+    b.a[0].len = 2;
+    memcpy(b.a[0].data, "\x90\x5a", 2);
+    b.a[1].len = 3;
+    memcpy(b.a[1].data, "\x90\xaa\x00", 3);
+    rig_send(&f->r, fr, wire_encode_apdus(fr, sizeof fr, WIRE_COMMANDS, open->session, &b));
+    expect_text(f, "\"type\":\"commands\"");
+}
+
+START_TEST(a_v2_batch_goes_out_as_commands_and_back_as_responses)
+{
+    struct fixture f;
+    setup(&f);
+    struct wire_hdr open;
+    v2_batch_out(&f, &open);
+    /* Fewer answers than commands (the client stopped) pass on unread. */
+    client_text(&f, "{\"type\":\"responses\",\"data\":[\"9100\"],\"error\":\"lost-tag\"}");
+    uint8_t fr[WIRE_MAX_FRAME];
+    int n;
+    struct wire_hdr h = worker_gets(&f, WIRE_CARD_RESPONSES, fr, &n);
+    ck_assert_uint_eq(h.session, open.session);
+    static struct wire_apdus d;
+    ck_assert_int_eq(wire_decode_apdus(&h, fr, &d), 0);
+    ck_assert_uint_eq(d.n, 1);
+    ck_assert_uint_eq(d.err, WIRE_CERR_LOST_TAG);
+    ck_assert_mem_eq(d.a[0].data, "\x91\x00", 2);
+    struct wire_result res = {
+        .op = WIRE_OP_CHECK, .status = WIRE_ST_FAILED, .error = WIRE_E_LOST_TAG};
+    rig_send(&f.r, fr, wire_encode_result(fr, sizeof fr, open.session, &res));
+    expect_text(&f, "\"status\":\"failed\"");
+    expect_close(&f, 1000);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(a_batch_answered_wrongly_is_a_bad_request)
+{
+    static const char *wrong[] = {
+        "{\"type\":\"response\",\"data\":\"9100\"}",                      /* v1 answer */
+        "{\"type\":\"responses\",\"data\":[\"9100\",\"9100\",\"9100\"]}", /* more */
+    };
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        struct fixture f;
+        setup(&f);
+        struct wire_hdr open;
+        v2_batch_out(&f, &open);
+        client_text(&f, wrong[i]);
+        expect_text(&f, "\"error\":\"bad-request\"");
+        expect_close(&f, 1000);
+        uint8_t fr[WIRE_MAX_FRAME];
+        int n;
+        struct wire_hdr gone = worker_gets(&f, WIRE_CLIENT_GONE, fr, &n);
+        ck_assert_uint_eq(gone.session, open.session);
+        teardown(&f);
+    }
+}
+END_TEST
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -329,6 +405,8 @@ int main(void)
     tcase_add_test(tc, frames_for_another_session_or_worker_are_dropped);
     tcase_add_test(tc, no_live_worker_is_overloaded);
     tcase_add_test(tc, a_second_operation_is_a_bad_request);
+    tcase_add_test(tc, a_v2_batch_goes_out_as_commands_and_back_as_responses);
+    tcase_add_test(tc, a_batch_answered_wrongly_is_a_bad_request);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
