@@ -97,6 +97,26 @@ uint64_t rbuf_u64(struct rbuf *r)
     return (hi << 32) | rbuf_u32(r);
 }
 
+uint16_t rbuf_u16le(struct rbuf *r)
+{
+    const uint8_t *b = rbuf_take(r, 2);
+    return b ? (uint16_t)(b[0] | (b[1] << 8)) : 0;
+}
+
+uint32_t rbuf_u24le(struct rbuf *r)
+{
+    const uint8_t *b = rbuf_take(r, 3);
+    return b ? (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) : 0;
+}
+
+uint32_t rbuf_u32le(struct rbuf *r)
+{
+    const uint8_t *b = rbuf_take(r, 4);
+    return b ? (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) |
+                   ((uint32_t)b[3] << 24)
+             : 0;
+}
+
 void rbuf_bytes(struct rbuf *r, void *dst, size_t dst_cap, size_t n)
 {
     if (n > dst_cap) {

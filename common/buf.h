@@ -32,6 +32,11 @@ uint8_t rbuf_u8(struct rbuf *r);
 uint16_t rbuf_u16(struct rbuf *r);
 uint32_t rbuf_u32(struct rbuf *r);
 uint64_t rbuf_u64(struct rbuf *r);
+/* Little-endian, as DESFire answers are (file sizes, record counts and
+ * sizes are 24-bit). */
+uint16_t rbuf_u16le(struct rbuf *r);
+uint32_t rbuf_u24le(struct rbuf *r);
+uint32_t rbuf_u32le(struct rbuf *r);
 /* Copies n bytes into dst; dst_cap bounds the copy (n > dst_cap is an error). */
 void rbuf_bytes(struct rbuf *r, void *dst, size_t dst_cap, size_t n);
 size_t rbuf_left(const struct rbuf *r);

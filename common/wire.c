@@ -219,13 +219,13 @@ int wire_decode_hdr(const uint8_t *frame, size_t len, struct wire_hdr *h)
     return 0;
 }
 
-/* Checks the header is of the expected type and positions r at the payload. */
-static int payload(const uint8_t *frame, size_t len, uint8_t type, struct rbuf *r)
+/* Checks the decoded header is of the expected type and positions r at
+ * the payload it bounds. */
+static int payload(const struct wire_hdr *h, const uint8_t *frame, uint8_t type, struct rbuf *r)
 {
-    struct wire_hdr h;
-    if (wire_decode_hdr(frame, len, &h) || h.type != type)
+    if (h->type != type)
         return OTA_ERR_PARSE;
-    rbuf_init(r, frame + WIRE_HDR_LEN, len - WIRE_HDR_LEN);
+    rbuf_init(r, frame + WIRE_HDR_LEN, h->len);
     return 0;
 }
 
@@ -234,20 +234,20 @@ static int done(const struct rbuf *r)
     return rbuf_end(r) ? OTA_ERR_PARSE : 0;
 }
 
-int wire_decode_ready(const uint8_t *frame, size_t len, struct wire_ready *m)
+int wire_decode_ready(const struct wire_hdr *h, const uint8_t *frame, struct wire_ready *m)
 {
     struct rbuf r;
-    if (payload(frame, len, WIRE_READY, &r))
+    if (payload(h, frame, WIRE_READY, &r))
         return OTA_ERR_PARSE;
     m->pid = rbuf_u32(&r);
     m->capacity = rbuf_u32(&r);
     return done(&r);
 }
 
-int wire_decode_heartbeat(const uint8_t *frame, size_t len, struct wire_heartbeat *m)
+int wire_decode_heartbeat(const struct wire_hdr *h, const uint8_t *frame, struct wire_heartbeat *m)
 {
     struct rbuf r;
-    if (payload(frame, len, WIRE_HEARTBEAT, &r))
+    if (payload(h, frame, WIRE_HEARTBEAT, &r))
         return OTA_ERR_PARSE;
     m->sessions = rbuf_u32(&r);
     m->db_ok = rbuf_u8(&r);
@@ -258,10 +258,10 @@ int wire_decode_heartbeat(const uint8_t *frame, size_t len, struct wire_heartbea
     return done(&r);
 }
 
-int wire_decode_stats(const uint8_t *frame, size_t len, struct wire_stats *m)
+int wire_decode_stats(const struct wire_hdr *h, const uint8_t *frame, struct wire_stats *m)
 {
     struct rbuf r;
-    if (payload(frame, len, WIRE_STATS, &r))
+    if (payload(h, frame, WIRE_STATS, &r))
         return OTA_ERR_PARSE;
     memset(m, 0, sizeof *m);
     /* Both sides must agree on the layout: no guessing at other sizes. */
@@ -299,10 +299,10 @@ int wire_decode_stats(const uint8_t *frame, size_t len, struct wire_stats *m)
     return done(&r);
 }
 
-int wire_decode_open(const uint8_t *frame, size_t len, struct wire_open *m)
+int wire_decode_open(const struct wire_hdr *h, const uint8_t *frame, struct wire_open *m)
 {
     struct rbuf r;
-    if (payload(frame, len, WIRE_OPEN, &r))
+    if (payload(h, frame, WIRE_OPEN, &r))
         return OTA_ERR_PARSE;
     memset(m, 0, sizeof *m);
     m->op = rbuf_u8(&r);
@@ -323,33 +323,29 @@ int wire_decode_open(const uint8_t *frame, size_t len, struct wire_open *m)
     return done(&r);
 }
 
-int wire_decode_bytes(const uint8_t *frame, size_t len, struct wire_bytes *m)
+int wire_decode_bytes(const struct wire_hdr *h, const uint8_t *frame, struct wire_bytes *m)
 {
-    struct wire_hdr h;
-    if (wire_decode_hdr(frame, len, &h) ||
-        (h.type != WIRE_CARD_RESPONSE && h.type != WIRE_COMMAND && h.type != WIRE_MODAL))
+    if (h->type != WIRE_CARD_RESPONSE && h->type != WIRE_COMMAND && h->type != WIRE_MODAL)
         return OTA_ERR_PARSE;
     struct rbuf r;
-    rbuf_init(&r, frame + WIRE_HDR_LEN, len - WIRE_HDR_LEN);
+    rbuf_init(&r, frame + WIRE_HDR_LEN, h->len);
     m->len = rbuf_u16(&r);
-    size_t max = h.type == WIRE_MODAL ? WIRE_MAX_TEXT : WIRE_MAX_APDU;
+    size_t max = h->type == WIRE_MODAL ? WIRE_MAX_TEXT : WIRE_MAX_APDU;
     if (m->len > max)
         return OTA_ERR_PARSE;
     rbuf_bytes(&r, m->data, sizeof m->data, m->len);
     return done(&r);
 }
 
-int wire_decode_apdus(const uint8_t *frame, size_t len, struct wire_apdus *m)
+int wire_decode_apdus(const struct wire_hdr *h, const uint8_t *frame, struct wire_apdus *m)
 {
-    struct wire_hdr h;
-    if (wire_decode_hdr(frame, len, &h) ||
-        (h.type != WIRE_COMMANDS && h.type != WIRE_CARD_RESPONSES))
+    if (h->type != WIRE_COMMANDS && h->type != WIRE_CARD_RESPONSES)
         return OTA_ERR_PARSE;
     struct rbuf r;
-    rbuf_init(&r, frame + WIRE_HDR_LEN, len - WIRE_HDR_LEN);
+    rbuf_init(&r, frame + WIRE_HDR_LEN, h->len);
     m->n = rbuf_u8(&r);
     m->err = rbuf_u8(&r);
-    if (!apdus_valid((enum wire_type)h.type, m))
+    if (!apdus_valid((enum wire_type)h->type, m))
         return OTA_ERR_PARSE;
     for (size_t i = 0; i < m->n; i++) {
         m->a[i].len = rbuf_u16(&r);
@@ -360,10 +356,11 @@ int wire_decode_apdus(const uint8_t *frame, size_t len, struct wire_apdus *m)
     return done(&r);
 }
 
-int wire_decode_client_error(const uint8_t *frame, size_t len, struct wire_client_error *m)
+int wire_decode_client_error(const struct wire_hdr *h, const uint8_t *frame,
+                             struct wire_client_error *m)
 {
     struct rbuf r;
-    if (payload(frame, len, WIRE_CLIENT_ERROR, &r))
+    if (payload(h, frame, WIRE_CLIENT_ERROR, &r))
         return OTA_ERR_PARSE;
     m->kind = rbuf_u8(&r);
     if (m->kind < WIRE_CERR_LOST_TAG || m->kind > WIRE_CERR_TIMEOUT)
@@ -371,10 +368,10 @@ int wire_decode_client_error(const uint8_t *frame, size_t len, struct wire_clien
     return done(&r);
 }
 
-int wire_decode_phase(const uint8_t *frame, size_t len, struct wire_phase *m)
+int wire_decode_phase(const struct wire_hdr *h, const uint8_t *frame, struct wire_phase *m)
 {
     struct rbuf r;
-    if (payload(frame, len, WIRE_PHASE, &r))
+    if (payload(h, frame, WIRE_PHASE, &r))
         return OTA_ERR_PARSE;
     m->at_risk = rbuf_u8(&r);
     if (m->at_risk > 1)
@@ -382,10 +379,10 @@ int wire_decode_phase(const uint8_t *frame, size_t len, struct wire_phase *m)
     return done(&r);
 }
 
-int wire_decode_result(const uint8_t *frame, size_t len, struct wire_result *m)
+int wire_decode_result(const struct wire_hdr *h, const uint8_t *frame, struct wire_result *m)
 {
     struct rbuf r;
-    if (payload(frame, len, WIRE_RESULT, &r))
+    if (payload(h, frame, WIRE_RESULT, &r))
         return OTA_ERR_PARSE;
     m->op = rbuf_u8(&r);
     m->status = rbuf_u8(&r);

@@ -204,20 +204,24 @@ int wire_encode_result(uint8_t *out, size_t cap, uint64_t session, const struct 
 /* Parses and checks the header against the frame length (exact match,
  * version, known type, payload bound).  Returns 0 or OTA_ERR_PARSE. */
 int wire_decode_hdr(const uint8_t *frame, size_t len, struct wire_hdr *h);
-/* Payload decoders: frame is the whole frame already checked by
- * wire_decode_hdr; each checks every length and enum range and that the
- * payload is consumed exactly.  Return 0 or OTA_ERR_PARSE. */
-int wire_decode_ready(const uint8_t *frame, size_t len, struct wire_ready *m);
-int wire_decode_heartbeat(const uint8_t *frame, size_t len, struct wire_heartbeat *m);
+/* Payload decoders.  The header is decoded once, by whoever routes the
+ * frame (wire_decode_hdr), and handed on with the frame it came from (as
+ * OpenSSH's monitor hands its handlers a positioned buffer): h bounds the
+ * payload, so frame must be the one h was decoded from.  Each checks the
+ * type, every length and enum range, and that the payload is consumed
+ * exactly.  Return 0 or OTA_ERR_PARSE. */
+int wire_decode_ready(const struct wire_hdr *h, const uint8_t *frame, struct wire_ready *m);
+int wire_decode_heartbeat(const struct wire_hdr *h, const uint8_t *frame, struct wire_heartbeat *m);
 /* Also refuses bucket counts that add up to more than db_count, an age
  * or counts present without counts_ok, and fewer in_doubt than in_doubt_old. */
-int wire_decode_stats(const uint8_t *frame, size_t len, struct wire_stats *m);
-int wire_decode_open(const uint8_t *frame, size_t len, struct wire_open *m);
-int wire_decode_bytes(const uint8_t *frame, size_t len, struct wire_bytes *m);
-int wire_decode_apdus(const uint8_t *frame, size_t len, struct wire_apdus *m);
-int wire_decode_client_error(const uint8_t *frame, size_t len, struct wire_client_error *m);
-int wire_decode_phase(const uint8_t *frame, size_t len, struct wire_phase *m);
-int wire_decode_result(const uint8_t *frame, size_t len, struct wire_result *m);
+int wire_decode_stats(const struct wire_hdr *h, const uint8_t *frame, struct wire_stats *m);
+int wire_decode_open(const struct wire_hdr *h, const uint8_t *frame, struct wire_open *m);
+int wire_decode_bytes(const struct wire_hdr *h, const uint8_t *frame, struct wire_bytes *m);
+int wire_decode_apdus(const struct wire_hdr *h, const uint8_t *frame, struct wire_apdus *m);
+int wire_decode_client_error(const struct wire_hdr *h, const uint8_t *frame,
+                             struct wire_client_error *m);
+int wire_decode_phase(const struct wire_hdr *h, const uint8_t *frame, struct wire_phase *m);
+int wire_decode_result(const struct wire_hdr *h, const uint8_t *frame, struct wire_result *m);
 
 /* Stable names for logs and the client protocol ("bad-request", "ok", ...). */
 const char *wire_error_name(uint8_t error);

@@ -21,6 +21,7 @@
 
 struct admin {
     struct gw *g;
+    struct pool *pool;
     struct evhttp *http;
 };
 
@@ -48,9 +49,9 @@ static void status_json(struct admin *a, struct evhttp_request *req)
 {
     struct gw *g = a->g;
     json_t *ws = json_array();
-    for (size_t i = 0; i < pool_count(g->pool); i++) {
+    for (size_t i = 0; i < pool_count(a->pool); i++) {
         struct pool_worker_info wi;
-        pool_info(g->pool, i, &wi);
+        pool_info(a->pool, i, &wi);
         json_t *age =
             wi.last_heartbeat_age_s >= 0 ? json_real(wi.last_heartbeat_age_s) : json_null();
         json_t *wo = json_pack("{s:I, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:o, s:b}", "id",
@@ -68,10 +69,10 @@ static void status_json(struct admin *a, struct evhttp_request *req)
         json_array_append_new(ws, wo);
     }
     json_t *o = json_pack("{s:b, s:b, s:I, s:I, s:I, s:o, s:I}", "ready",
-                          !g->draining && pool_ready(g->pool), "draining", g->draining,
+                          !g->draining && pool_ready(a->pool), "draining", g->draining,
                           "connections", (json_int_t)g->nconns, "websockets", (json_int_t)g->nws,
                           "sessions", (json_int_t)g->nsessions, "workers", ws,
-                          "remote_workers_refused", (json_int_t)pool_remote_refused(g->pool));
+                          "remote_workers_refused", (json_int_t)pool_remote_refused(a->pool));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!s) {
@@ -116,23 +117,23 @@ static void metrics(struct admin *a, struct evhttp_request *req)
     met_printf(&t, "ota_gateway_draining %d\n", g->draining);
     met_render(&g->met, &t);
 
-    worker_metric(&t, g->pool, "ota_gateway_worker_up", "gauge", "1 if the worker is live.", WM_UP);
-    worker_metric(&t, g->pool, "ota_gateway_worker_db_ok", "gauge",
+    worker_metric(&t, a->pool, "ota_gateway_worker_up", "gauge", "1 if the worker is live.", WM_UP);
+    worker_metric(&t, a->pool, "ota_gateway_worker_db_ok", "gauge",
                   "1 if the worker reports a usable database connection.", WM_DB_OK);
-    worker_metric(&t, g->pool, "ota_gateway_worker_sessions", "gauge",
+    worker_metric(&t, a->pool, "ota_gateway_worker_sessions", "gauge",
                   "Sessions pinned to the worker.", WM_SESSIONS);
-    worker_metric(&t, g->pool, "ota_gateway_worker_restarts_total", "counter",
+    worker_metric(&t, a->pool, "ota_gateway_worker_restarts_total", "counter",
                   "Times the worker was restarted after it exited or was killed.", WM_RESTARTS);
-    worker_metric(&t, g->pool, "ota_gateway_worker_crash_loop", "gauge",
+    worker_metric(&t, a->pool, "ota_gateway_worker_crash_loop", "gauge",
                   "1 while the worker keeps dying: its last restart waited the longest back-off "
                   "(gateway.restart_backoff_max_ms) and it has not stayed up that long since.",
                   WM_CRASH_LOOP);
-    size_t n = pool_count(g->pool);
+    size_t n = pool_count(a->pool);
     struct pool_worker_info wi;
     met_header(&t, "ota_gateway_worker_heartbeat_age_seconds", "gauge",
                "Seconds since the worker was last heard from (live workers only).");
     for (size_t i = 0; i < n; i++) {
-        pool_info(g->pool, i, &wi);
+        pool_info(a->pool, i, &wi);
         if (wi.last_heartbeat_age_s >= 0)
             met_printf(&t, "ota_gateway_worker_heartbeat_age_seconds{worker=\"%u\"} %.3f\n", wi.id,
                        wi.last_heartbeat_age_s);
@@ -140,9 +141,9 @@ static void metrics(struct admin *a, struct evhttp_request *req)
     met_header(&t, "ota_gateway_remote_workers_refused_total", "counter",
                "Remote worker connections refused (CurveZMQ key not allowed, or no free slot).");
     met_printf(&t, "ota_gateway_remote_workers_refused_total %" PRIu64 "\n",
-               pool_remote_refused(g->pool));
+               pool_remote_refused(a->pool));
     /* The workers' own numbers (WIRE_STATS; gateway/wmetrics.c). */
-    wmet_render(g->pool, &t);
+    wmet_render(a->pool, &t);
     if (t.oom || !t.p) {
         free(t.p);
         evhttp_send_error(req, 500, "out of memory");
@@ -169,7 +170,7 @@ static void handle(struct evhttp_request *req, void *arg)
     } else if (strcmp(path, "/readyz") == 0) {
         if (a->g->draining)
             text(req, 503, "Service Unavailable", "draining\n");
-        else if (!pool_ready(a->g->pool))
+        else if (!pool_ready(a->pool))
             text(req, 503, "Service Unavailable", "no live worker with a database\n");
         else
             text(req, 200, "OK", "ready\n");
@@ -182,7 +183,7 @@ static void handle(struct evhttp_request *req, void *arg)
     }
 }
 
-struct admin *admin_new(struct gw *g)
+struct admin *admin_new(struct gw *g, struct pool *pool)
 {
     const char *addr = cfg_str(g->cfg, "gateway.admin_listen");
     char host[256];
@@ -207,6 +208,7 @@ struct admin *admin_new(struct gw *g)
     if (!a)
         return NULL;
     a->g = g;
+    a->pool = pool;
     a->http = evhttp_new(g->base);
     if (!a->http) {
         free(a);

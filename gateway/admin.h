@@ -5,9 +5,10 @@
 #define GW_ADMIN_H
 
 struct gw;
+struct pool;
 struct admin;
 
-struct admin *admin_new(struct gw *g);
+struct admin *admin_new(struct gw *g, struct pool *pool);
 void admin_free(struct admin *a);
 
 #endif

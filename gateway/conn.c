@@ -68,15 +68,33 @@ static void peer_text(const struct sockaddr *sa, char *out, size_t cap)
         snprintf(out, cap, "unknown");
 }
 
+/* The owner's bytes follow the struct, aligned for any type. */
+#define USER_OFFSET                                                                                \
+    ((sizeof(struct conn) + _Alignof(max_align_t) - 1) / _Alignof(max_align_t) *                   \
+     _Alignof(max_align_t))
+
+/* Tells the owner its client side is over. */
+static void tell_close(struct conn *c)
+{
+    c->io->on_close(c->user);
+}
+
+static int owner_idle(const struct conn *c)
+{
+    return c->io->idle(c->user);
+}
+
 void conn_accept(struct gw *g, struct bufferevent *bev, const struct sockaddr *sa, int salen,
-                 uint8_t listener)
+                 uint8_t listener, const struct conn_io *io, void *arg)
 {
     (void)salen;
-    struct conn *c = calloc(1, sizeof *c);
+    struct conn *c = calloc(1, USER_OFFSET + io->user_size);
     if (!c) {
         bufferevent_free(bev);
         return;
     }
+    c->io = io;
+    c->user = (char *)c + USER_OFFSET;
     c->gw = g;
     c->bev = bev;
     c->listener = listener;
@@ -87,6 +105,7 @@ void conn_accept(struct gw *g, struct bufferevent *bev, const struct sockaddr *s
         free(c);
         return;
     }
+    io->on_new(arg, c, c->user);
     c->state = gw_proxy_allowed(g, c->peer) ? CONN_PROXY : CONN_UPGRADE;
     TAILQ_INSERT_TAIL(&g->conns, c, link);
     g->nconns++;
@@ -272,7 +291,7 @@ static void ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
             conn_close(c, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8");
             return;
         }
-        sess_on_text(c, c->msg.buf ? c->msg.buf : (const uint8_t *)"", c->msg.len);
+        c->io->on_text(c->user, c->msg.buf ? c->msg.buf : (const uint8_t *)"", c->msg.len);
         wsmsg_clear(&c->msg);
         return;
     case WSLAY_BINARY_FRAME:
@@ -281,7 +300,7 @@ static void ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         return;
     case WSLAY_CONNECTION_CLOSE:
         /* wslay has queued its answer; the session is over for the client. */
-        sess_end(c);
+        tell_close(c);
         c->state = CONN_CLOSING;
         arm_ms(c, CLOSE_LINGER_MS);
         return;
@@ -348,7 +367,7 @@ static void arm_ws(struct conn *c, uint64_t now)
     if (!c->ping_out && !c->stalled_us &&
         (t = ms_left(c->last_rx_us, now, set->ping_interval_ms)) < next)
         next = t;
-    if (sess_idle(&c->s) && (t = ms_left(c->opened_us, now, set->first_message_ms)) < next)
+    if (owner_idle(c) && (t = ms_left(c->opened_us, now, set->first_message_ms)) < next)
         next = t;
     if (c->stalled_us && (t = ms_left(c->stalled_us, now, set->output_stall_ms)) < next)
         next = t;
@@ -405,13 +424,13 @@ void conn_close(struct conn *c, uint16_t code, const char *reason)
 {
     if (c->state != CONN_WS)
         return;
-    sess_end(c);
+    tell_close(c);
     c->close_code = code;
     c->close_reason = reason;
     c->state = CONN_CLOSING;
     if (code != WSLAY_CODE_NORMAL_CLOSURE)
-        log_info("ws_close", "session=%" PRIu64 " peer=%s code=%u reason=\"%s\"", c->s.id, c->peer,
-                 (unsigned)code, reason ? reason : "");
+        log_info("ws_close", "session=%" PRIu64 " peer=%s code=%u reason=\"%s\"", c->session_id,
+                 c->peer, (unsigned)code, reason ? reason : "");
     arm_ms(c, CLOSE_LINGER_MS);
     ws_flush(c);
 }
@@ -543,8 +562,8 @@ static void protocol_error(struct conn *c)
     }
     if (c->state == CONN_WS)
         log_info("ws_close", "session=%" PRIu64 " peer=%s code=1002 reason=\"malformed frame\"",
-                 c->s.id, c->peer);
-    sess_end(c);
+                 c->session_id, c->peer);
+    tell_close(c);
     c->close_code = 0;
     c->state = CONN_REJECTING;
     discard_input(c);
@@ -573,7 +592,7 @@ static void on_ws_input(struct conn *c)
     /* wslay may have queued a close on its own (1002, 1009, ...). */
     if (c->state == CONN_WS &&
         (!wslay_event_get_read_enabled(c->ws) || wslay_event_get_close_received(c->ws))) {
-        sess_end(c);
+        tell_close(c);
         c->state = CONN_CLOSING;
         arm_ms(c, CLOSE_LINGER_MS);
     }
@@ -653,7 +672,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static void drop_stalled(struct conn *c)
 {
     c->gw->met.output_stalled_total++;
-    log_info("output_stalled", "session=%" PRIu64 " peer=%s queued=%zu", c->s.id, c->peer,
+    log_info("output_stalled", "session=%" PRIu64 " peer=%s queued=%zu", c->session_id, c->peer,
              out_pending(c));
     conn_free(c);
 }
@@ -667,8 +686,8 @@ static void ws_timer(struct conn *c)
         return;
     }
     /* Pings keep last_rx_us fresh, never opened_us. */
-    if (sess_idle(&c->s) && ms_since(c->opened_us, now) >= set->first_message_ms) {
-        sess_no_operation(c);
+    if (owner_idle(c) && ms_since(c->opened_us, now) >= set->first_message_ms) {
+        c->io->on_no_operation(c->user);
         maybe_finish(c);
         return;
     }
@@ -710,7 +729,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 static void conn_free(struct conn *c)
 {
     struct gw *g = c->gw;
-    sess_end(c);
+    tell_close(c);
     if (c->ip_counted)
         ipcount_put(g->ips, c->peer);
     if (c->ws_counted)
@@ -729,7 +748,7 @@ static void conn_free(struct conn *c)
 
 void conn_drain_one(struct conn *c, int all)
 {
-    if (c->state == CONN_WS && (all || sess_idle(&c->s))) {
+    if (c->state == CONN_WS && (all || owner_idle(c))) {
         conn_close(c, WSLAY_CODE_GOING_AWAY, "server going away");
         maybe_finish(c);
     }

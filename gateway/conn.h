@@ -1,8 +1,9 @@
 /* conn: one client TCP (or TLS) connection through its states: optional
  * PROXY header, HTTP upgrade, WebSocket (wslay), closing.  Owns the
  * bufferevent, the wslay context and the connection's timer; hands
- * complete text messages to session.c.  Every byte from the network
- * passes through here first. */
+ * complete text messages to its owner (session.c) through the struct
+ * conn_io the owner registered, and never calls up.  Every byte from the
+ * network passes through here first. */
 #ifndef GW_CONN_H
 #define GW_CONN_H
 
@@ -15,9 +16,28 @@
 #include <wslay/wslay.h>
 
 #include "gw.h"
-#include "session.h"
 #include "wire.h"
 #include "wsmsg.h"
+
+struct conn;
+
+/* What a connection tells its owner.  The owner keeps user_size bytes
+ * per connection (zeroed, freed with the connection); user points there. */
+struct conn_io {
+    size_t user_size;
+    /* A new connection (arg: the pointer given to conn_accept). */
+    void (*on_new)(void *arg, struct conn *c, void *user);
+    /* A complete, valid UTF-8 text message. */
+    void (*on_text)(void *user, const uint8_t *msg, size_t len);
+    /* The client side is over (closing, or gone): the owner ends what it
+     * runs for it.  Comes at least once, last when the connection is freed. */
+    void (*on_close)(void *user);
+    /* 1 while the owner waits for the client's first message (the
+     * first-message deadline runs, and a drain closes it). */
+    int (*idle)(const void *user);
+    /* No first message within gateway.first_message_timeout_ms. */
+    void (*on_no_operation)(void *user);
+};
 
 enum conn_state {
     CONN_PROXY = 0, /* reading a PROXY protocol header */
@@ -45,12 +65,14 @@ struct conn {
     uint64_t opened_us;           /* upgraded: the first operation is due first_message_ms later */
     uint64_t stalled_us;          /* output over the cap since (reading stopped); 0: not */
     char peer[WIRE_MAX_PEER + 1]; /* the client's address (PROXY header or TCP) */
-    struct session s;
+    uint64_t session_id;          /* for log lines; set by the owner */
+    const struct conn_io *io;
+    void *user; /* the owner's bytes, after this struct */
 };
 
 /* A new accepted socket (already non-blocking); bev may be a TLS one. */
 void conn_accept(struct gw *g, struct bufferevent *bev, const struct sockaddr *sa, int salen,
-                 uint8_t listener);
+                 uint8_t listener, const struct conn_io *io, void *arg);
 /* Queues one text message. */
 int conn_send_text(struct conn *c, const char *text, size_t len);
 /* Sends a close frame with code and starts closing. */
@@ -61,10 +83,5 @@ void conn_close(struct conn *c, uint16_t code, const char *reason);
 void conn_drain_one(struct conn *c, int all);
 /* At exit: frees every connection still open. */
 void conn_free_all(struct gw *g);
-
-static inline struct conn *conn_of(struct session *s)
-{
-    return (struct conn *)((char *)s - offsetof(struct conn, s));
-}
 
 #endif

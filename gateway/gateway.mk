@@ -16,8 +16,9 @@ gateway_libotagw_a_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS) $(JANSSON_CFLAGS) $(SO
 GW_LIBS = gateway/libotagw.a $(COMMON_LIBS) $(JANSSON_LIBS) $(CRYPTO_LIBS) $(SODIUM_LIBS)
 
 bin_PROGRAMS += gateway/ota-gateway
-gateway_ota_gateway_SOURCES = gateway/main.c gateway/gw.c gateway/gw.h gateway/conn.c \
+gateway_ota_gateway_SOURCES = gateway/main.c gateway/gw.c gateway/gw.h gateway/drain.c gateway/drain.h gateway/conn.c \
 	gateway/conn.h gateway/session.c gateway/session.h gateway/pool.c gateway/pool.h \
+	gateway/pool_int.h gateway/route.c gateway/remote.c gateway/supervise.c \
 	gateway/spawn.c gateway/spawn.h gateway/listen.c gateway/listen.h gateway/admin.c \
 	gateway/admin.h gateway/wmetrics.c gateway/wmetrics.h
 gateway_ota_gateway_CFLAGS = $(AM_CFLAGS) $(EVENT_CFLAGS) $(ZMQ_CFLAGS) $(SSL_CFLAGS) \

@@ -1,8 +1,9 @@
-/* gw: the gateway process's context: the event base, the settings read
- * once from the configuration, the connection and session tables, and the
- * parts (workers, listeners, admin, metrics).  One instance, owned by
- * main.c; the modules reach each other through it.  Nothing in here is
- * secret, and nothing here parses network input. */
+/* gw: what every part of the gateway process reads: the event base, the
+ * settings read once from the configuration, the clock, the counters, the
+ * connection list and the session table.  One instance, owned by main.c.
+ * It knows none of the parts (workers, listeners, admin, drain): main.c
+ * wires them, and they report to their owners through callbacks.  Nothing
+ * in here is secret, and nothing here parses network input. */
 #ifndef GW_GW_H
 #define GW_GW_H
 
@@ -17,9 +18,6 @@
 struct cfg;
 struct conn;
 struct session;
-struct pool;
-struct admin;
-struct listener;
 struct ipcount;
 
 /* Settings read once at start (all validated by config.c's ranges). */
@@ -40,9 +38,6 @@ struct gw {
     struct event_base *base;
     struct gw_settings set;
     struct met met;
-    struct pool *pool;
-    struct admin *admin;
-    struct listener *pub, *op;
     struct ipcount *ips;
 
     struct conn_list conns; /* every open client connection */
@@ -63,9 +58,7 @@ struct gw {
     char **proxy_from; /* canonical addresses allowed to send PROXY headers */
     size_t nproxy_from;
 
-    int draining;
-    uint64_t drain_deadline_us;
-    struct event *ev_drain;
+    int draining; /* set by drain.c; read by the listeners, conns, pool, admin */
 };
 
 uint64_t gw_now_us(void);
@@ -77,8 +70,5 @@ struct session *gw_session_find(struct gw *g, uint64_t id);
 
 /* Is addr (canonical text) allowed to send a PROXY protocol header? */
 int gw_proxy_allowed(const struct gw *g, const char *addr);
-
-/* Drain: called by main.c on SIGTERM/SIGINT. */
-void gw_start_drain(struct gw *g);
 
 #endif

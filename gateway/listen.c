@@ -24,6 +24,8 @@
 
 struct listener {
     struct gw *g;
+    const struct conn_io *io;
+    void *io_arg;
     uint8_t kind;
     struct evconnlistener *l;
     SSL_CTX *tls;
@@ -130,10 +132,10 @@ static void accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sock
         evutil_closesocket(fd);
         return;
     }
-    conn_accept(g, bev, sa, salen, l->kind);
+    conn_accept(g, bev, sa, salen, l->kind, l->io, l->io_arg);
 }
 
-struct listener *listener_new(struct gw *g, uint8_t kind)
+struct listener *listener_new(struct gw *g, uint8_t kind, const struct conn_io *io, void *arg)
 {
     int op = kind == WIRE_LISTENER_OPERATOR;
     const char *addr = cfg_str(g->cfg, op ? "gateway.operator_listen" : "gateway.listen");
@@ -180,6 +182,8 @@ struct listener *listener_new(struct gw *g, uint8_t kind)
     if (!l)
         return NULL;
     l->g = g;
+    l->io = io;
+    l->io_arg = arg;
     l->kind = kind;
     if (tls && !(l->tls = make_tls(cert, key, op ? ca : NULL))) {
         free(l);

@@ -9,10 +9,12 @@
 
 struct gw;
 struct listener;
+struct conn_io;
 
-/* kind: WIRE_LISTENER_PUBLIC or WIRE_LISTENER_OPERATOR.  Logs and returns
- * NULL when the configuration is refused or the bind fails. */
-struct listener *listener_new(struct gw *g, uint8_t kind);
+/* kind: WIRE_LISTENER_PUBLIC or WIRE_LISTENER_OPERATOR.  Each accepted
+ * connection reports to io (with arg).  Logs and returns NULL when the
+ * configuration is refused or the bind fails. */
+struct listener *listener_new(struct gw *g, uint8_t kind, const struct conn_io *io, void *arg);
 void listener_disable(struct listener *l);
 void listener_free(struct listener *l);
 /* 1 if host:port names a loopback address. */

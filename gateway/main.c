@@ -5,7 +5,7 @@
  * Reads the configuration, binds the public, operator and admin listeners,
  * prepares the runtime directory, drops to gateway.user when started as
  * root (keeping only a helper that can start workers), starts the workers
- * and serves until SIGTERM/SIGINT, then drains (gw.c) and exits 0.  This
+ * and serves until SIGTERM/SIGINT, then drains (drain.c) and exits 0.  This
  * process parses everything from the network and must never load a card
  * key or link the key-handling library. */
 #include <arpa/inet.h>
@@ -28,11 +28,13 @@
 #include "climsg.h"
 #include "config.h"
 #include "conn.h"
+#include "drain.h"
 #include "gw.h"
 #include "ipcount.h"
 #include "listen.h"
 #include "log.h"
 #include "pool.h"
+#include "session.h"
 #include "version.h"
 #include "wire.h"
 
@@ -216,31 +218,38 @@ static int drop_privileges(const struct ids *ids)
     return 0;
 }
 
+/* The parts main.c wires together; struct gw knows none of them. */
+struct parts {
+    struct sess_ctx sc;
+    struct admin *admin;
+    struct listener *pub, *op;
+    struct drain *drain;
+};
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
-    struct gw *g = arg;
+    struct parts *pt = arg;
     if (sig == SIGHUP) {
         log_reopen();
         log_info("log_reopened", "signal=HUP");
         return;
     }
     log_info("signal", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
-    gw_start_drain(g);
+    drain_start(pt->drain);
 }
 
-static void cleanup(struct gw *g, struct event **evs, size_t nevs)
+static void cleanup(struct gw *g, struct parts *pt, struct event **evs, size_t nevs)
 {
     conn_free_all(g);
     for (size_t i = 0; i < nevs; i++)
         if (evs[i])
             event_free(evs[i]);
-    if (g->ev_drain)
-        event_free(g->ev_drain);
-    admin_free(g->admin);
-    listener_free(g->pub);
-    listener_free(g->op);
-    pool_free(g->pool);
+    drain_free(pt->drain);
+    admin_free(pt->admin);
+    listener_free(pt->pub);
+    listener_free(pt->op);
+    pool_free(pt->sc.pool);
     ipcount_free(g->ips);
     for (size_t i = 0; i < g->nproxy_from; i++)
         free(g->proxy_from[i]);
@@ -255,6 +264,7 @@ static void cleanup(struct gw *g, struct event **evs, size_t nevs)
 int main(int argc, char **argv)
 {
     static struct gw g;
+    static struct parts pt = {.sc = {.gw = &g}};
     struct ids ids;
     struct event *evs[3] = {NULL, NULL, NULL};
     int rc = 1;
@@ -285,20 +295,23 @@ int main(int argc, char **argv)
     g.base = event_base_new();
     if (!g.base || make_tables(&g) != 0 || read_proxy_from(&g) != 0 || lookup_users(&g, &ids) != 0)
         goto out;
-    g.pub = listener_new(&g, WIRE_LISTENER_PUBLIC);
-    g.op = listener_new(&g, WIRE_LISTENER_OPERATOR);
-    g.admin = admin_new(&g);
-    g.pool = pool_new(&g);
-    if (!g.pub || !g.op || !g.admin || !g.pool)
+    pt.pub = listener_new(&g, WIRE_LISTENER_PUBLIC, &sess_conn_io, &pt.sc);
+    pt.op = listener_new(&g, WIRE_LISTENER_OPERATOR, &sess_conn_io, &pt.sc);
+    struct pool *pool = pt.sc.pool = pool_new(&g, &sess_pool_io, &pt.sc);
+    if (!pt.pub || !pt.op || !pool)
         goto out;
-    if (pool_prepare_dir(g.pool, ids.uid, ids.gid, ids.worker_gid, ids.root) != 0 ||
-        pool_load_curve(g.pool) != 0 || pool_start_spawner(g.pool) != 0 ||
-        drop_privileges(&ids) != 0 || pool_start(g.pool) != 0)
+    pt.admin = admin_new(&g, pool);
+    pt.drain = drain_new(&g, pool, pt.pub, pt.op);
+    if (!pt.admin || !pt.drain)
+        goto out;
+    if (pool_prepare_dir(pool, ids.uid, ids.gid, ids.worker_gid, ids.root) != 0 ||
+        pool_load_curve(pool) != 0 || pool_start_spawner(pool) != 0 || drop_privileges(&ids) != 0 ||
+        pool_start(pool) != 0)
         goto out;
 
-    evs[0] = evsignal_new(g.base, SIGTERM, on_signal, &g);
-    evs[1] = evsignal_new(g.base, SIGINT, on_signal, &g);
-    evs[2] = evsignal_new(g.base, SIGHUP, on_signal, &g);
+    evs[0] = evsignal_new(g.base, SIGTERM, on_signal, &pt);
+    evs[1] = evsignal_new(g.base, SIGINT, on_signal, &pt);
+    evs[2] = evsignal_new(g.base, SIGHUP, on_signal, &pt);
     if (!evs[0] || !evs[1] || !evs[2] || event_add(evs[0], NULL) || event_add(evs[1], NULL) ||
         event_add(evs[2], NULL))
         goto out;
@@ -309,6 +322,6 @@ int main(int argc, char **argv)
 out:
     if (rc)
         log_error("gateway_failed", "detail=\"start-up or loop failed; see the lines above\"");
-    cleanup(&g, evs, 3);
+    cleanup(&g, &pt, evs, 3);
     return rc;
 }

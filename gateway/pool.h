@@ -2,20 +2,41 @@
  * them.  Starts them (gateway/spawn.c), supervises them with heartbeats,
  * restarts them with exponential back-off, dispatches each new session to
  * the least-loaded live worker and routes frames between workers and
- * sessions.  Never parses client input and never holds a key. */
+ * sessions.  Never parses client input and never holds a key.  It never
+ * calls up: what happens to a session's worker is reported to the owner
+ * through the struct pool_io it registered (pgbouncer's sbuf proto_cb). */
 #ifndef GW_POOL_H
 #define GW_POOL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 struct gw;
 struct pool;
 struct worker;
-struct session;
+struct wire_hdr;
 
-struct pool *pool_new(struct gw *g);
+/* What the owner embeds in each session it pins to a worker. */
+struct pool_link {
+    struct worker *worker; /* NULL: not attached */
+    TAILQ_ENTRY(pool_link) next;
+};
+
+/* What the pool tells its owner; arg is the pointer given to pool_new. */
+struct pool_io {
+    /* A session frame (COMMAND, MODAL, PHASE, RESULT) from live worker w;
+     * h is its header, decoded once here (it bounds the frame: hand both
+     * to the wire_decode_* payload decoders); whether h->session is pinned
+     * to w is for the owner to check. */
+    void (*session_frame)(void *arg, struct worker *w, const struct wire_hdr *h,
+                          const uint8_t *frame);
+    /* l's worker died or was cut off; l is already detached. */
+    void (*worker_lost)(void *arg, struct pool_link *l);
+};
+
+struct pool *pool_new(struct gw *g, const struct pool_io *io, void *arg);
 /* Creates the runtime directory (before privileges are dropped, so that it
  * can be given to the unprivileged users). */
 int pool_prepare_dir(struct pool *p, uid_t uid, gid_t gid, gid_t worker_gid, int as_root);
@@ -33,8 +54,8 @@ int pool_send(struct pool *p, struct worker *w, const uint8_t *frame, size_t len
 /* The same for a frame with a secret in it (OPEN: the authCode): ZeroMQ's
  * copy is wiped when ZeroMQ is done with it. */
 int pool_send_secret(struct pool *p, struct worker *w, const uint8_t *frame, size_t len);
-void pool_attach(struct worker *w, struct session *s);
-void pool_detach(struct session *s);
+void pool_attach(struct worker *w, struct pool_link *l);
+void pool_detach(struct pool_link *l);
 unsigned pool_worker_id(const struct worker *w);
 
 /* Ready = at least one live worker whose database is usable. */

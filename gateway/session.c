@@ -7,6 +7,7 @@
 #include "session.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,24 +24,19 @@
 
 #define PERSONALIZE_REFUSED "personalization is only available on the operator endpoint"
 
-static struct gw *gw_of(struct session *s)
-{
-    return conn_of(s)->gw;
-}
-
 /* Leaves the worker and the session table; tells the worker when it did
  * not end the session itself. */
 static void detach(struct session *s, int tell_worker)
 {
-    struct gw *g = gw_of(s);
-    if (s->worker) {
+    struct gw *g = s->ctx->gw;
+    if (s->wl.worker) {
         if (tell_worker) {
             uint8_t frame[WIRE_MAX_FRAME];
             int n = wire_encode_empty(frame, sizeof frame, WIRE_CLIENT_GONE, s->id);
-            if (n < 0 || pool_send(g->pool, s->worker, frame, (size_t)n) != 0)
+            if (n < 0 || pool_send(s->ctx->pool, s->wl.worker, frame, (size_t)n) != 0)
                 log_warn("send_failed", "session=%" PRIu64 " frame=client_gone", s->id);
         }
-        pool_detach(s);
+        pool_detach(&s->wl);
     }
     if (s->id) {
         gw_session_unregister(g, s);
@@ -48,13 +44,13 @@ static void detach(struct session *s, int tell_worker)
     }
 }
 
-static void send_json(struct conn *c, char *text)
+static void send_json(struct session *s, char *text)
 {
     if (!text) {
-        log_error("out_of_memory", "session=%" PRIu64 " what=client_message", c->s.id);
+        log_error("out_of_memory", "session=%" PRIu64 " what=client_message", s->id);
         return;
     }
-    conn_send_text(c, text, strlen(text));
+    conn_send_text(s->conn, text, strlen(text));
     free(text);
 }
 
@@ -66,10 +62,10 @@ static enum met_result met_res(uint8_t status)
 }
 
 /* Sends the result, ends the session and closes with 1000. */
-static void finish(struct conn *c, const struct wire_result *r, int from_worker)
+static void finish(struct session *s, const struct wire_result *r, int from_worker)
 {
-    struct session *s = &c->s;
-    struct gw *g = c->gw;
+    struct conn *c = s->conn;
+    struct gw *g = s->ctx->gw;
     char *text = cm_build_result(r, s->request_id);
     detach(s, !from_worker);
     uint64_t now = gw_now_us();
@@ -81,42 +77,42 @@ static void finish(struct conn *c, const struct wire_result *r, int from_worker)
              r->status == WIRE_ST_OK ? "none" : wire_error_name(r->error),
              from_worker ? "worker" : "gateway");
     s->state = SESS_DONE;
-    send_json(c, text);
+    send_json(s, text);
     conn_close(c, 1000, "");
 }
 
 /* A result made here: pending if the worker said money is at risk. */
-static void fail(struct conn *c, uint8_t error)
+static void fail(struct session *s, uint8_t error)
 {
     struct wire_result r;
     memset(&r, 0, sizeof r);
-    r.op = c->s.op;
-    r.status = c->s.worker && c->s.at_risk ? WIRE_ST_PENDING : WIRE_ST_FAILED;
+    r.op = s->op;
+    r.status = s->wl.worker && s->at_risk ? WIRE_ST_PENDING : WIRE_ST_FAILED;
     r.error = error;
-    finish(c, &r, 0);
+    finish(s, &r, 0);
 }
 
-static void bad_request(struct conn *c, const char *why)
+static void bad_request(struct session *s, const char *why)
 {
-    log_info("bad_request", "session=%" PRIu64 " peer=%s why=\"%s\"", c->s.id, c->peer, why);
-    fail(c, WIRE_E_BAD_REQUEST);
+    log_info("bad_request", "session=%" PRIu64 " peer=%s why=\"%s\"", s->id, s->conn->peer, why);
+    fail(s, WIRE_E_BAD_REQUEST);
 }
 
-static void send_to_worker(struct conn *c, const uint8_t *frame, int n, const char *what)
+static void send_to_worker(struct session *s, const uint8_t *frame, int n, const char *what)
 {
-    if (n < 0 || pool_send(c->gw->pool, c->s.worker, frame, (size_t)n) != 0) {
-        log_error("send_failed", "session=%" PRIu64 " frame=%s", c->s.id, what);
-        fail(c, WIRE_E_INTERNAL);
+    if (n < 0 || pool_send(s->ctx->pool, s->wl.worker, frame, (size_t)n) != 0) {
+        log_error("send_failed", "session=%" PRIu64 " frame=%s", s->id, what);
+        fail(s, WIRE_E_INTERNAL);
     }
 }
 
-static void on_operation(struct conn *c, struct cm_msg *m)
+static void on_operation(struct session *s, struct cm_msg *m)
 {
-    struct session *s = &c->s;
-    struct gw *g = c->gw;
+    struct conn *c = s->conn;
+    struct gw *g = s->ctx->gw;
     char tail[8];
     if (s->state != SESS_IDLE) {
-        bad_request(c, "a second operation message");
+        bad_request(s, "a second operation message");
         return;
     }
     s->op = m->op;
@@ -126,31 +122,32 @@ static void on_operation(struct conn *c, struct cm_msg *m)
     s->t_start_us = gw_now_us();
     if (!m->tech_ok) {
         log_info("unsupported_tech", "peer=%s op=%s", c->peer, wire_op_name(m->op));
-        fail(c, WIRE_E_UNSUPPORTED_CARD);
+        fail(s, WIRE_E_UNSUPPORTED_CARD);
         return;
     }
     if (m->op == WIRE_OP_PERSONALIZE && c->listener != WIRE_LISTENER_OPERATOR) {
         log_warn("personalize_refused", "peer=%s uid=%s listener=public", c->peer,
                  log_uid_tail(m->uid, m->uid_len, tail));
-        send_json(c, cm_build_modal(PERSONALIZE_REFUSED, strlen(PERSONALIZE_REFUSED)));
-        fail(c, WIRE_E_BAD_REQUEST);
+        send_json(s, cm_build_modal(PERSONALIZE_REFUSED, strlen(PERSONALIZE_REFUSED)));
+        fail(s, WIRE_E_BAD_REQUEST);
         return;
     }
     /* While draining, only connections opened before the drain exist (the
      * listeners are closed), and each runs at most one session: it may
      * start, and the drain waits for it. */
-    struct worker *w = pool_pick(g->pool);
+    struct worker *w = pool_pick(s->ctx->pool);
     if (!w) {
         log_warn("no_worker", "peer=%s op=%s", c->peer, wire_op_name(m->op));
-        fail(c, WIRE_E_OVERLOADED);
+        fail(s, WIRE_E_OVERLOADED);
         return;
     }
     if (gw_session_register(g, s) != 0) {
-        fail(c, WIRE_E_OVERLOADED);
+        fail(s, WIRE_E_OVERLOADED);
         return;
     }
     g->nsessions++;
-    pool_attach(w, s);
+    c->session_id = s->id;
+    pool_attach(w, &s->wl);
     s->state = SESS_WAIT_WORKER;
 
     struct wire_open o;
@@ -171,51 +168,49 @@ static void on_operation(struct conn *c, struct cm_msg *m)
     log_info("session_open", "session=%" PRIu64 " peer=%s listener=%s op=%s uid=%s worker=%u",
              s->id, c->peer, c->listener == WIRE_LISTENER_OPERATOR ? "operator" : "public",
              wire_op_name(m->op), log_uid_tail(m->uid, m->uid_len, tail), pool_worker_id(w));
-    int rc = n < 0 ? n : pool_send_secret(g->pool, w, frame, (size_t)n);
+    int rc = n < 0 ? n : pool_send_secret(s->ctx->pool, w, frame, (size_t)n);
     sodium_memzero(frame, sizeof frame);
     if (rc != 0) {
         log_error("send_failed", "session=%" PRIu64 " frame=open", s->id);
-        fail(c, WIRE_E_INTERNAL);
+        fail(s, WIRE_E_INTERNAL);
     }
 }
 
-static void on_response(struct conn *c, const struct cm_msg *m)
+static void on_response(struct session *s, const struct cm_msg *m)
 {
-    struct session *s = &c->s;
     if (s->state != SESS_WAIT_CLIENT) {
-        bad_request(c, "a response without an outstanding command");
+        bad_request(s, "a response without an outstanding command");
         return;
     }
     if (s->nout != 1) {
-        bad_request(c, "a response to a batch of commands (answer with responses)");
+        bad_request(s, "a response to a batch of commands (answer with responses)");
         return;
     }
     uint64_t now = gw_now_us();
-    met_observe(&c->gw->met.apdu_roundtrip, (double)(now - s->t_cmd_us) / 1e6);
+    met_observe(&s->ctx->gw->met.apdu_roundtrip, (double)(now - s->t_cmd_us) / 1e6);
     s->t_resp_us = now;
     s->state = SESS_WAIT_WORKER;
     s->nout = 0;
     uint8_t frame[WIRE_MAX_FRAME];
     int n = wire_encode_bytes(frame, sizeof frame, WIRE_CARD_RESPONSE, s->id, m->data, m->data_len);
-    send_to_worker(c, frame, n, "card_response");
+    send_to_worker(s, frame, n, "card_response");
 }
 
 /* v2: the answers to the outstanding `commands`, in order, fewer when the
  * client stopped (after an error answer, or with "error" when it lost the
  * card).  The gateway counts them and passes the APDUs on unread. */
-static void on_responses(struct conn *c, const struct cm_msg *m)
+static void on_responses(struct session *s, const struct cm_msg *m)
 {
-    struct session *s = &c->s;
     if (s->state != SESS_WAIT_CLIENT || !s->out_v2) {
-        bad_request(c, "responses without an outstanding batch of commands");
+        bad_request(s, "responses without an outstanding batch of commands");
         return;
     }
     if (m->n_answers > s->nout) {
-        bad_request(c, "responses: more answers than commands");
+        bad_request(s, "responses: more answers than commands");
         return;
     }
     uint64_t now = gw_now_us();
-    met_observe(&c->gw->met.apdu_roundtrip, (double)(now - s->t_cmd_us) / 1e6);
+    met_observe(&s->ctx->gw->met.apdu_roundtrip, (double)(now - s->t_cmd_us) / 1e6);
     s->t_resp_us = now;
     s->state = SESS_WAIT_WORKER;
     s->nout = 0;
@@ -228,14 +223,13 @@ static void on_responses(struct conn *c, const struct cm_msg *m)
     if (m->err_kind)
         log_info("client_error", "session=%" PRIu64 " kind=%u answers=%u", s->id,
                  (unsigned)m->err_kind, (unsigned)m->n_answers);
-    send_to_worker(c, frame, n, "card_responses");
+    send_to_worker(s, frame, n, "card_responses");
 }
 
-static void on_client_error(struct conn *c, const struct cm_msg *m)
+static void on_client_error(struct session *s, const struct cm_msg *m)
 {
-    struct session *s = &c->s;
     if (s->state != SESS_WAIT_CLIENT && s->state != SESS_WAIT_WORKER) {
-        bad_request(c, "an error message before the operation");
+        bad_request(s, "an error message before the operation");
         return;
     }
     s->state = SESS_WAIT_WORKER;
@@ -244,111 +238,119 @@ static void on_client_error(struct conn *c, const struct cm_msg *m)
     struct wire_client_error e = {.kind = m->err_kind};
     uint8_t frame[WIRE_MAX_FRAME];
     int n = wire_encode_client_error(frame, sizeof frame, s->id, &e);
-    send_to_worker(c, frame, n, "client_error");
+    send_to_worker(s, frame, n, "client_error");
 }
 
-void sess_on_text(struct conn *c, const uint8_t *msg, size_t len)
+static void on_text(void *user, const uint8_t *msg, size_t len)
 {
-    if (c->s.state == SESS_DONE)
+    struct session *s = user;
+    if (s->state == SESS_DONE)
         return;
     struct cm_msg m;
     const char *why = NULL;
     if (cm_parse(msg, len, &m, &why) != 0) {
-        bad_request(c, why ? why : "malformed message");
+        bad_request(s, why ? why : "malformed message");
         return;
     }
     switch (m.type) {
     case CM_OPERATION:
-        on_operation(c, &m);
+        on_operation(s, &m);
         break;
     case CM_RESPONSE:
-        on_response(c, &m);
+        on_response(s, &m);
         break;
     case CM_ERROR:
-        on_client_error(c, &m);
+        on_client_error(s, &m);
         break;
     case CM_RESPONSES:
-        on_responses(c, &m);
+        on_responses(s, &m);
         break;
     }
     cm_msg_clear(&m);
 }
 
-static void worker_broke(struct conn *c, const char *what)
+static void worker_broke(struct session *s, const char *what)
 {
-    log_error("worker_protocol_error", "session=%" PRIu64 " worker=%u what=%s", c->s.id,
-              c->s.worker ? pool_worker_id(c->s.worker) : 0, what);
-    fail(c, WIRE_E_INTERNAL);
+    log_error("worker_protocol_error", "session=%" PRIu64 " worker=%u what=%s", s->id,
+              s->wl.worker ? pool_worker_id(s->wl.worker) : 0, what);
+    fail(s, WIRE_E_INTERNAL);
 }
 
 /* Timing of the gateway's and worker's share of an exchange. */
-static void commands_sent(struct conn *c)
+static void commands_sent(struct session *s)
 {
-    struct session *s = &c->s;
     s->t_cmd_us = gw_now_us();
     if (s->t_resp_us) {
-        met_observe(&c->gw->met.exchange_added, (double)(s->t_cmd_us - s->t_resp_us) / 1e6);
+        met_observe(&s->ctx->gw->met.exchange_added, (double)(s->t_cmd_us - s->t_resp_us) / 1e6);
         s->t_resp_us = 0;
     }
 }
 
-void sess_on_worker_frame(struct session *s, uint8_t type, const uint8_t *frame, size_t len)
+/* A session frame from worker w: only for a session pinned to w. */
+static void on_worker_frame(void *arg, struct worker *w, const struct wire_hdr *h,
+                            const uint8_t *frame)
 {
-    struct conn *c = conn_of(s);
-    struct wire_bytes b;
-    if (s->state == SESS_DONE || s->state == SESS_IDLE || c->state != CONN_WS)
+    struct sess_ctx *ctx = arg;
+    struct session *s = gw_session_find(ctx->gw, h->session);
+    if (!s || s->wl.worker != w) {
+        log_debug("frame_for_unknown_session", "worker=%u session=%" PRIu64 " type=%u",
+                  pool_worker_id(w), h->session, (unsigned)h->type);
         return;
-    switch (type) {
+    }
+    struct wire_bytes b;
+    if (s->state == SESS_DONE || s->state == SESS_IDLE || s->conn->state != CONN_WS)
+        return;
+    switch (h->type) {
     case WIRE_COMMAND: {
-        if (wire_decode_bytes(frame, len, &b) != 0) {
-            worker_broke(c, "bad_command");
+        if (wire_decode_bytes(h, frame, &b) != 0) {
+            worker_broke(s, "bad_command");
             return;
         }
         if (s->state != SESS_WAIT_WORKER) {
-            worker_broke(c, "second_outstanding_command");
+            worker_broke(s, "second_outstanding_command");
             return;
         }
         char *text = cm_build_command(b.data, b.len);
         s->state = SESS_WAIT_CLIENT;
         s->nout = 1;
         s->out_v2 = 0;
-        send_json(c, text);
-        commands_sent(c);
+        send_json(s, text);
+        commands_sent(s);
         return;
     }
     case WIRE_COMMANDS: {
         static struct wire_apdus bs; /* 4.8 KB; the gateway is one thread */
-        if (wire_decode_apdus(frame, len, &bs) != 0) {
-            worker_broke(c, "bad_commands");
+        if (wire_decode_apdus(h, frame, &bs) != 0) {
+            worker_broke(s, "bad_commands");
             return;
         }
         if (s->state != SESS_WAIT_WORKER) {
-            worker_broke(c, "second_outstanding_command");
+            worker_broke(s, "second_outstanding_command");
             return;
         }
         if (bs.n > s->batch || s->batch < 2) {
-            worker_broke(c, "batch_larger_than_announced");
+            worker_broke(s, "batch_larger_than_announced");
             return;
         }
         char *text = cm_build_commands(&bs);
         s->state = SESS_WAIT_CLIENT;
         s->nout = bs.n;
         s->out_v2 = 1;
-        send_json(c, text);
-        commands_sent(c);
+        send_json(s, text);
+        commands_sent(s);
         return;
     }
     case WIRE_MODAL:
-        if (wire_decode_bytes(frame, len, &b) != 0) {
-            worker_broke(c, "bad_modal");
+        if (wire_decode_bytes(h, frame, &b) != 0) {
+            worker_broke(s, "bad_modal");
             return;
         }
-        send_json(c, cm_build_modal((const char *)b.data, b.len));
+        send_json(s, cm_build_modal((const char *)b.data, b.len));
         return;
     case WIRE_PHASE: {
         struct wire_phase ph;
-        if (wire_decode_phase(frame, len, &ph) != 0) {
-            worker_broke(c, "bad_phase");
+        if (wire_decode_phase(h, frame, &ph) != 0) {
+            worker_broke(s, "bad_phase");
             return;
         }
         s->at_risk = ph.at_risk;
@@ -356,25 +358,26 @@ void sess_on_worker_frame(struct session *s, uint8_t type, const uint8_t *frame,
     }
     case WIRE_RESULT: {
         struct wire_result r;
-        if (wire_decode_result(frame, len, &r) != 0) {
-            worker_broke(c, "bad_result");
+        if (wire_decode_result(h, frame, &r) != 0) {
+            worker_broke(s, "bad_result");
             return;
         }
         if (r.op != s->op)
             log_warn("result_operation_mismatch", "session=%" PRIu64 " op=%s result_op=%s", s->id,
                      wire_op_name(s->op), wire_op_name(r.op));
-        finish(c, &r, 1);
+        finish(s, &r, 1);
         return;
     }
     default:
-        worker_broke(c, "unexpected_frame_type");
+        worker_broke(s, "unexpected_frame_type");
         return;
     }
 }
 
-void sess_on_worker_lost(struct session *s)
+static void on_worker_lost(void *arg, struct pool_link *l)
 {
-    struct conn *c = conn_of(s);
+    (void)arg;
+    struct session *s = (struct session *)((char *)l - offsetof(struct session, wl));
     if (s->state == SESS_DONE)
         return;
     struct wire_result r;
@@ -383,17 +386,19 @@ void sess_on_worker_lost(struct session *s)
     r.status = s->at_risk ? WIRE_ST_PENDING : WIRE_ST_FAILED;
     r.error = WIRE_E_INTERNAL;
     log_warn("session_worker_lost", "session=%" PRIu64 " at_risk=%u", s->id, (unsigned)s->at_risk);
-    finish(c, &r, 1);
+    finish(s, &r, 1);
 }
 
-void sess_end(struct conn *c)
+/* The connection is going away: tells the worker, frees the session's
+ * resources.  Safe to call in any state, more than once. */
+static void on_close(void *user)
 {
-    struct session *s = &c->s;
+    struct session *s = user;
     if (s->state != SESS_DONE) {
         if (s->state != SESS_IDLE) {
-            struct gw *g = c->gw;
+            struct gw *g = s->ctx->gw;
             log_info("session_aborted", "session=%" PRIu64 " peer=%s op=%s at_risk=%u", s->id,
-                     c->peer, wire_op_name(s->op), (unsigned)s->at_risk);
+                     s->conn->peer, wire_op_name(s->op), (unsigned)s->at_risk);
             met_session_end(&g->met, s->op, MET_RES_ABORTED, WIRE_E_NONE);
             if (s->t_start_us)
                 met_observe(&g->met.session_duration, (double)(gw_now_us() - s->t_start_us) / 1e6);
@@ -407,13 +412,38 @@ void sess_end(struct conn *c)
     }
 }
 
-void sess_no_operation(struct conn *c)
+/* No operation message within gateway.first_message_timeout_ms: result
+ * failed/timeout and close. */
+static void on_no_operation(void *user)
 {
-    log_info("no_operation", "peer=%s", c->peer);
-    fail(c, WIRE_E_TIMEOUT);
+    struct session *s = user;
+    log_info("no_operation", "peer=%s", s->conn->peer);
+    fail(s, WIRE_E_TIMEOUT);
 }
 
-int sess_idle(const struct session *s)
+static int is_idle(const void *user)
 {
+    const struct session *s = user;
     return s->state == SESS_IDLE;
 }
+
+static void on_new(void *arg, struct conn *c, void *user)
+{
+    struct session *s = user;
+    s->ctx = arg;
+    s->conn = c;
+}
+
+const struct conn_io sess_conn_io = {
+    .user_size = sizeof(struct session),
+    .on_new = on_new,
+    .on_text = on_text,
+    .on_close = on_close,
+    .idle = is_idle,
+    .on_no_operation = on_no_operation,
+};
+
+const struct pool_io sess_pool_io = {
+    .session_frame = on_worker_frame,
+    .worker_lost = on_worker_lost,
+};

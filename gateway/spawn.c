@@ -16,6 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <limits.h>
+
+#include "config.h"
 #include "log.h"
 #include "ota_err.h"
 
@@ -265,4 +268,77 @@ void spawn_free(struct spawn *s)
     if (s->fd >= 0)
         close(s->fd); /* the helper reads EOF and exits; the pool reaps it */
     free(s);
+}
+
+/* The worker binary: gateway.worker_path, else next to ota-gateway, else
+ * ../worker/ota-worker beside it (the build tree). */
+static int worker_path(const struct cfg *cfg, char *out, size_t cap)
+{
+    const char *cfgd = cfg_str(cfg, "gateway.worker_path");
+    if (*cfgd) {
+        snprintf(out, cap, "%s", cfgd);
+        return access(out, X_OK) == 0 ? 0 : OTA_ERR_NOT_FOUND;
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return OTA_ERR_IO;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (!slash)
+        return OTA_ERR_IO;
+    *slash = '\0';
+    static const char *const rel[] = {"/ota-worker", "/../worker/ota-worker"};
+    for (size_t i = 0; i < 2; i++) {
+        if (strlen(self) + strlen(rel[i]) >= cap)
+            return OTA_ERR_LENGTH;
+        memcpy(out, self, strlen(self));
+        memcpy(out + strlen(self), rel[i], strlen(rel[i]) + 1);
+        if (access(out, X_OK) == 0)
+            return 0;
+    }
+    return OTA_ERR_NOT_FOUND;
+}
+
+int spawn_argv_new(const struct cfg *cfg, const char *endpoint, char ***argvp, size_t *argcp,
+                   int *id_index)
+{
+    char path[PATH_MAX];
+    if (worker_path(cfg, path, sizeof path) != 0) {
+        log_error("worker_not_found", "path=\"%s\"", path);
+        return OTA_ERR_NOT_FOUND;
+    }
+    size_t nov;
+    const char *const *ov = cfg_override_args(cfg, &nov);
+    const char *conf = cfg_path(cfg);
+    char **argv = *argvp = calloc(nov + 10, sizeof *argv);
+    if (!argv)
+        return OTA_ERR_NOMEM;
+    size_t i = 0;
+    argv[i++] = strdup(path);
+    if (conf) {
+        argv[i++] = strdup("--config");
+        argv[i++] = strdup(conf);
+    }
+    argv[i++] = strdup("--connect");
+    argv[i++] = strdup(endpoint);
+    argv[i++] = strdup("--worker-id");
+    *id_index = (int)i;
+    argv[i++] = strdup("0");
+    for (size_t k = 0; k < nov; k++)
+        argv[i++] = strdup(ov[k]);
+    *argcp = i;
+    for (size_t k = 0; k < i; k++)
+        if (!argv[k])
+            return OTA_ERR_NOMEM;
+    return 0;
+}
+
+void spawn_argv_free(char **argv, size_t argc)
+{
+    if (!argv)
+        return;
+    for (size_t i = 0; i < argc; i++)
+        free(argv[i]);
+    free(argv);
 }

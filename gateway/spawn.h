@@ -8,11 +8,22 @@
 #ifndef GW_SPAWN_H
 #define GW_SPAWN_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 #include <event2/event.h>
 
 struct spawn;
+struct cfg;
+
+/* The worker's argument vector: its binary (gateway.worker_path, else
+ * beside ota-gateway, else the build tree's), the configuration file and
+ * every --key=value override the gateway was given, --connect endpoint
+ * and --worker-id 0 (at *id_index, replaced per worker).  0 or a negative
+ * ota_err; free with spawn_argv_free. */
+int spawn_argv_new(const struct cfg *cfg, const char *endpoint, char ***argv, size_t *argc,
+                   int *id_index);
+void spawn_argv_free(char **argv, size_t argc);
 
 /* Called with the pid of a started worker, or pid <= 0 and an errno. */
 typedef void (*spawn_cb)(void *arg, unsigned id, pid_t pid, int err);

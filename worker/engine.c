@@ -18,22 +18,6 @@
 
 #define ENG_INTEGRITY_FREEZE_AT 3
 
-void eng_config_defaults(struct eng_config *cfg)
-{
-    memset(cfg, 0, sizeof(*cfg));
-    snprintf(cfg->system_id, sizeof(cfg->system_id), "%s", PROF_SYSTEM_ID_DEFAULT);
-    cfg->picc_key = ENG_PICC_DES0;
-    cfg->response_timeout_ms = 10000;
-    cfg->operation_timeout_ms = 60000;
-    cfg->lease_ms = 90000;
-    cfg->max_amount = 100000;
-    cfg->code_failures_per_card = 5;
-    cfg->code_failures_per_peer = 1000;
-    cfg->code_failure_window_s = 600;
-    cfg->code_failure_delay_ms = 2000;
-    cfg->ledger_timeout_ms = 15000;
-}
-
 /* How long the closing path waits for one ledger reply: longer than the
  * ledger's own timeout, which answers ERROR by then (issue 16). */
 static uint64_t closing_grace_ms(const struct eng_ctx *ctx)
@@ -75,6 +59,30 @@ uint64_t eng_session_id(const struct eng_session *s)
 uint64_t eng_integrity_failures(const struct eng_ctx *ctx)
 {
     return ctx->integrity_total;
+}
+
+void eng_signs(const struct eng_ctx *ctx, uint64_t out[WIRE_SIGN_COUNT])
+{
+    memcpy(out, ctx->signs, sizeof ctx->signs);
+}
+
+/* The signs the engine decides as it sends them to the ledger: money at
+ * risk at an integrity failure, and the flags of a committed entry (its
+ * first settle only: a retry is the same booking). */
+static void count_signs(struct eng_ctx *ctx, const struct ledger_req *req)
+{
+    if (req->type == LEDGER_INTEGRITY_FAILURE && req->u.integrity.has_txn) {
+        ctx->signs[WIRE_SIGN_INTEGRITY_AT_RISK]++;
+    } else if (req->type == LEDGER_SETTLE && req->u.settle.outcome == LEDGER_COMMITTED &&
+               !req->u.settle.retry) {
+        uint32_t f = req->u.settle.flags;
+        if (f & LEDGER_FLAG_SETTLED_LATER)
+            ctx->signs[WIRE_SIGN_SETTLED_LATER]++;
+        if (f & LEDGER_FLAG_READBACK)
+            ctx->signs[WIRE_SIGN_READBACK]++;
+        if (f & LEDGER_FLAG_CREDIT_MISSING)
+            ctx->signs[WIRE_SIGN_CREDIT_MISSING]++;
+    }
 }
 
 const char *eng_action_name(enum eng_action_type t)
@@ -144,11 +152,7 @@ static void emit_result(struct eng_session *s)
     struct eng_action *a = push(s, ENG_A_RESULT);
     a->u.result = s->result;
     s->result_sent = 1;
-    char tail[8];
-    log_info("session_result", "session=%llu op=%s uid=%s status=%s error=%s",
-             (unsigned long long)s->id, wire_op_name(s->op),
-             log_uid_tail(s->card.uid, s->card.uid_len, tail), wire_status_name(s->result.status),
-             wire_error_name(s->result.error));
+    /* Logged once, by the shell that sends it (worker/shell.c). */
 }
 
 static void emit_done(struct eng_session *s)
@@ -167,6 +171,7 @@ void eng_ledger_init(struct eng_session *s, struct ledger_req *req, enum ledger_
 
 void eng_ledger_send(struct eng_session *s, const struct ledger_req *req, eng_ledger_cb cb)
 {
+    count_signs(s->ctx, req);
     struct eng_action *a = push(s, ENG_A_LEDGER);
     a->u.ledger = *req;
     a->u.ledger.id = s->ctx->next_req_id++;
@@ -547,6 +552,8 @@ void eng_on_ledger_reply(struct eng_session *s, const struct ledger_reply *r, ui
     begin(s, now_ms, out);
     if ((s->state == ES_WAIT_LEDGER || s->state == ES_CLOSING) && s->req_id != 0 &&
         r->id == s->req_id && r->type == s->req_type) {
+        if (r->type == LEDGER_SETTLE && r->status == LEDGER_ST_CONFLICT)
+            s->ctx->signs[WIRE_SIGN_SETTLE_CONFLICT]++;
         eng_ledger_cb cb = s->ledger_cb;
         s->req_id = 0;
         s->ledger_cb = NULL;

@@ -54,6 +54,7 @@ enum eng_picc_key {
 
 #define ENG_SYSTEM_ID_MAX 16
 
+/* Built from the configuration by eng_config_read (engine_cfg.h). */
 struct eng_config {
     char system_id[ENG_SYSTEM_ID_MAX + 1]; /* card.system_id (1..16 bytes) */
     enum eng_picc_key picc_key;            /* card.picc_key */
@@ -79,9 +80,6 @@ struct eng_config {
 };
 
 #define ENG_CLOSING_MARGIN_MS 5000
-
-/* Fills cfg with the documented defaults (deploy/ota.conf.example). */
-void eng_config_defaults(struct eng_config *cfg);
 
 enum eng_action_type {
     ENG_A_APDU = 1,   /* u.apdu: a command for the card */
@@ -166,6 +164,10 @@ uint64_t eng_session_id(const struct eng_session *s);
 /* Card answers that failed their integrity check, in every session of ctx
  * (only those after a WriteRecord count toward freezing the card). */
 uint64_t eng_integrity_failures(const struct eng_ctx *ctx);
+/* The relay signs of every session of ctx, by WIRE_SIGN_* (a committed
+ * entry's flags counted once, at its first settle; money at risk at an
+ * integrity failure; a settle the ledger refused as a conflict). */
+void eng_signs(const struct eng_ctx *ctx, uint64_t out[WIRE_SIGN_COUNT]);
 const char *eng_action_name(enum eng_action_type t);
 
 #endif

@@ -35,6 +35,9 @@ struct eng_ctx {
     /* Integrity failures noted in every session (at risk or not), for the
      * worker's metrics (eng_integrity_failures). */
     uint64_t integrity_total;
+    /* The relay signs (WIRE_SIGN_*), counted where the engine decides them
+     * (eng_signs). */
+    uint64_t signs[WIRE_SIGN_COUNT];
 };
 
 enum eng_state {

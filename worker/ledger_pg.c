@@ -32,12 +32,10 @@
 
 #include "dbconn.h"
 #include "ledger_pg.h"
+#include "ledger_sql.h"
 #include "log.h"
 #include "ota_err.h"
 #include "num.h"
-
-#define NPARAMS 6
-#define PARAM_LEN 80 /* "\\x" + 64 hex digits of a code hash, with room */
 
 struct pg_job {
     struct ledger_req req;
@@ -97,8 +95,8 @@ struct pgc {
     struct event *ev_timer; /* back-off, connect timeout or request timeout */
     struct pg_job *job;
     PGresult *res;     /* first result of the job's statement */
-    uint32_t prepared; /* bit i: STATEMENTS[i] is prepared on this connection */
-    int preparing;     /* STATEMENTS index being prepared for the job, or -1 */
+    uint32_t prepared; /* bit i: ledger_sql statement i is prepared here */
+    int preparing;     /* the statement being prepared for the job, or -1 */
     int no_prepare;    /* a prepare failed: statements go by their text */
     uint32_t backoff_ms;
     int was_up; /* for "connection restored" logs */
@@ -156,317 +154,6 @@ static void clean_msg(const char *in, char *out, size_t cap)
     while (j > 0 && out[j - 1] == ' ')
         j--;
     out[j] = '\0';
-}
-
-static void put_bytea(char *dst, const uint8_t *b, size_t n)
-{
-    dst[0] = '\\';
-    dst[1] = 'x';
-    sodium_bin2hex(dst + 2, PARAM_LEN - 2, b, n);
-}
-
-static void put_uuid(char *dst, const uint8_t id[16])
-{
-    char h[33];
-    sodium_bin2hex(h, sizeof h, id, 16);
-    snprintf(dst, PARAM_LEN, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
-}
-
-static int get_uuid(const char *s, uint8_t out[16])
-{
-    char h[33];
-    size_t j = 0;
-    for (size_t i = 0; s[i]; i++) {
-        if (s[i] == '-')
-            continue;
-        if (j >= 32)
-            return OTA_ERR_PARSE;
-        h[j++] = s[i];
-    }
-    h[j] = '\0';
-    size_t bin = 0;
-    if (j != 32 || sodium_hex2bin(out, 16, h, j, NULL, &bin, NULL) != 0 || bin != 16)
-        return OTA_ERR_PARSE;
-    return 0;
-}
-
-static int get_i64(const char *s, int64_t *out)
-{
-    long long v;
-    if (num_parse_ll(s, INT64_MIN, INT64_MAX, &v) != 0)
-        return OTA_ERR_PARSE;
-    *out = v;
-    return 0;
-}
-
-static int get_bool(const char *s)
-{
-    return s[0] == 't';
-}
-
-/* ---- requests: SQL, parameters, results ---------------------------------- */
-
-struct sql_call {
-    const char *sql;
-    int nparams;
-    char buf[NPARAMS][PARAM_LEN];
-    const char *values[NPARAMS];
-};
-
-static const char *SQL_LEASE_ACQUIRE = "SELECT ota_worker_lease_acquire($1, $2, $3)";
-static const char *SQL_LEASE_RELEASE = "SELECT ota_worker_lease_release($1, $2)";
-static const char *SQL_CARD_STATE =
-    "SELECT kind, frozen, has_history, integrity_failures, txn_id, amount, flags "
-    "FROM ota_worker_card_state($1, $2, $3) ORDER BY ord";
-static const char *SQL_SETTLE = "SELECT ota_worker_settle($1, $2, $3, $4)";
-static const char *SQL_SETTLE_RELEASE = "SELECT ota_worker_settle_release($1, $2, $3, $4, $5)";
-static const char *SQL_RESERVE =
-    "SELECT status, txn_id, amount, unix_time FROM ota_worker_reserve($1, $2, $3, $4, $5, $6)";
-static const char *SQL_CODE_FAILURE = "SELECT ota_worker_code_failure($1, $2)";
-static const char *SQL_INTEGRITY_FAILURE = "SELECT ota_worker_integrity_failure($1, $2)";
-static const char *SQL_INTEGRITY_RESET = "SELECT ota_worker_integrity_reset($1)";
-static const char *SQL_FREEZE = "SELECT ota_worker_freeze($1, $2, $3)";
-static const char *SQL_PERSONALIZED = "SELECT ota_worker_personalized($1)";
-static const char *SQL_COUNTS = "SELECT in_doubt, in_doubt_old, in_doubt_oldest_s, codes_reserved, "
-                                "cards_frozen FROM ota_worker_stats($1)";
-
-/* Every statement above by its prepared name (ota_ + the request's name). */
-static const struct {
-    const char *const *sql;
-    const char *name;
-} STATEMENTS[] = {
-    {&SQL_LEASE_ACQUIRE, "ota_lease_acquire"},
-    {&SQL_LEASE_RELEASE, "ota_lease_release"},
-    {&SQL_CARD_STATE, "ota_card_state"},
-    {&SQL_SETTLE, "ota_settle"},
-    {&SQL_SETTLE_RELEASE, "ota_settle_release"},
-    {&SQL_RESERVE, "ota_reserve"},
-    {&SQL_CODE_FAILURE, "ota_code_failure"},
-    {&SQL_INTEGRITY_FAILURE, "ota_integrity_failure"},
-    {&SQL_INTEGRITY_RESET, "ota_integrity_reset"},
-    {&SQL_FREEZE, "ota_freeze"},
-    {&SQL_PERSONALIZED, "ota_personalized"},
-    {&SQL_COUNTS, "ota_counts"},
-};
-
-static int statement_index(const char *sql)
-{
-    for (size_t i = 0; i < sizeof STATEMENTS / sizeof STATEMENTS[0]; i++)
-        if (*STATEMENTS[i].sql == sql)
-            return (int)i;
-    return -1;
-}
-
-/* Fills c for req; OTA_ERR_INVAL for a request this code cannot express
- * (a bug in the engine: answered ERROR without touching the database). */
-static int build_call(const struct ledger_req *req, struct sql_call *c)
-{
-    const struct ledger_card *card = &req->card;
-    if (card->uid_len != 4 && card->uid_len != 7)
-        return OTA_ERR_INVAL;
-    memset(c, 0, sizeof *c);
-    put_bytea(c->buf[0], card->uid, card->uid_len);
-    c->nparams = 1;
-
-    switch (req->type) {
-    case LEDGER_LEASE_ACQUIRE:
-        if (req->u.lease.ttl_ms == 0)
-            return OTA_ERR_INVAL;
-        c->sql = SQL_LEASE_ACQUIRE;
-        put_bytea(c->buf[1], req->u.lease.holder, LEDGER_HOLDER_LEN);
-        snprintf(c->buf[2], PARAM_LEN, "%" PRIu32, req->u.lease.ttl_ms);
-        c->nparams = 3;
-        break;
-    case LEDGER_LEASE_RELEASE:
-        c->sql = SQL_LEASE_RELEASE;
-        put_bytea(c->buf[1], req->u.lease.holder, LEDGER_HOLDER_LEN);
-        c->nparams = 2;
-        break;
-    case LEDGER_CARD_STATE:
-        c->sql = SQL_CARD_STATE;
-        /* One more than we keep, to know that there were more. */
-        snprintf(c->buf[1], PARAM_LEN, "%d", LEDGER_MAX_IN_DOUBT + 1);
-        snprintf(c->buf[2], PARAM_LEN, "%d", LEDGER_MAX_COMMITTED);
-        c->nparams = 3;
-        break;
-    case LEDGER_SETTLE:
-        if (req->u.settle.outcome != LEDGER_COMMITTED && req->u.settle.outcome != LEDGER_VOIDED)
-            return OTA_ERR_INVAL;
-        c->sql = SQL_SETTLE;
-        put_uuid(c->buf[1], req->u.settle.txn_id);
-        snprintf(c->buf[2], PARAM_LEN, "%s",
-                 req->u.settle.outcome == LEDGER_COMMITTED ? "committed" : "voided");
-        snprintf(c->buf[3], PARAM_LEN, "%" PRIu32,
-                 req->u.settle.outcome == LEDGER_COMMITTED ? req->u.settle.flags : 0);
-        c->nparams = 4;
-        if (req->u.settle.release) {
-            c->sql = SQL_SETTLE_RELEASE;
-            put_bytea(c->buf[4], req->u.settle.holder, LEDGER_HOLDER_LEN);
-            c->nparams = 5;
-        }
-        break;
-    case LEDGER_RESERVE:
-        if (memchr(req->u.reserve.peer, '\0', sizeof req->u.reserve.peer) == NULL)
-            return OTA_ERR_INVAL;
-        c->sql = SQL_RESERVE;
-        put_bytea(c->buf[1], req->u.reserve.code_hash, CODE_HASH_LEN);
-        snprintf(c->buf[2], PARAM_LEN, "%s", req->u.reserve.peer);
-        snprintf(c->buf[3], PARAM_LEN, "%" PRIu32, req->u.reserve.max_card_failures);
-        snprintf(c->buf[4], PARAM_LEN, "%" PRIu32, req->u.reserve.max_peer_failures);
-        snprintf(c->buf[5], PARAM_LEN, "%" PRIu32, req->u.reserve.window_s);
-        c->nparams = 6;
-        break;
-    case LEDGER_CODE_FAILURE:
-        if (memchr(req->u.code_failure.peer, '\0', sizeof req->u.code_failure.peer) == NULL)
-            return OTA_ERR_INVAL;
-        c->sql = SQL_CODE_FAILURE;
-        snprintf(c->buf[1], PARAM_LEN, "%s", req->u.code_failure.peer);
-        c->nparams = 2;
-        break;
-    case LEDGER_INTEGRITY_FAILURE:
-        c->sql = SQL_INTEGRITY_FAILURE;
-        /* The txn at risk gets LEDGER_FLAG_INTEGRITY (NULL: none). */
-        if (req->u.integrity.has_txn)
-            put_uuid(c->buf[1], req->u.integrity.txn_id);
-        c->nparams = 2;
-        break;
-    case LEDGER_INTEGRITY_RESET:
-        c->sql = SQL_INTEGRITY_RESET;
-        break;
-    case LEDGER_FREEZE:
-        if (memchr(req->u.freeze.detail, '\0', sizeof req->u.freeze.detail) == NULL)
-            return OTA_ERR_INVAL;
-        c->sql = SQL_FREEZE;
-        snprintf(c->buf[1], PARAM_LEN, "%s",
-                 req->u.freeze.reason == LEDGER_FREEZE_RECORDS     ? "records"
-                 : req->u.freeze.reason == LEDGER_FREEZE_INTEGRITY ? "integrity"
-                                                                   : "other");
-        c->nparams = 3;
-        break;
-    case LEDGER_PERSONALIZED:
-        c->sql = SQL_PERSONALIZED;
-        break;
-    default:
-        return OTA_ERR_INVAL;
-    }
-    for (int i = 0; i < c->nparams; i++)
-        c->values[i] = c->buf[i];
-    if (req->type == LEDGER_INTEGRITY_FAILURE && !req->u.integrity.has_txn)
-        c->values[1] = NULL;
-    if (req->type == LEDGER_FREEZE)
-        c->values[2] = req->u.freeze.detail; /* up to LEDGER_MAX_DETAIL bytes */
-    return 0;
-}
-
-static int parse_card_state(const PGresult *res, struct ledger_card_state *cs)
-{
-    int n = PQntuples(res);
-    int seen_card = 0;
-    memset(cs, 0, sizeof *cs);
-    if (PQnfields(res) != 7)
-        return OTA_ERR_PARSE;
-    for (int i = 0; i < n; i++) {
-        const char *kind = PQgetvalue(res, i, 0);
-        if (strcmp(kind, "card") == 0) {
-            int64_t f;
-            if (get_i64(PQgetvalue(res, i, 3), &f) || f < 0 || f > UINT32_MAX)
-                return OTA_ERR_PARSE;
-            cs->frozen = (uint8_t)get_bool(PQgetvalue(res, i, 1));
-            cs->has_history = (uint8_t)get_bool(PQgetvalue(res, i, 2));
-            cs->integrity_failures = (uint32_t)f;
-            seen_card = 1;
-            continue;
-        }
-        struct ledger_txn t;
-        memset(&t, 0, sizeof t);
-        if (PQgetisnull(res, i, 4) || get_uuid(PQgetvalue(res, i, 4), t.txn_id) ||
-            get_i64(PQgetvalue(res, i, 5), &t.amount))
-            return OTA_ERR_PARSE;
-        if (strcmp(kind, "in_doubt") == 0) {
-            /* Only in-doubt rows carry flags (txn_flags, INTEGRITY_FAILURE). */
-            int64_t f;
-            if (PQgetisnull(res, i, 6) || get_i64(PQgetvalue(res, i, 6), &f) || f < 0 ||
-                f > UINT32_MAX)
-                return OTA_ERR_PARSE;
-            t.flags = (uint32_t)f;
-            if (cs->n_in_doubt < LEDGER_MAX_IN_DOUBT)
-                cs->in_doubt[cs->n_in_doubt++] = t;
-            else
-                cs->in_doubt_more = 1;
-        } else if (strcmp(kind, "committed") == 0) {
-            if (cs->n_committed >= LEDGER_MAX_COMMITTED)
-                return OTA_ERR_PARSE;
-            cs->committed[cs->n_committed++] = t;
-        } else {
-            return OTA_ERR_PARSE;
-        }
-    }
-    return seen_card ? 0 : OTA_ERR_PARSE;
-}
-
-/* Turns the statement's result into the reply; OTA_ERR_PARSE when the
- * database answered something this code does not expect. */
-static int parse_result(const struct ledger_req *req, const PGresult *res, struct ledger_reply *rep)
-{
-    int one = PQntuples(res) == 1 && PQnfields(res) >= 1;
-    const char *v = one ? PQgetvalue(res, 0, 0) : "";
-    int64_t n;
-
-    rep->status = LEDGER_ST_OK;
-    switch (req->type) {
-    case LEDGER_LEASE_ACQUIRE:
-        if (!one || PQgetisnull(res, 0, 0))
-            return OTA_ERR_PARSE;
-        rep->status = get_bool(v) ? LEDGER_ST_OK : LEDGER_ST_BUSY;
-        return 0;
-    case LEDGER_CARD_STATE:
-        return parse_card_state(res, &rep->u.card);
-    case LEDGER_SETTLE:
-        if (!one)
-            return OTA_ERR_PARSE;
-        if (strcmp(v, "ok") == 0) {
-            rep->status = LEDGER_ST_OK;
-            rep->u.released = req->u.settle.release;
-        } else if (strcmp(v, "ok-held") == 0 && req->u.settle.release)
-            rep->status = LEDGER_ST_OK; /* booked; the lease stays */
-        else if (strcmp(v, "conflict") == 0)
-            rep->status = LEDGER_ST_CONFLICT;
-        else
-            return OTA_ERR_PARSE;
-        return 0;
-    case LEDGER_RESERVE:
-        if (!one || PQnfields(res) != 4)
-            return OTA_ERR_PARSE;
-        if (strcmp(v, "ok") == 0) {
-            if (get_uuid(PQgetvalue(res, 0, 1), rep->u.reserve.txn_id) ||
-                get_i64(PQgetvalue(res, 0, 2), &rep->u.reserve.amount) ||
-                get_i64(PQgetvalue(res, 0, 3), &rep->u.reserve.unix_time))
-                return OTA_ERR_PARSE;
-            rep->status = LEDGER_ST_OK;
-        } else if (strcmp(v, "code-invalid") == 0) {
-            rep->status = LEDGER_ST_CODE_INVALID;
-        } else if (strcmp(v, "code-used") == 0) {
-            rep->status = LEDGER_ST_CODE_USED;
-        } else if (strcmp(v, "limit-exceeded") == 0) {
-            rep->status = LEDGER_ST_LIMIT_EXCEEDED;
-        } else {
-            return OTA_ERR_PARSE;
-        }
-        return 0;
-    case LEDGER_INTEGRITY_FAILURE:
-        if (!one || get_i64(v, &n) || n < 0 || n > UINT32_MAX)
-            return OTA_ERR_PARSE;
-        rep->u.integrity_failures = (uint32_t)n;
-        return 0;
-    case LEDGER_LEASE_RELEASE:
-    case LEDGER_CODE_FAILURE:
-    case LEDGER_INTEGRITY_RESET:
-    case LEDGER_FREEZE:
-    case LEDGER_PERSONALIZED:
-        return one ? 0 : OTA_ERR_PARSE;
-    default:
-        return OTA_ERR_PARSE;
-    }
 }
 
 /* ---- replies --------------------------------------------------------------- */
@@ -692,16 +379,16 @@ static int conn_flush(struct pgc *c)
 
 /* Sends sql by name if it is prepared here, prepares it first if not (the
  * job's statement follows when the prepare answers: send_job again), or
- * sends its text (not one of STATEMENTS, or prepares fail here). */
+ * sends its text (not a ledger_sql statement, or prepares fail here). */
 static void conn_send(struct pgc *c, const char *sql, int n, const char *const *values)
 {
-    int i = c->no_prepare ? -1 : statement_index(sql);
+    int i = c->no_prepare ? -1 : ledger_sql_statement(sql);
     int sent;
     if (i >= 0 && (c->prepared & (1u << i))) {
-        sent = PQsendQueryPrepared(c->conn, STATEMENTS[i].name, n, values, NULL, NULL, 0);
+        sent = PQsendQueryPrepared(c->conn, ledger_sql_statement_name(i), n, values, NULL, NULL, 0);
     } else if (i >= 0) {
         c->preparing = i;
-        sent = PQsendPrepare(c->conn, STATEMENTS[i].name, sql, n, NULL);
+        sent = PQsendPrepare(c->conn, ledger_sql_statement_name(i), sql, n, NULL);
     } else {
         sent = PQsendQueryParams(c->conn, sql, n, NULL, values, NULL, NULL, 0);
     }
@@ -716,16 +403,14 @@ static void conn_send(struct pgc *c, const char *sql, int n, const char *const *
 static void send_job(struct pgc *c)
 {
     struct pg_job *job = c->job;
-    struct sql_call call;
+    struct ledger_sql_call call;
     if (job->counts_cb) {
-        char old[16];
-        snprintf(old, sizeof old, "%" PRIu32, job->old_s);
-        const char *values[1] = {old};
-        conn_send(c, SQL_COUNTS, 1, values);
+        ledger_sql_build_counts(job->old_s, &call);
+        conn_send(c, call.sql, call.nparams, call.values);
         return;
     }
     /* start_job built it once already: this cannot fail here. */
-    if (build_call(&job->req, &call) != 0) {
+    if (ledger_sql_build(&job->req, &call) != 0) {
         conn_fail(c, "request", "cannot build the request");
         return;
     }
@@ -736,9 +421,9 @@ static void send_job(struct pgc *c)
 static void start_job(struct pgc *c, struct pg_job *job)
 {
     struct ledger_pg *pg = c->pg;
-    struct sql_call call;
+    struct ledger_sql_call call;
     if (!job->counts_cb) {
-        if (build_call(&job->req, &call) != 0) {
+        if (ledger_sql_build(&job->req, &call) != 0) {
             log_error("ledger_bad_request", "req=%s session=%" PRIu64,
                       ledger_req_name(job->req.type), job->req.session);
             fail_later(pg, job, LEDGER_ST_ERROR, 0);
@@ -856,15 +541,14 @@ static void finish_check(struct pgc *c, const PGresult *res)
 static void finish_counts(struct ledger_pg *pg, struct pg_job *job, PGresult *res)
 {
     struct ledger_pg_counts counts;
-    uint64_t *dst[] = {&counts.in_doubt, &counts.in_doubt_old, &counts.in_doubt_oldest_s,
-                       &counts.codes_reserved, &counts.cards_frozen};
-    int ok =
-        res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 5;
-    for (int i = 0; ok && i < 5; i++) {
-        int64_t v;
-        ok = !PQgetisnull(res, 0, i) && get_i64(PQgetvalue(res, 0, i), &v) == 0 && v >= 0;
-        if (ok)
-            *dst[i] = (uint64_t)v;
+    uint64_t v[LEDGER_SQL_NCOUNTS];
+    int ok = ledger_sql_parse_counts(res, v) == 0;
+    if (ok) {
+        counts.in_doubt = v[0];
+        counts.in_doubt_old = v[1];
+        counts.in_doubt_oldest_s = v[2];
+        counts.codes_reserved = v[3];
+        counts.cards_frozen = v[4];
     }
     if (!ok) {
         char msg[200];
@@ -963,7 +647,7 @@ static void finish_job(struct pgc *c)
                   msg);
         rep.status = LEDGER_ST_ERROR;
         rep.db_down = (uint8_t)unreachable_state(state);
-    } else if (parse_result(&job->req, res, &rep) != 0) {
+    } else if (ledger_sql_parse(&job->req, res, &rep) != 0) {
         log_error("db_bad_answer", "conn=%u req=%s session=%" PRIu64 " rows=%d cols=%d", c->idx,
                   ledger_req_name(job->req.type), job->req.session, PQntuples(res), PQnfields(res));
         memset(&rep.u, 0, sizeof rep.u);
@@ -992,8 +676,8 @@ static void finish_prepare(struct pgc *c)
         char msg[200];
         clean_msg(res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "no result", msg,
                   sizeof msg);
-        log_warn("db_prepare_failed", "conn=%u statement=%s err=\"%s\"", c->idx, STATEMENTS[i].name,
-                 msg);
+        log_warn("db_prepare_failed", "conn=%u statement=%s err=\"%s\"", c->idx,
+                 ledger_sql_statement_name(i), msg);
         c->no_prepare = 1;
     }
     if (res)

@@ -5,9 +5,10 @@
  * Refuses core dumps, loads the sealed master keys into sodium_malloc
  * memory, drops to worker.user when started as root, refuses to run unless
  * the database commits synchronously, then connects a ZeroMQ DEALER to the
- * gateway and runs sessions (worker/shell.c) with the ledger in PostgreSQL
- * (worker/ledger_pg.c) until SIGTERM or until the gateway falls silent.
- * This file is the only place that touches ZeroMQ, signals and the
+ * gateway (worker/link.c) and runs sessions (worker/shell.c) with the
+ * ledger in PostgreSQL (worker/ledger_pg.c), reporting to the gateway's
+ * /metrics (worker/stats.c), until SIGTERM or until the gateway falls
+ * silent.  This file wires those parts and owns signals, the drain and the
  * process's identity; it must never block once the loop runs and never log
  * a key, a code, a token or a full UID. */
 #include <errno.h>
@@ -24,16 +25,18 @@
 
 #include <event2/event.h>
 #include <sodium.h>
-#include <zmq.h>
 
 #include "config.h"
 #include "curve_key.h"
 #include "engine.h"
+#include "engine_cfg.h"
 #include "keyfile.h"
+#include "link.h"
 #include "ledger_pg.h"
 #include "log.h"
 #include "ota_err.h"
 #include "shell.h"
+#include "stats.h"
 #include "token_check.h"
 #include "version.h"
 #include "wire.h"
@@ -43,12 +46,6 @@
 /* After the sessions are gone (or abandoned), how long database writes in
  * flight may take before the worker exits anyway. */
 #define DB_FLUSH_MS 5000
-/* Frames handled per wake-up before timers and the database get a turn. */
-#define ZMQ_BATCH 256
-/* WIRE_STATS to the gateway, and the database counts behind it. */
-#define STATS_MS 5000
-/* A counting query unanswered this long is forgotten (a new one may go). */
-#define COUNTS_STALE_MS 60000
 
 enum drain_phase {
     RUNNING = 0,
@@ -66,9 +63,9 @@ struct worker {
     struct shell *shell;
     struct ledger_pg *pg;
     struct tokc *tokc;
-    void *zctx;
-    void *zsock;
-    struct event *ev_zmq, *ev_hb, *ev_drain, *ev_term, *ev_int, *ev_hup, *ev_stats, *ev_gone;
+    struct link *link;
+    struct stats *stats;
+    struct event *ev_hb, *ev_drain, *ev_term, *ev_int, *ev_hup, *ev_gone;
     uint64_t last_gateway_ms;
     uint64_t gateway_dead_ms;
     /* A remote worker (tcp://) announces itself again after this much
@@ -79,11 +76,6 @@ struct worker {
     enum drain_phase phase;
     uint64_t phase_deadline_ms;
     int exit_code;
-    /* For WIRE_STATS: what passed through this worker, and the last
-     * database counts (counts_at_ms 0: none yet). */
-    struct wire_stats st;
-    struct ledger_pg_counts counts;
-    uint64_t counts_at_ms, counts_asked_ms;
 };
 
 static void usage(FILE *f)
@@ -289,46 +281,11 @@ static int drop_privileges(const struct worker *w)
 static int make_engine(struct worker *w)
 {
     struct eng_config ec;
-    eng_config_defaults(&ec);
-    const char *sysid = cfg_str(w->cfg, "card.system_id");
-    size_t n = strlen(sysid);
-    if (n == 0 || n > ENG_SYSTEM_ID_MAX) {
-        log_error("bad_config", "key=card.system_id detail=\"1 to %d bytes\"", ENG_SYSTEM_ID_MAX);
+    char err[256];
+    if (eng_config_read(w->cfg, &ec, err, sizeof err) != 0) {
+        log_error("bad_config", "%s", err);
         return -1;
     }
-    memcpy(ec.system_id, sysid, n + 1);
-    const char *picc = cfg_str(w->cfg, "card.picc_key");
-    if (strcmp(picc, "des0") == 0) {
-        ec.picc_key = ENG_PICC_DES0;
-    } else if (strcmp(picc, "aes0") == 0) {
-        ec.picc_key = ENG_PICC_AES0;
-    } else {
-        log_error("bad_config", "key=card.picc_key value=%s", picc);
-        return -1;
-    }
-    struct {
-        const char *key;
-        uint32_t *dst;
-    } u32[] = {
-        {"worker.response_timeout_ms", &ec.response_timeout_ms},
-        {"worker.operation_timeout_ms", &ec.operation_timeout_ms},
-        {"worker.lease_ms", &ec.lease_ms},
-        {"worker.code_failures_per_card", &ec.code_failures_per_card},
-        {"worker.code_failures_per_peer", &ec.code_failures_per_peer},
-        {"worker.code_failure_window_s", &ec.code_failure_window_s},
-        {"worker.code_failure_delay_ms", &ec.code_failure_delay_ms},
-        {"db.request_timeout_ms", &ec.ledger_timeout_ms},
-    };
-    for (size_t i = 0; i < sizeof u32 / sizeof u32[0]; i++) {
-        long long v = cfg_int(w->cfg, u32[i].key);
-        if (v <= 0 || v > UINT32_MAX) {
-            log_error("bad_config", "key=%s value=%lld", u32[i].key, v);
-            return -1;
-        }
-        *u32[i].dst = (uint32_t)v;
-    }
-    ec.max_amount = cfg_int(w->cfg, "topup.max_amount");
-    randombytes_buf(ec.instance, sizeof ec.instance);
     w->eng = eng_new(&ec, w->keys);
     if (!w->eng) {
         log_error("engine_failed", "worker=%u detail=\"bad configuration or no memory\"", w->id);
@@ -337,19 +294,7 @@ static int make_engine(struct worker *w)
     return 0;
 }
 
-/* ---- ZeroMQ ---------------------------------------------------------- */
-
-static int zmq_send_frame(void *arg, const uint8_t *frame, size_t len)
-{
-    struct worker *w = arg;
-    if (zmq_send(w->zsock, frame, len, ZMQ_DONTWAIT) < 0)
-        return errno == EAGAIN ? OTA_ERR_LIMIT : OTA_ERR_IO;
-    /* A send can consume the edge of ZMQ_FD that announced input: look
-     * again from the loop so no received frame waits unseen. */
-    if (w->ev_zmq)
-        event_active(w->ev_zmq, EV_READ, 0);
-    return 0;
-}
+/* ---- the gateway link (worker/link.c) ------------------------------------- */
 
 static void send_ready(struct worker *w)
 {
@@ -357,176 +302,45 @@ static void send_ready(struct worker *w)
     struct wire_ready r = {.pid = (uint32_t)getpid(),
                            .capacity = (uint32_t)cfg_int(w->cfg, "worker.capacity")};
     int n = wire_encode_ready(frame, sizeof frame, &r);
-    if (n < 0 || zmq_send_frame(w, frame, (size_t)n) != 0)
+    if (n < 0 || link_send(w->link, frame, (size_t)n) != 0)
         log_error("send_failed", "worker=%u frame=ready", w->id);
     w->ready_sent_ms = shell_now_ms();
 }
 
-/* One received message: a single part (one frame), or an empty delimiter
- * and one part (a REQ-style envelope). Anything else is dropped.  Returns
- * 0 when there was none (EAGAIN). */
-static int handle_message(struct worker *w)
+/* The shell's and the statistics' way to the gateway. */
+static int gateway_send(void *arg, const uint8_t *frame, size_t len)
 {
-    zmq_msg_t parts[2];
-    int n = 0, more = 0, bad = 0;
-    do {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, w->zsock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            break;
-        }
-        more = zmq_msg_more(&m);
-        if (n < 2) {
-            parts[n++] = m;
-        } else {
-            bad = 1;
-            sodium_memzero(zmq_msg_data(&m), zmq_msg_size(&m));
-            zmq_msg_close(&m);
-        }
-    } while (more);
-    if (n == 0)
-        return 0;
-
-    zmq_msg_t *frame = NULL;
-    if (!bad && n == 1)
-        frame = &parts[0];
-    else if (!bad && n == 2 && zmq_msg_size(&parts[0]) == 0)
-        frame = &parts[1];
-
-    if (!frame) {
-        log_warn("bad_message", "worker=%u parts=%d", w->id, bad ? 3 : n);
-    } else if (w->shell) {
-        int type = shell_on_frame(w->shell, zmq_msg_data(frame), zmq_msg_size(frame));
-        if (type != 0)
-            w->last_gateway_ms = shell_now_ms();
-    } else {
-        struct wire_hdr h;
-        if (wire_decode_hdr(zmq_msg_data(frame), zmq_msg_size(frame), &h) == 0)
-            w->last_gateway_ms = shell_now_ms();
-    }
-    /* An OPEN frame carries a code or an operator token. */
-    for (int i = 0; i < n; i++) {
-        sodium_memzero(zmq_msg_data(&parts[i]), zmq_msg_size(&parts[i]));
-        zmq_msg_close(&parts[i]);
-    }
-    return 1;
-}
-
-static void on_zmq(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
     struct worker *w = arg;
-    /* ZMQ_FD is edge-triggered: receive until a receive finds nothing
-     * (EAGAIN: libzmq then has taken in its pending commands, so the next
-     * message raises the edge again).  Cheaper than asking ZMQ_EVENTS
-     * before each message: one poll() and getpid() less per message. */
-    for (int i = 0; i < ZMQ_BATCH; i++)
-        if (!handle_message(w))
-            return;
-    /* More is waiting: let timers and the database run first. */
-    event_active(w->ev_zmq, EV_READ, 0);
+    return link_send(w->link, frame, len);
 }
 
-/* A remote worker (--connect tcp://...) talks CurveZMQ: its own key pair
- * from worker.curve_secret_file (readable by worker.user: it is read after
- * privileges are dropped) and the gateway's public key.  A tcp:// endpoint
- * without them is refused: the frames carry top-up codes. */
-static int set_curve(struct worker *w)
+/* A frame from the gateway: to the shell (or, once the sessions are
+ * abandoned, only as a sign of life). */
+static void on_gateway_frame(void *arg, const uint8_t *frame, size_t len)
 {
-    const char *secf = cfg_str(w->cfg, "worker.curve_secret_file");
-    const char *server = cfg_str(w->cfg, "worker.gateway_public_key");
-    int tcp = strncmp(w->endpoint, "tcp://", 6) == 0;
-    if (!*secf && !*server && !tcp)
-        return 0;
-    if (!*secf || !curve_z85_valid(server, strlen(server))) {
-        log_error("bad_config",
-                  "worker=%u detail=\"a tcp:// gateway needs worker.curve_secret_file "
-                  "and worker.gateway_public_key (40 Z85 characters)\"",
-                  w->id);
-        return -1;
+    struct worker *w = arg;
+    if (w->shell) {
+        if (shell_on_frame(w->shell, frame, len) != 0)
+            w->last_gateway_ms = shell_now_ms();
+        return;
     }
-    struct curve_keypair kp;
-    char err[512];
-    if (curve_key_load(secf, &kp, err, sizeof err) != 0) {
-        log_error("bad_config", "worker=%u key=worker.curve_secret_file detail=\"%s\"", w->id, err);
-        return -1;
-    }
-    int rc = zmq_setsockopt(w->zsock, ZMQ_CURVE_SERVERKEY, server, CURVE_Z85_LEN) ||
-             zmq_setsockopt(w->zsock, ZMQ_CURVE_PUBLICKEY, kp.pub, CURVE_Z85_LEN) ||
-             zmq_setsockopt(w->zsock, ZMQ_CURVE_SECRETKEY, kp.sec, CURVE_Z85_LEN);
-    log_info("curve", "worker=%u public_key=\"%s\"", w->id, kp.pub);
-    curve_keypair_wipe(&kp);
-    return rc ? -1 : 0;
-}
-
-static int start_zmq(struct worker *w)
-{
-    int linger = 1000;
-    int hwm = (int)(cfg_int(w->cfg, "worker.capacity") * 16 + 1024);
-    int fd;
-    size_t fdsz = sizeof fd;
-
-    w->zctx = zmq_ctx_new();
-    if (!w->zctx)
-        goto fail;
-    w->zsock = zmq_socket(w->zctx, ZMQ_DEALER);
-    if (!w->zsock)
-        goto fail;
-    if (zmq_setsockopt(w->zsock, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
-        zmq_setsockopt(w->zsock, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
-        zmq_setsockopt(w->zsock, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 || set_curve(w) != 0 ||
-        zmq_connect(w->zsock, w->endpoint) != 0 ||
-        zmq_getsockopt(w->zsock, ZMQ_FD, &fd, &fdsz) != 0)
-        goto fail;
-    w->ev_zmq = event_new(w->base, fd, EV_READ | EV_PERSIST, on_zmq, w);
-    if (!w->ev_zmq || event_add(w->ev_zmq, NULL) != 0)
-        goto fail;
-    return 0;
-fail:
-    log_error("zmq_failed", "worker=%u endpoint=\"%s\" err=\"%s\"", w->id, w->endpoint,
-              zmq_strerror(zmq_errno()));
-    return -1;
+    struct wire_hdr h;
+    if (wire_decode_hdr(frame, len, &h) == 0)
+        w->last_gateway_ms = shell_now_ms();
 }
 
 /* ---- ledger ------------------------------------------------------------ */
 
-/* Counts what ops must see; requests retried after an ERROR count again,
- * which errs on the visible side. */
-static void count_request(struct worker *w, const struct ledger_req *req)
-{
-    if (req->type == LEDGER_INTEGRITY_FAILURE) {
-        /* All integrity failures are counted by the engine (send_stats);
-         * only those with money at risk reach the ledger. */
-        if (req->u.integrity.has_txn)
-            w->st.signs[WIRE_SIGN_INTEGRITY_AT_RISK]++;
-    } else if (req->type == LEDGER_FREEZE) {
-        w->st.freezes++;
-    } else if (req->type == LEDGER_SETTLE && req->u.settle.outcome == LEDGER_COMMITTED &&
-               !req->u.settle.retry) {
-        uint32_t f = req->u.settle.flags;
-        if (f & LEDGER_FLAG_SETTLED_LATER)
-            w->st.signs[WIRE_SIGN_SETTLED_LATER]++;
-        if (f & LEDGER_FLAG_READBACK)
-            w->st.signs[WIRE_SIGN_READBACK]++;
-        if (f & LEDGER_FLAG_CREDIT_MISSING)
-            w->st.signs[WIRE_SIGN_CREDIT_MISSING]++;
-    }
-}
-
 static void ledger_submit(void *arg, const struct ledger_req *req)
 {
     struct worker *w = arg;
-    count_request(w, req);
+    stats_on_request(w->stats, req);
     ledger_pg_submit(w->pg, req);
 }
 
 static void on_ledger_reply(void *arg, uint64_t session, const struct ledger_reply *r)
 {
     struct worker *w = arg;
-    if (r->type == LEDGER_SETTLE && r->status == LEDGER_ST_CONFLICT)
-        w->st.signs[WIRE_SIGN_SETTLE_CONFLICT]++;
     if (w->shell)
         shell_on_ledger_reply(w->shell, session, r);
 }
@@ -582,63 +396,6 @@ static int make_token_check(struct worker *w)
     return w->tokc ? 0 : -1;
 }
 
-/* ---- statistics for the gateway's /metrics ------------------------------ */
-
-static void send_stats(struct worker *w, uint64_t now)
-{
-    struct ledger_pg_latency lat;
-    ledger_pg_latency(w->pg, &lat);
-    w->st.db_count = lat.count;
-    w->st.db_sum_us = lat.sum_us;
-    w->st.db_errors = lat.errors;
-    w->st.integrity_failures = eng_integrity_failures(w->eng);
-    memcpy(w->st.db_buckets, lat.buckets, sizeof w->st.db_buckets);
-    /* Counts older than two rounds missed are not worth showing. */
-    w->st.counts_ok = w->counts_at_ms && now - w->counts_at_ms <= COUNTS_STALE_MS;
-    if (w->st.counts_ok) {
-        w->st.counts_age_ms = (uint32_t)(now - w->counts_at_ms);
-        w->st.in_doubt = w->counts.in_doubt;
-        w->st.in_doubt_old = w->counts.in_doubt_old;
-        w->st.in_doubt_oldest_s = w->counts.in_doubt_oldest_s;
-        w->st.codes_reserved = w->counts.codes_reserved;
-        w->st.cards_frozen = w->counts.cards_frozen;
-    }
-    uint8_t frame[WIRE_MAX_FRAME];
-    int n = wire_encode_stats(frame, sizeof frame, &w->st);
-    if (n < 0 || zmq_send_frame(w, frame, (size_t)n) != 0)
-        log_warn("send_failed", "worker=%u frame=stats", w->id);
-}
-
-static void on_counts(void *arg, const struct ledger_pg_counts *c)
-{
-    struct worker *w = arg;
-    w->counts_asked_ms = 0;
-    if (!c)
-        return;
-    int first = w->counts_at_ms == 0;
-    w->counts = *c;
-    w->counts_at_ms = shell_now_ms();
-    /* A new worker's first counts go out now, not a round later. */
-    if (first)
-        send_stats(w, w->counts_at_ms);
-}
-
-static void on_stats(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct worker *w = arg;
-    uint64_t now = shell_now_ms();
-    send_stats(w, now);
-    /* The next counts, read while the loop goes on; none while draining
-     * (the drain waits for the database to have nothing pending). */
-    if (w->phase == RUNNING && ledger_pg_ready(w->pg) &&
-        (!w->counts_asked_ms || now - w->counts_asked_ms > COUNTS_STALE_MS)) {
-        w->counts_asked_ms = now;
-        ledger_pg_counts(w->pg, WIRE_STATS_OLD_S, on_counts, w);
-    }
-}
-
 /* ---- lifecycle ---------------------------------------------------------- */
 
 static void enter_phase(struct worker *w, enum drain_phase p, const char *why)
@@ -653,6 +410,7 @@ static void enter_phase(struct worker *w, enum drain_phase p, const char *why)
         w->phase_deadline_ms =
             now + (uint64_t)cfg_int(w->cfg, "worker.operation_timeout_ms") + DB_FLUSH_MS;
         shell_set_draining(w->shell, 1);
+        stats_stop_counts(w->stats);
         log_info("draining", "worker=%u reason=%s sessions=%" PRIu32, w->id, why,
                  shell_sessions(w->shell));
     } else {
@@ -701,7 +459,7 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
     struct wire_heartbeat hb = {.sessions = w->shell ? shell_sessions(w->shell) : 0,
                                 .db_ok = (uint8_t)ledger_pg_ready(w->pg)};
     int n = wire_encode_heartbeat(frame, sizeof frame, &hb);
-    if (n < 0 || zmq_send_frame(w, frame, (size_t)n) != 0)
+    if (n < 0 || link_send(w->link, frame, (size_t)n) != 0)
         log_warn("send_failed", "worker=%u frame=heartbeat", w->id);
     uint64_t now = shell_now_ms(), silent = now - w->last_gateway_ms;
     if (w->remote) {
@@ -760,7 +518,7 @@ static int start_loop(struct worker *w)
                                 .request_timeout_ms =
                                     (uint32_t)cfg_int(w->cfg, "db.request_timeout_ms")};
     struct shell_io io = {
-        .send = zmq_send_frame, .ledger = ledger_submit, .token = token_submit, .arg = w};
+        .send = gateway_send, .ledger = ledger_submit, .token = token_submit, .arg = w};
     long long cap = cfg_int(w->cfg, "worker.capacity");
     long long hb_ms = cfg_int(w->cfg, "gateway.heartbeat_ms");
 
@@ -776,7 +534,11 @@ static int start_loop(struct worker *w)
     w->shell = shell_new(w->base, w->eng, (uint32_t)cap, &io);
     if (!w->pg || !w->shell || make_token_check(w) != 0)
         return -1;
-    if (start_zmq(w) != 0)
+    w->link = link_new(w->base, w->cfg, w->id, w->endpoint, on_gateway_frame, w);
+    if (!w->link)
+        return -1;
+    w->stats = stats_new(w->base, w->pg, w->eng, w->id, gateway_send, w);
+    if (!w->stats)
         return -1;
 
     struct timeval hb = {.tv_sec = hb_ms / 1000, .tv_usec = (hb_ms % 1000) * 1000};
@@ -786,12 +548,9 @@ static int start_loop(struct worker *w)
     w->ev_int = evsignal_new(w->base, SIGINT, on_signal, w);
     w->ev_hup = evsignal_new(w->base, SIGHUP, on_signal, w);
     w->ev_gone = evsignal_new(w->base, SIGUSR2, on_signal, w);
-    w->ev_stats = event_new(w->base, -1, EV_PERSIST, on_stats, w);
-    struct timeval stats_tv = {.tv_sec = STATS_MS / 1000, .tv_usec = (STATS_MS % 1000) * 1000};
     if (!w->ev_hb || !w->ev_drain || !w->ev_term || !w->ev_int || !w->ev_hup || !w->ev_gone ||
-        !w->ev_stats || event_add(w->ev_hb, &hb) || event_add(w->ev_term, NULL) ||
-        event_add(w->ev_int, NULL) || event_add(w->ev_hup, NULL) || event_add(w->ev_gone, NULL) ||
-        event_add(w->ev_stats, &stats_tv))
+        event_add(w->ev_hb, &hb) || event_add(w->ev_term, NULL) || event_add(w->ev_int, NULL) ||
+        event_add(w->ev_hup, NULL) || event_add(w->ev_gone, NULL))
         return -1;
     /* A local worker (ipc://) is the gateway's child: when the gateway dies
      * (even by SIGKILL) the kernel tells us at once, instead of after ten
@@ -819,16 +578,13 @@ static void cleanup(struct worker *w)
 {
     shell_free(w->shell);
     tokc_free(w->tokc);
+    stats_free(w->stats);
     ledger_pg_free(w->pg);
-    struct event *evs[] = {w->ev_zmq, w->ev_hb,  w->ev_drain, w->ev_term,
-                           w->ev_int, w->ev_hup, w->ev_stats, w->ev_gone};
+    struct event *evs[] = {w->ev_hb, w->ev_drain, w->ev_term, w->ev_int, w->ev_hup, w->ev_gone};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);
-    if (w->zsock)
-        zmq_close(w->zsock);
-    if (w->zctx)
-        zmq_ctx_term(w->zctx);
+    link_free(w->link);
     if (w->base)
         event_base_free(w->base);
     eng_ctx_free(w->eng);

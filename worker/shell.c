@@ -41,6 +41,7 @@ struct shs {
     struct event *timer;
     struct shell *sh;
     uint64_t ticket;  /* of its token check (0: none asked) */
+    char uid_tail[8]; /* log_uid_tail of its card, for its result line */
     struct shs *next; /* hash chain */
 };
 
@@ -113,24 +114,28 @@ static void send_frame(struct shell *sh, uint64_t session, const uint8_t *frame,
                   ota_strerror(rc));
 }
 
-static void log_result(uint64_t session, const struct wire_result *r)
+/* The one log line of a session's result, engine-made or not (the engine
+ * does not log it): here every result leaves the worker, or is dropped
+ * for a gateway that is gone (muted). */
+static void log_result(uint64_t session, const char *uid, const struct wire_result *r, int muted)
 {
     char txn[33] = "-";
     if (r->has & WIRE_RES_HAS_TXN)
         sodium_bin2hex(txn, sizeof txn, r->txn, sizeof r->txn);
     log_info("session_result",
-             "session=%" PRIu64 " op=%s status=%s error=%s txn=%s amount=%" PRId64
-             " balance=%" PRId64,
-             session, wire_op_name(r->op), wire_status_name(r->status),
+             "session=%" PRIu64 " op=%s uid=%s status=%s error=%s txn=%s amount=%" PRId64
+             " balance=%" PRId64 "%s",
+             session, wire_op_name(r->op), uid, wire_status_name(r->status),
              r->status == WIRE_ST_OK ? "-" : wire_error_name(r->error), txn,
              (r->has & WIRE_RES_HAS_AMOUNT) ? r->amount : 0,
-             (r->has & WIRE_RES_HAS_BALANCE) ? r->balance : -1);
+             (r->has & WIRE_RES_HAS_BALANCE) ? r->balance : -1, muted ? " muted=1" : "");
 }
 
-static void send_result(struct shell *sh, uint64_t session, const struct wire_result *r)
+static void send_result(struct shell *sh, uint64_t session, const char *uid,
+                        const struct wire_result *r)
 {
     uint8_t frame[WIRE_MAX_FRAME];
-    log_result(session, r);
+    log_result(session, uid, r, 0);
     send_frame(sh, session, frame, wire_encode_result(frame, sizeof frame, session, r), "result");
 }
 
@@ -152,8 +157,10 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
     for (size_t i = 0; i < n; i++) {
         const struct eng_action *a = &out->a[i];
         if (s->muted && a->type != ENG_A_LEDGER && a->type != ENG_A_DONE) {
-            if (a->type == ENG_A_RESULT)
+            if (a->type == ENG_A_RESULT) {
+                log_result(s->id, s->uid_tail, &a->u.result, 1);
                 s->state = SHS_FINISHED;
+            }
             continue;
         }
         switch (a->type) {
@@ -182,9 +189,10 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
                        "modal");
             break;
         case ENG_A_LEDGER: {
+            /* Its session id is set in one place, eng_ledger_init (the
+             * engine's id is this session's: eng_open got it from here);
+             * replies are routed by it. */
             struct ledger_req req = a->u.ledger;
-            /* Replies are routed by this id, whatever the engine wrote. */
-            req.session = s->id;
             sh->io.ledger(sh->io.arg, &req);
             sodium_memzero(&req, sizeof req);
             break;
@@ -197,7 +205,7 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
         }
         case ENG_A_RESULT:
             if (s->state == SHS_RUNNING) {
-                send_result(sh, s->id, &a->u.result);
+                send_result(sh, s->id, s->uid_tail, &a->u.result);
                 s->state = SHS_FINISHED;
             } else {
                 log_error("second_result", "session=%" PRIu64, s->id);
@@ -223,7 +231,7 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
             struct wire_result r = {
                 .op = s->op, .status = WIRE_ST_FAILED, .error = WIRE_E_INTERNAL};
             log_error("done_without_result", "session=%" PRIu64, s->id);
-            send_result(sh, s->id, &r);
+            send_result(sh, s->id, s->uid_tail, &r);
         }
         session_free(sh, s);
         return;
@@ -255,19 +263,19 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     run_actions(s->sh, s, &out);
 }
 
-static void refuse_open(struct shell *sh, uint64_t session, uint8_t op, uint8_t error)
+static void refuse_open(struct shell *sh, uint64_t session, const char *uid, uint8_t op,
+                        uint8_t error)
 {
     struct wire_result r = {.op = op, .status = WIRE_ST_FAILED, .error = error};
-    send_result(sh, session, &r);
+    send_result(sh, session, uid, &r);
 }
 
-static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_t *frame,
-                        size_t len)
+static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_t *frame)
 {
     struct wire_open open;
     char tail[8];
 
-    if (wire_decode_open(frame, len, &open) != 0) {
+    if (wire_decode_open(h, frame, &open) != 0) {
         sodium_memzero(&open, sizeof open);
         log_warn("bad_frame", "session=%" PRIu64 " type=open", h->session);
         return;
@@ -277,6 +285,7 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
         log_warn("duplicate_open", "session=%" PRIu64, h->session);
         return;
     }
+    uint8_t op = open.op; /* a refusal's result names it, after the wipe */
     log_info("session_open", "session=%" PRIu64 " op=%s listener=%s uid=%s", h->session,
              wire_op_name(open.op), open.listener == WIRE_LISTENER_OPERATOR ? "operator" : "public",
              log_uid_tail(open.uid, open.uid_len, tail));
@@ -284,7 +293,7 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
         sodium_memzero(&open, sizeof open);
         log_warn("session_refused", "session=%" PRIu64 " reason=%s sessions=%" PRIu32, h->session,
                  sh->draining ? "draining" : "capacity", sh->count);
-        refuse_open(sh, h->session, open.op, WIRE_E_OVERLOADED);
+        refuse_open(sh, h->session, tail, op, WIRE_E_OVERLOADED);
         return;
     }
 
@@ -296,12 +305,11 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
         free(s);
         sodium_memzero(&open, sizeof open);
         log_error("session_alloc_failed", "session=%" PRIu64, h->session);
-        refuse_open(sh, h->session, open.op, WIRE_E_INTERNAL);
+        refuse_open(sh, h->session, tail, op, WIRE_E_INTERNAL);
         return;
     }
     struct eng_actions out;
     s->eng = eng_open(sh->eng, h->session, &open, shell_now_ms(), &out);
-    uint8_t op = open.op;
     uint8_t batch = open.batch;
     /* The authcode (a top-up code or an operator token) lives on only in
      * the engine, which needs it. */
@@ -310,10 +318,11 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
         event_free(timer);
         free(s);
         log_error("engine_open_failed", "session=%" PRIu64, h->session);
-        refuse_open(sh, h->session, op, WIRE_E_INTERNAL);
+        refuse_open(sh, h->session, tail, op, WIRE_E_INTERNAL);
         return;
     }
     s->id = h->session;
+    memcpy(s->uid_tail, tail, sizeof s->uid_tail);
     s->gateway = sh->gateway;
     s->op = op;
     s->batch = batch;
@@ -382,7 +391,7 @@ int shell_on_frame(struct shell *sh, const uint8_t *frame, size_t len)
     switch (h.type) {
     case WIRE_HEARTBEAT: {
         struct wire_heartbeat hb;
-        if (wire_decode_heartbeat(frame, len, &hb) != 0) {
+        if (wire_decode_heartbeat(&h, frame, &hb) != 0) {
             log_warn("bad_frame", "type=heartbeat");
             return 0;
         }
@@ -390,11 +399,11 @@ int shell_on_frame(struct shell *sh, const uint8_t *frame, size_t len)
         return WIRE_HEARTBEAT;
     }
     case WIRE_OPEN:
-        handle_open(sh, &h, frame, len);
+        handle_open(sh, &h, frame);
         return WIRE_OPEN;
     case WIRE_CARD_RESPONSE: {
         struct wire_bytes b;
-        if (wire_decode_bytes(frame, len, &b) != 0) {
+        if (wire_decode_bytes(&h, frame, &b) != 0) {
             log_warn("bad_frame", "session=%" PRIu64 " type=card_response", h.session);
             return 0;
         }
@@ -406,7 +415,7 @@ int shell_on_frame(struct shell *sh, const uint8_t *frame, size_t len)
     }
     case WIRE_CARD_RESPONSES: {
         static struct wire_apdus b; /* 4.8 KB: not on the stack of every frame */
-        if (wire_decode_apdus(frame, len, &b) != 0) {
+        if (wire_decode_apdus(&h, frame, &b) != 0) {
             log_warn("bad_frame", "session=%" PRIu64 " type=card_responses", h.session);
             return 0;
         }
@@ -418,7 +427,7 @@ int shell_on_frame(struct shell *sh, const uint8_t *frame, size_t len)
     }
     case WIRE_CLIENT_ERROR: {
         struct wire_client_error ce;
-        if (wire_decode_client_error(frame, len, &ce) != 0) {
+        if (wire_decode_client_error(&h, frame, &ce) != 0) {
             log_warn("bad_frame", "session=%" PRIu64 " type=client_error", h.session);
             return 0;
         }

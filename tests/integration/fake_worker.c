@@ -139,7 +139,7 @@ int main(int argc, char **argv)
         static const uint8_t gv[] = {0x90, 0x6c, 0, 0, 1, 1, 0};
         if (h.type == WIRE_OPEN) {
             struct wire_open o;
-            if (wire_decode_open(f, (size_t)n, &o) != 0)
+            if (wire_decode_open(&h, f, &o) != 0)
                 continue;
             s[k].id = h.session;
             s[k].step = 0;
@@ -172,7 +172,7 @@ int main(int argc, char **argv)
             command(h.session, sel, sizeof sel);
         } else if (h.type == WIRE_CARD_RESPONSE && s[k].id == h.session) {
             struct wire_bytes b;
-            if (wire_decode_bytes(f, (size_t)n, &b) != 0)
+            if (wire_decode_bytes(&h, f, &b) != 0)
                 continue;
             if (s[k].step == 0) {
                 s[k].step = 1;
@@ -186,7 +186,7 @@ int main(int argc, char **argv)
             }
         } else if (h.type == WIRE_CARD_RESPONSES && s[k].id == h.session) {
             static struct wire_apdus b;
-            if (wire_decode_apdus(f, (size_t)n, &b) != 0)
+            if (wire_decode_apdus(&h, f, &b) != 0)
                 continue;
             const struct wire_bytes *v = &b.a[1];
             if (b.n == 2 && b.err == 0 && v->len >= 6)

@@ -514,6 +514,11 @@ START_TEST(freeze_after_three_integrity_failures_at_risk)
             ck_assert_uint_eq(ledger_mem_integrity_failures(h.lm, &h.lcard), 1);
         }
     }
+    /* Four bookings flagged for their read-back: the engine counted each
+     * once, as it decided it. */
+    uint64_t signs[WIRE_SIGN_COUNT];
+    eng_signs(h.ctx, signs);
+    ck_assert_uint_eq(signs[WIRE_SIGN_READBACK], 4);
     int c = hx_add_code(&h, 100);
     hx_topup(&h, c, NULL, &r);
     assert_result(&r, WIRE_ST_FAILED, WIRE_E_CARD_ERROR);

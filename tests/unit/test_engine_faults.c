@@ -194,6 +194,12 @@ START_TEST(relay_commit_between_record_and_credit_is_flagged)
     ck_assert(flags & LEDGER_FLAG_CREDIT_MISSING);
     ck_assert(flags & LEDGER_FLAG_INTEGRITY);
     ck_assert_int_eq(hx_code_state(&h, c), LEDGER_MEM_CODE_USED);
+    /* The engine counted the signs it decided, each once. */
+    uint64_t signs[WIRE_SIGN_COUNT];
+    eng_signs(h.ctx, signs);
+    ck_assert_uint_eq(signs[WIRE_SIGN_CREDIT_MISSING], 1);
+    ck_assert_uint_eq(signs[WIRE_SIGN_SETTLED_LATER], 1);
+    ck_assert_uint_ge(signs[WIRE_SIGN_INTEGRITY_AT_RISK], 1);
     hx_assert_invariants(&h, 1, 1);
     hx_free(&h);
 }
@@ -274,6 +280,11 @@ START_TEST(booking_fails_twice_is_pending_then_settled)
     ck_assert_int_eq(hx_records(&h, recs, 8), 1);
     ck_assert(hx_txn_flags(&h, recs[0]) & LEDGER_FLAG_SETTLED_LATER);
     ck_assert(!(hx_txn_flags(&h, recs[0]) & LEDGER_FLAG_CREDIT_MISSING));
+    /* Counted once, though the settle was sent three times. */
+    uint64_t signs[WIRE_SIGN_COUNT];
+    eng_signs(h.ctx, signs);
+    ck_assert_uint_eq(signs[WIRE_SIGN_SETTLED_LATER], 1);
+    ck_assert_uint_eq(signs[WIRE_SIGN_CREDIT_MISSING], 0);
     hx_assert_invariants(&h, 1, 0);
     hx_free(&h);
 }

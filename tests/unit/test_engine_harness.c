@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "card_profile.h"
+#include "config.h"
+#include "engine_cfg.h"
 #include "ota_err.h"
 
 static const uint8_t default_uid[7] = {0x04, 0x11, 0x22, 0x33, 0x44, 0x55, 0x80};
@@ -134,8 +136,12 @@ static void init_common(struct hx *h)
     }
     h->lcard.uid_len = sizeof(h->uid);
     memcpy(h->lcard.uid, h->uid, sizeof(h->uid));
-    eng_config_defaults(&h->cfg);
-    randombytes_buf(h->cfg.instance, sizeof(h->cfg.instance));
+    /* The defaults of the configuration table, as ota-worker reads them. */
+    struct cfg *c = cfg_new();
+    char err[256];
+    ck_assert_ptr_nonnull(c);
+    ck_assert_msg(eng_config_read(c, &h->cfg, err, sizeof err) == 0, "%s", err);
+    cfg_free(c);
     h->ctx = eng_new(&h->cfg, &h->keys);
     ck_assert_ptr_nonnull(h->ctx);
     h->ldb = h->lops->open();

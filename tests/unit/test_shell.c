@@ -1,10 +1,16 @@
-/* Tests for worker/shell.c: the sessions of a gateway incarnation that is
- * gone (a new one heartbeats) are ended and send nothing more, while a
- * heartbeat of the same incarnation keeps them (issue 16 point 7); the
- * operator-token checks go out through io->token and their verdicts,
- * immediate or later, reach only the session that asked (point 9).  The
- * engine runs against the card simulator's keys (test_engine_harness);
- * frames and ledger requests go to recording callbacks. */
+/* Tests for worker/shell.c, driven through plain callbacks as shell.h
+ * promises: frames, ledger requests and token checks go to recording
+ * callbacks, the test answers them (the card simulator for commands, the
+ * in-memory ledger for ledger requests).  A whole check session runs
+ * through the shell; ledger requests carry the session's id and their
+ * replies find it; a client that is gone ends its session; past the
+ * capacity or while draining, an OPEN is answered overloaded; the sessions
+ * of a gateway incarnation that is gone (a new one heartbeats) are ended
+ * and send nothing more, while a heartbeat of the same incarnation keeps
+ * them (issue 16 point 7); the operator-token checks go out through
+ * io->token and their verdicts, immediate or later, reach only the session
+ * that asked (point 9).  The engine runs against the card simulator's keys
+ * (test_engine_harness). */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +25,15 @@ static struct {
     int n;
     uint8_t type[64];
     uint64_t session[64];
-    uint8_t last_error; /* of the last result */
+    uint8_t last_error;           /* of the last result */
+    uint8_t last[WIRE_MAX_FRAME]; /* the last frame sent */
+    size_t last_len;
 } sent;
+
+static struct {
+    int n;
+    struct ledger_req req; /* the last one */
+} asked;
 
 /* io->token: records the request, answers `token_now` (0: later). */
 static struct {
@@ -40,9 +53,11 @@ static int record_send(void *arg, const uint8_t *frame, size_t len)
         sent.session[sent.n] = h.session;
     }
     struct wire_result r;
-    if (h.type == WIRE_RESULT && wire_decode_result(frame, len, &r) == 0)
+    if (h.type == WIRE_RESULT && wire_decode_result(&h, frame, &r) == 0)
         sent.last_error = r.error;
     sent.n++;
+    memcpy(sent.last, frame, len);
+    sent.last_len = len;
     return 0;
 }
 
@@ -50,6 +65,13 @@ static void ignore_ledger(void *arg, const struct ledger_req *req)
 {
     (void)arg;
     (void)req;
+}
+
+static void record_ledger(void *arg, const struct ledger_req *req)
+{
+    (void)arg;
+    asked.req = *req;
+    asked.n++;
 }
 
 static int token_check(void *arg, uint64_t session, uint64_t ticket, const struct eng_token *req)
@@ -196,10 +218,148 @@ START_TEST(token_verdicts_reach_their_session)
 }
 END_TEST
 
+static void client_gone(struct shell *sh, uint64_t session)
+{
+    uint8_t f[WIRE_MAX_FRAME];
+    int n = wire_encode_empty(f, sizeof f, WIRE_CLIENT_GONE, session);
+    ck_assert_int_eq(shell_on_frame(sh, f, (size_t)n), WIRE_CLIENT_GONE);
+}
+
+/* The last frame sent was a result for session: its content. */
+static struct wire_result last_result(uint64_t session)
+{
+    struct wire_hdr hdr;
+    struct wire_result r;
+    ck_assert_int_eq(wire_decode_hdr(sent.last, sent.last_len, &hdr), 0);
+    ck_assert_uint_eq(hdr.type, WIRE_RESULT);
+    ck_assert(hdr.session == session);
+    ck_assert_int_eq(wire_decode_result(&hdr, sent.last, &r), 0);
+    return r;
+}
+
+START_TEST(a_check_session_runs_through_the_callbacks)
+{
+    struct hx h;
+    hx_init(&h, 0);
+    memset(&sent, 0, sizeof sent);
+    memset(&asked, 0, sizeof asked);
+    struct event_base *base = event_base_new();
+    struct shell_io io = {.send = record_send, .ledger = record_ledger, .token = token_check};
+    struct shell *sh = shell_new(base, h.ctx, 16, &io);
+    ck_assert_ptr_nonnull(sh);
+    heartbeat(sh, 0x1111);
+    open_check(sh, 77, h.uid);
+    int replies = 0, have_result = 0; /* r read in the loop, or at its end */
+    struct wire_result r;
+    for (int steps = 0; steps < 200 && shell_sessions(sh) > 0; steps++) {
+        if (asked.n > replies) {
+            /* A ledger request is pending: it names the session, and the
+             * reply goes back by that id (the lease's release may follow
+             * the result). */
+            ck_assert(asked.req.session == 77);
+            struct ledger_reply rep;
+            ck_assert_int_eq(ledger_mem_handle(h.lm, &asked.req, shell_now_ms(), &rep), 0);
+            replies++;
+            shell_on_ledger_reply(sh, asked.req.session, &rep);
+            continue;
+        }
+        struct wire_hdr hdr;
+        ck_assert_int_eq(wire_decode_hdr(sent.last, sent.last_len, &hdr), 0);
+        ck_assert(hdr.session == 77);
+        if (hdr.type == WIRE_RESULT) {
+            r = last_result(77);
+            have_result = 1;
+            break;
+        }
+        ck_assert_uint_eq(hdr.type, WIRE_COMMAND);
+        struct wire_bytes cmd;
+        ck_assert_int_eq(wire_decode_bytes(&hdr, sent.last, &cmd), 0);
+        uint8_t resp[WIRE_MAX_APDU], f[WIRE_MAX_FRAME];
+        size_t rn = 0;
+        ck_assert_int_eq(sim_card_transceive(h.card, cmd.data, cmd.len, resp, sizeof resp, &rn), 0);
+        int n = wire_encode_bytes(f, sizeof f, WIRE_CARD_RESPONSE, 77, resp, rn);
+        ck_assert_int_eq(shell_on_frame(sh, f, (size_t)n), WIRE_CARD_RESPONSE);
+    }
+    if (!have_result) /* the session ended with its result */
+        r = last_result(77);
+    /* The lease's release, if still out, ends the session. */
+    while (asked.n > replies) {
+        struct ledger_reply rep;
+        ck_assert(asked.req.session == 77);
+        ck_assert_int_eq(ledger_mem_handle(h.lm, &asked.req, shell_now_ms(), &rep), 0);
+        replies++;
+        shell_on_ledger_reply(sh, asked.req.session, &rep);
+    }
+    ck_assert_uint_eq(r.status, WIRE_ST_OK);
+    ck_assert(r.has & WIRE_RES_HAS_BALANCE);
+    ck_assert_int_eq(r.balance, 0);
+    ck_assert_int_ge(asked.n, 1);
+    ck_assert_uint_eq(shell_sessions(sh), 0);
+    shell_free(sh);
+    event_base_free(base);
+    hx_free(&h);
+}
+END_TEST
+
+START_TEST(a_client_that_is_gone_ends_its_session)
+{
+    struct hx h;
+    hx_init(&h, 0);
+    memset(&sent, 0, sizeof sent);
+    struct event_base *base = event_base_new();
+    struct shell_io io = {.send = record_send, .ledger = ignore_ledger, .token = token_check};
+    struct shell *sh = shell_new(base, h.ctx, 16, &io);
+    heartbeat(sh, 0x1111);
+    open_check(sh, 90, h.uid);
+    open_check(sh, 91, h.uid);
+    ck_assert_uint_eq(shell_sessions(sh), 2);
+    client_gone(sh, 90);
+    ck_assert_uint_eq(shell_sessions(sh), 1);
+    client_gone(sh, 90); /* again: nothing to end */
+    ck_assert_uint_eq(shell_sessions(sh), 1);
+    shell_free(sh);
+    event_base_free(base);
+    hx_free(&h);
+}
+END_TEST
+
+START_TEST(past_capacity_or_draining_is_overloaded)
+{
+    struct hx h;
+    hx_init(&h, 0);
+    memset(&sent, 0, sizeof sent);
+    struct event_base *base = event_base_new();
+    struct shell_io io = {.send = record_send, .ledger = ignore_ledger, .token = token_check};
+    struct shell *sh = shell_new(base, h.ctx, 1, &io);
+    heartbeat(sh, 0x1111);
+    open_check(sh, 1, h.uid);
+    open_check(sh, 2, h.uid);
+    /* A result the gateway can decode: it names the operation (the OPEN
+     * was wiped before the refusal once, and the result said op 0). */
+    struct wire_result r = last_result(2);
+    ck_assert_uint_eq(r.op, WIRE_OP_CHECK);
+    ck_assert_uint_eq(r.status, WIRE_ST_FAILED);
+    ck_assert_uint_eq(r.error, WIRE_E_OVERLOADED);
+    ck_assert_uint_eq(shell_sessions(sh), 1);
+    client_gone(sh, 1);
+    shell_set_draining(sh, 1);
+    open_check(sh, 3, h.uid);
+    r = last_result(3);
+    ck_assert_uint_eq(r.error, WIRE_E_OVERLOADED);
+    ck_assert_uint_eq(shell_sessions(sh), 0);
+    shell_free(sh);
+    event_base_free(base);
+    hx_free(&h);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("shell");
-    TCase *t = tcase_create("gateway_incarnation");
+    TCase *t = tcase_create("shell");
+    tcase_add_test(t, a_check_session_runs_through_the_callbacks);
+    tcase_add_test(t, a_client_that_is_gone_ends_its_session);
+    tcase_add_test(t, past_capacity_or_draining_is_overloaded);
     tcase_add_test(t, sessions_of_a_gone_gateway_are_dropped);
     tcase_add_test(t, token_verdicts_reach_their_session);
     suite_add_tcase(s, t);

@@ -10,6 +10,23 @@
 #include "ota_err.h"
 #include "wire.h"
 
+/* Header, then payload: what a receiver does with a frame. */
+#define RECV_DECODER(name, type)                                                                   \
+    static int recv_##name(const uint8_t *f, size_t len, struct type *m)                           \
+    {                                                                                              \
+        struct wire_hdr h;                                                                         \
+        if (wire_decode_hdr(f, len, &h) != 0)                                                      \
+            return OTA_ERR_PARSE;                                                                  \
+        return wire_decode_##name(&h, f, m);                                                       \
+    }
+RECV_DECODER(open, wire_open)
+RECV_DECODER(ready, wire_ready)
+RECV_DECODER(heartbeat, wire_heartbeat)
+RECV_DECODER(bytes, wire_bytes)
+RECV_DECODER(result, wire_result)
+RECV_DECODER(stats, wire_stats)
+RECV_DECODER(apdus, wire_apdus)
+
 static uint8_t frame[WIRE_MAX_FRAME];
 
 static struct wire_open sample_open(void)
@@ -36,7 +53,7 @@ START_TEST(open_round_trip)
     ck_assert_int_eq(wire_decode_hdr(frame, (size_t)n, &h), 0);
     ck_assert_uint_eq(h.type, WIRE_OPEN);
     ck_assert_uint_eq(h.session, 0x1122334455667788ull);
-    ck_assert_int_eq(wire_decode_open(frame, (size_t)n, &d), 0);
+    ck_assert_int_eq(recv_open(frame, (size_t)n, &d), 0);
     ck_assert_uint_eq(d.op, o.op);
     ck_assert_uint_eq(d.uid_len, 7);
     ck_assert_mem_eq(d.uid, o.uid, 7);
@@ -50,10 +67,10 @@ START_TEST(every_truncation_rejected)
     struct wire_open o = sample_open(), d;
     int n = wire_encode_open(frame, sizeof frame, 7, &o);
     for (int len = 0; len < n; len++)
-        ck_assert_int_eq(wire_decode_open(frame, (size_t)len, &d), OTA_ERR_PARSE);
+        ck_assert_int_eq(recv_open(frame, (size_t)len, &d), OTA_ERR_PARSE);
     /* One extra byte after a valid frame is also refused. */
     frame[n] = 0;
-    ck_assert_int_eq(wire_decode_open(frame, (size_t)n + 1, &d), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_open(frame, (size_t)n + 1, &d), OTA_ERR_PARSE);
 }
 END_TEST
 
@@ -63,15 +80,15 @@ START_TEST(bad_fields_rejected)
     o.uid_len = 5; /* only 4 or 7 */
     int n = wire_encode_open(frame, sizeof frame, 7, &o);
     ck_assert_int_gt(n, 0);
-    ck_assert_int_eq(wire_decode_open(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_open(frame, (size_t)n, &d), OTA_ERR_PARSE);
     o = sample_open();
     o.op = 9;
     n = wire_encode_open(frame, sizeof frame, 7, &o);
-    ck_assert_int_eq(wire_decode_open(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_open(frame, (size_t)n, &d), OTA_ERR_PARSE);
     o = sample_open();
     o.authcode[3] = '\0'; /* embedded NUL */
     n = wire_encode_open(frame, sizeof frame, 7, &o);
-    ck_assert_int_eq(wire_decode_open(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_open(frame, (size_t)n, &d), OTA_ERR_PARSE);
     o = sample_open();
     o.authcode_len = WIRE_MAX_AUTHCODE + 1;
     ck_assert_int_eq(wire_encode_open(frame, sizeof frame, 7, &o), OTA_ERR_LENGTH);
@@ -90,7 +107,7 @@ START_TEST(batches_round_trip_and_checks)
     }
     int n = wire_encode_apdus(f, sizeof f, WIRE_COMMANDS, 9, &b);
     ck_assert_int_gt(n, 0);
-    ck_assert_int_eq(wire_decode_apdus(f, (size_t)n, &d), 0);
+    ck_assert_int_eq(recv_apdus(f, (size_t)n, &d), 0);
     ck_assert_uint_eq(d.n, WIRE_MAX_BATCH);
     ck_assert_mem_eq(d.a[15].data, b.a[15].data, WIRE_MAX_APDU);
     /* Every truncation is refused. */
@@ -102,14 +119,14 @@ START_TEST(batches_round_trip_and_checks)
         g[5] = (uint8_t)(pl >> 16);
         g[6] = (uint8_t)(pl >> 8);
         g[7] = (uint8_t)pl;
-        ck_assert_int_ne(wire_decode_apdus(g, (size_t)cut, &d), 0);
+        ck_assert_int_ne(recv_apdus(g, (size_t)cut, &d), 0);
     }
     /* Responses: fewer answers, an error, none with an error. */
     b.n = 3;
     b.err = WIRE_CERR_LOST_TAG;
     n = wire_encode_apdus(f, sizeof f, WIRE_CARD_RESPONSES, 9, &b);
     ck_assert_int_gt(n, 0);
-    ck_assert_int_eq(wire_decode_apdus(f, (size_t)n, &d), 0);
+    ck_assert_int_eq(recv_apdus(f, (size_t)n, &d), 0);
     ck_assert_uint_eq(d.n, 3);
     ck_assert_uint_eq(d.err, WIRE_CERR_LOST_TAG);
     b.n = 0;
@@ -129,10 +146,10 @@ START_TEST(batches_round_trip_and_checks)
     b.n = 1;
     n = wire_encode_apdus(f, sizeof f, WIRE_CARD_RESPONSES, 9, &b);
     f[WIRE_HDR_LEN + 1] = 7; /* err */
-    ck_assert_int_ne(wire_decode_apdus(f, (size_t)n, &d), 0);
+    ck_assert_int_ne(recv_apdus(f, (size_t)n, &d), 0);
     f[WIRE_HDR_LEN + 1] = 0;
     f[WIRE_HDR_LEN] = WIRE_MAX_BATCH + 1; /* n */
-    ck_assert_int_ne(wire_decode_apdus(f, (size_t)n, &d), 0);
+    ck_assert_int_ne(recv_apdus(f, (size_t)n, &d), 0);
 
     /* OPEN carries the batch size; a frame without it is v1. */
     struct wire_open o, od;
@@ -142,14 +159,14 @@ START_TEST(batches_round_trip_and_checks)
     o.batch = 16;
     n = wire_encode_open(f, sizeof f, 3, &o);
     ck_assert_int_gt(n, 0);
-    ck_assert_int_eq(wire_decode_open(f, (size_t)n, &od), 0);
+    ck_assert_int_eq(recv_open(f, (size_t)n, &od), 0);
     ck_assert_uint_eq(od.batch, 16);
     f[n - 1] = 0;
-    ck_assert_int_ne(wire_decode_open(f, (size_t)n, &od), 0);
+    ck_assert_int_ne(recv_open(f, (size_t)n, &od), 0);
     f[n - 1] = 17;
-    ck_assert_int_ne(wire_decode_open(f, (size_t)n, &od), 0);
+    ck_assert_int_ne(recv_open(f, (size_t)n, &od), 0);
     f[7]--; /* drop the byte: an older gateway's frame */
-    ck_assert_int_eq(wire_decode_open(f, (size_t)n - 1, &od), 0);
+    ck_assert_int_eq(recv_open(f, (size_t)n - 1, &od), 0);
     ck_assert_uint_eq(od.batch, 1);
 }
 END_TEST
@@ -158,7 +175,7 @@ START_TEST(header_checks)
 {
     struct wire_heartbeat hb = {.sessions = 3, .db_ok = 1, .gateway = 0x8877665544332211ull}, d;
     int n = wire_encode_heartbeat(frame, sizeof frame, &hb);
-    ck_assert_int_eq(wire_decode_heartbeat(frame, (size_t)n, &d), 0);
+    ck_assert_int_eq(recv_heartbeat(frame, (size_t)n, &d), 0);
     ck_assert_uint_eq(d.sessions, 3);
     ck_assert_uint_eq(d.db_ok, 1);
     ck_assert(d.gateway == 0x8877665544332211ull);
@@ -174,7 +191,7 @@ START_TEST(header_checks)
     frame[7] ^= 1;
     /* A heartbeat is not a ready message. */
     struct wire_ready r;
-    ck_assert_int_eq(wire_decode_ready(frame, (size_t)n, &r), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_ready(frame, (size_t)n, &r), OTA_ERR_PARSE);
 }
 END_TEST
 
@@ -185,7 +202,7 @@ START_TEST(bytes_and_result)
         apdu[i] = (uint8_t)i;
     int n = wire_encode_bytes(frame, sizeof frame, WIRE_COMMAND, 5, apdu, sizeof apdu);
     struct wire_bytes b;
-    ck_assert_int_eq(wire_decode_bytes(frame, (size_t)n, &b), 0);
+    ck_assert_int_eq(recv_bytes(frame, (size_t)n, &b), 0);
     ck_assert_uint_eq(b.len, sizeof apdu);
     ck_assert_mem_eq(b.data, apdu, sizeof apdu);
     ck_assert_int_eq(
@@ -202,14 +219,14 @@ START_TEST(bytes_and_result)
                        d;
     memset(res.txn, 0xab, sizeof res.txn);
     n = wire_encode_result(frame, sizeof frame, 9, &res);
-    ck_assert_int_eq(wire_decode_result(frame, (size_t)n, &d), 0);
+    ck_assert_int_eq(recv_result(frame, (size_t)n, &d), 0);
     ck_assert_int_eq(d.balance, 1500);
     ck_assert_int_eq(d.amount, -1);
     ck_assert_mem_eq(d.txn, res.txn, 16);
     /* ok with an error code is inconsistent */
     res.error = WIRE_E_CODE_USED;
     n = wire_encode_result(frame, sizeof frame, 9, &res);
-    ck_assert_int_eq(wire_decode_result(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_result(frame, (size_t)n, &d), OTA_ERR_PARSE);
     ck_assert_str_eq(wire_error_name(WIRE_E_CODE_USED), "code-used");
     ck_assert_str_eq(wire_error_name(200), "internal");
     ck_assert_uint_eq(wire_op_parse("personalize"), WIRE_OP_PERSONALIZE);
@@ -225,7 +242,7 @@ START_TEST(every_bit_flip_is_safe)
     int rejected = 0;
     for (int i = 0; i < n * 8; i++) {
         frame[i / 8] ^= (uint8_t)(1 << (i % 8));
-        if (wire_decode_open(frame, (size_t)n, &d) != 0)
+        if (recv_open(frame, (size_t)n, &d) != 0)
             rejected++;
         else
             ck_assert(d.uid_len == 4 || d.uid_len == 7);
@@ -268,38 +285,38 @@ START_TEST(stats_round_trip_and_checks)
     ck_assert_int_eq(wire_decode_hdr(frame, (size_t)n, &h), 0);
     ck_assert_uint_eq(h.type, WIRE_STATS);
     ck_assert_uint_eq(h.session, 0);
-    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n, &d), 0);
+    ck_assert_int_eq(recv_stats(frame, (size_t)n, &d), 0);
     ck_assert_mem_eq(&d, &st, sizeof d);
     /* Every truncation and one byte too many are refused. */
     for (int len = 0; len < n; len++)
-        ck_assert_int_eq(wire_decode_stats(frame, (size_t)len, &d), OTA_ERR_PARSE);
+        ck_assert_int_eq(recv_stats(frame, (size_t)len, &d), OTA_ERR_PARSE);
     frame[n] = 0;
-    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n + 1, &d), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_stats(frame, (size_t)n + 1, &d), OTA_ERR_PARSE);
     /* Not a heartbeat, and a heartbeat is not stats. */
     struct wire_heartbeat hb;
-    ck_assert_int_eq(wire_decode_heartbeat(frame, (size_t)n, &hb), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_heartbeat(frame, (size_t)n, &hb), OTA_ERR_PARSE);
 
     /* Buckets adding up to more than the count. */
     st = sample_stats();
     st.db_buckets[5] = 2;
     n = wire_encode_stats(frame, sizeof frame, &st);
-    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
     /* More errors than requests; more old in-doubt entries than in doubt. */
     st = sample_stats();
     st.db_errors = 101;
     n = wire_encode_stats(frame, sizeof frame, &st);
-    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
     st = sample_stats();
     st.in_doubt_old = 8;
     n = wire_encode_stats(frame, sizeof frame, &st);
-    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
 
     /* Without counts the frame is shorter and decodes to zero counts. */
     st = sample_stats();
     st.counts_ok = 0;
     int m = wire_encode_stats(frame, sizeof frame, &st);
     ck_assert_int_eq(m, n - 44);
-    ck_assert_int_eq(wire_decode_stats(frame, (size_t)m, &d), 0);
+    ck_assert_int_eq(recv_stats(frame, (size_t)m, &d), 0);
     ck_assert_uint_eq(d.counts_ok, 0);
     ck_assert_uint_eq(d.in_doubt, 0);
     ck_assert_uint_eq(d.codes_reserved, 0);
@@ -307,19 +324,19 @@ START_TEST(stats_round_trip_and_checks)
     /* counts_ok must be 0 or 1, and with 0 nothing may follow. */
     size_t flag = (size_t)m - 1;
     frame[flag] = 2;
-    ck_assert_int_eq(wire_decode_stats(frame, (size_t)m, &d), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_stats(frame, (size_t)m, &d), OTA_ERR_PARSE);
     st = sample_stats();
     n = wire_encode_stats(frame, sizeof frame, &st);
     frame[flag] = 0;
-    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
     /* Another bucket or sign count is another layout: refused. */
     st = sample_stats();
     n = wire_encode_stats(frame, sizeof frame, &st);
     frame[WIRE_HDR_LEN] = WIRE_STATS_DB_BUCKETS + 1;
-    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
     frame[WIRE_HDR_LEN] = WIRE_STATS_DB_BUCKETS;
     frame[WIRE_HDR_LEN + 1] = WIRE_SIGN_COUNT - 1;
-    ck_assert_int_eq(wire_decode_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
+    ck_assert_int_eq(recv_stats(frame, (size_t)n, &d), OTA_ERR_PARSE);
     /* Bounds ascend. */
     for (size_t i = 1; i < WIRE_STATS_DB_BUCKETS; i++)
         ck_assert_uint_gt(wire_stats_db_bounds_us[i], wire_stats_db_bounds_us[i - 1]);
@@ -365,6 +382,33 @@ START_TEST(buf_bounds)
 }
 END_TEST
 
+START_TEST(buf_little_endian)
+{
+    /* A DESFire record file's settings: type, comm, access(2), then the
+     * record size, max and current records, 24 bits little-endian each. */
+    static const uint8_t s[] = {0x04, 0x03, 0x10, 0x32, 0x20, 0x00, 0x00, 0x0a, 0x00, 0x00,
+                                0x03, 0x00, 0x00, 0x78, 0x56, 0x34, 0x12, 0xff, 0xfe, 0x01};
+    struct rbuf r;
+    rbuf_init(&r, s, sizeof s);
+    ck_assert_uint_eq(rbuf_u8(&r), 0x04);
+    ck_assert_uint_eq(rbuf_u8(&r), 0x03);
+    ck_assert_uint_eq(rbuf_u16le(&r), 0x3210);
+    ck_assert_uint_eq(rbuf_u24le(&r), 32);
+    ck_assert_uint_eq(rbuf_u24le(&r), 10);
+    ck_assert_uint_eq(rbuf_u24le(&r), 3);
+    ck_assert_uint_eq(rbuf_u32le(&r), 0x12345678);
+    ck_assert_uint_eq(rbuf_left(&r), 3);
+    ck_assert_uint_eq(rbuf_u24le(&r), 0x01feff);
+    ck_assert_int_eq(rbuf_end(&r), 0);
+    /* Past the end: 0 and a sticky error. */
+    ck_assert_uint_eq(rbuf_u24le(&r), 0);
+    ck_assert_int_eq(rbuf_end(&r), OTA_ERR_PARSE);
+    rbuf_init(&r, s, 3);
+    ck_assert_uint_eq(rbuf_u32le(&r), 0);
+    ck_assert_int_eq(r.err, OTA_ERR_PARSE);
+}
+END_TEST
+
 START_TEST(num_strict)
 {
     long long v = 7;
@@ -398,6 +442,7 @@ int main(void)
     tcase_add_test(tc, stats_round_trip_and_checks);
     tcase_add_test(tc, hex_strict);
     tcase_add_test(tc, buf_bounds);
+    tcase_add_test(tc, buf_little_endian);
     tcase_add_test(tc, num_strict);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
