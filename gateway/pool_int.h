@@ -93,6 +93,15 @@ struct pool {
         int status;
     } early[EARLY_EXITS];
     unsigned nearly;
+    /* READYs of local pids the helper has not reported yet: a worker can
+     * say READY before its pid arrives, and says it only once. */
+    struct {
+        pid_t pid;
+        uint32_t capacity;
+        uint8_t ident[IDENT_MAX];
+        size_t ident_len;
+    } early_ready[EARLY_EXITS];
+    unsigned nearly_ready;
 };
 
 /* route.c */
@@ -102,6 +111,9 @@ void route_on_zmq(evutil_socket_t fd, short what, void *arg);
  * returns 0 when there was no message. */
 void route_drain_socket(struct pool *p, struct event *ev, int (*one)(struct pool *p));
 void route_heartbeat(struct pool *p, struct worker *w);
+/* A local worker whose pid is now known said READY earlier: it goes live
+ * as if the READY had come now.  Returns 1 if pid had said READY. */
+int route_early_ready(struct pool *p, struct worker *w);
 /* Detaches every session of w and reports each to the owner. */
 void route_sessions_lost(struct worker *w);
 

@@ -155,6 +155,36 @@ static struct worker *on_ready_remote(struct pool *p, const uint8_t *id, size_t 
     return w;
 }
 
+static void go_live(struct pool *p, struct worker *w, const uint8_t *id, size_t idn,
+                    uint32_t capacity)
+{
+    memcpy(w->ident, id, idn);
+    w->ident_len = idn;
+    w->capacity = capacity;
+    w->state = WK_LIVE;
+    w->live_us = w->last_seen_us = gw_now_us();
+    /* READY comes while the worker's database pool is still connecting:
+     * its first heartbeat says when the database is usable. */
+    w->db_ok = 0;
+    w->stats_us = 0;
+    log_info("worker_ready", "worker=%u pid=%ld capacity=%" PRIu32, w->id, (long)w->pid, capacity);
+    route_heartbeat(p, w);
+}
+
+int route_early_ready(struct pool *p, struct worker *w)
+{
+    for (unsigned i = 0; i < p->nearly_ready; i++) {
+        if (p->early_ready[i].pid != w->pid)
+            continue;
+        if (w->state == WK_STARTING)
+            go_live(p, w, p->early_ready[i].ident, p->early_ready[i].ident_len,
+                    p->early_ready[i].capacity);
+        p->early_ready[i] = p->early_ready[--p->nearly_ready];
+        return 1;
+    }
+    return 0;
+}
+
 static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const struct wire_hdr *h,
                      const uint8_t *f, const char *key, const char *addr)
 {
@@ -171,21 +201,23 @@ static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const struct
     }
     for (unsigned i = 0; i < p->n; i++) {
         struct worker *w = &p->w[i];
-        if (w->state != WK_STARTING || w->pid != (pid_t)r.pid)
-            continue;
-        memcpy(w->ident, id, idn);
-        w->ident_len = idn;
-        w->capacity = r.capacity;
-        w->state = WK_LIVE;
-        w->live_us = w->last_seen_us = gw_now_us();
-        /* READY comes while the worker's database pool is still connecting:
-         * its first heartbeat says when the database is usable. */
-        w->db_ok = 0;
-        w->stats_us = 0;
-        log_info("worker_ready", "worker=%u pid=%ld capacity=%" PRIu32, w->id, (long)w->pid,
-                 r.capacity);
-        route_heartbeat(p, w);
-        return;
+        if (w->state == WK_STARTING && w->pid == (pid_t)r.pid) {
+            go_live(p, w, id, idn, r.capacity);
+            return;
+        }
+    }
+    /* The helper may not have reported this pid yet: keep the READY for
+     * when it does (the worker will not say it again). */
+    for (unsigned i = 0; i < p->n; i++) {
+        if (p->w[i].state == WK_STARTING && p->w[i].pid <= 0 && p->nearly_ready < EARLY_EXITS) {
+            unsigned k = p->nearly_ready++;
+            p->early_ready[k].pid = (pid_t)r.pid;
+            p->early_ready[k].capacity = r.capacity;
+            memcpy(p->early_ready[k].ident, id, idn);
+            p->early_ready[k].ident_len = idn;
+            log_info("worker_ready_early", "pid=%" PRIu32, r.pid);
+            return;
+        }
     }
     log_warn("unknown_worker_refused", "pid=%" PRIu32, r.pid);
 }

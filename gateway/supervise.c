@@ -98,6 +98,7 @@ static void spawned(void *arg, unsigned id, pid_t pid, int err)
     }
     w->pid = pid;
     log_info("worker_started", "worker=%u pid=%ld", id, (long)pid);
+    route_early_ready(p, w); /* before an early exit, which then ends it */
     for (unsigned i = 0; i < p->nearly; i++) {
         if (p->early[i].pid == pid) {
             int st = p->early[i].status;
