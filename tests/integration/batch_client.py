@@ -7,8 +7,9 @@ Written with python3-websockets (not our C client): sends `operation` with
 `ota-card relay` as one line (the APDUs separated by spaces), sends the
 answers line back as `responses`, answers a single `command` with
 `response`, and ends on `result`.  Prints the result as JSON on the last
-line, and on stderr how many messages carried APDUs (round trips).  Exits
-0 when the result's status is the expected one (default ok).
+line with "roundTrips" (messages that carried APDUs) and "apdus" added,
+and the same counts on stderr.  Exits 0 when the result's status is the
+expected one (default ok), 7 when a batch was larger than announced.
 
 usage: batch_client.py URL CARD_FILE OPERATION [AUTHCODE] [--batch N] [--expect STATUS]
 """
@@ -52,6 +53,9 @@ async def main():
         async for raw in ws:
             msg = json.loads(raw)
             if msg["type"] == "commands":
+                if len(msg["data"]) > batch:
+                    print("batch of %d, more than announced" % len(msg["data"]), file=sys.stderr)
+                    sys.exit(7)
                 round_trips += 1
                 apdus += len(msg["data"])
                 answers = card(" ".join(msg["data"]))
@@ -71,9 +75,12 @@ async def main():
     relay.stdin.close()
     relay.wait(timeout=10)
     print(f"round_trips={round_trips} apdus={apdus}", file=sys.stderr)
-    print(json.dumps(result))
     if result is None:
+        print("null")
         sys.exit(4)
+    result["roundTrips"] = round_trips
+    result["apdus"] = apdus
+    print(json.dumps(result))
     sys.exit(0 if result.get("status") == expect else 1)
 
 

@@ -6,4 +6,4 @@ INTEGRATION_TESTS = tests/integration/test_ledger_pg.sh tests/integration/test_e
 	tests/integration/test_quickstart.sh tests/integration/test_package.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/pg.sh tests/integration/tap.sh \
-	tests/integration/seed_client.py tests/integration/v2_client.py tests/integration/deploy_fake_gw.py
+	tests/integration/seed_client.py tests/integration/deploy_fake_gw.py

@@ -143,7 +143,7 @@ check "an independent client (python3-websockets, path /) completes a top-up wit
 # --- a v2 client (batches; python3-websockets through ota-card relay) against
 # the real worker and database: round trips per operation, the money, and
 # v1 and v2 sessions on one card
-v2() { /usr/bin/python3 "$OTA_SRCDIR/tests/integration/v2_client.py" "$@" 2>>"$T/client.err"; }
+v2() { /usr/bin/python3 "$OTA_SRCDIR/tests/integration/batch_client.py" "$@" 2>>"$T/client.err"; }
 v2card=$(sys_card 04eeeeeeeeee01)
 out=$(v2 "$PUB_URL" "$v2card" check); rc=$?
 t_check=$(echo "$out" | field roundTrips)
