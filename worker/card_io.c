@@ -121,8 +121,11 @@ void card_cmd(struct eng_session *s, const struct dfc_cmd_spec *spec, eng_card_c
         return;
     }
     st->spec = *spec;
-    memcpy(st->hdr, spec->hdr, spec->hdr_len);
-    memcpy(st->data, spec->data, spec->data_len);
+    /* A command without header or data bytes passes NULL pointers. */
+    if (spec->hdr_len)
+        memcpy(st->hdr, spec->hdr, spec->hdr_len);
+    if (spec->data_len)
+        memcpy(st->data, spec->data, spec->data_len);
 }
 
 void card_changekey(struct eng_session *s, uint8_t keyno_byte, const uint8_t *new_key,
