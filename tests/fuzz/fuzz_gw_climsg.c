@@ -58,6 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (m.uid_len != 4 && m.uid_len != 7)
             abort();
+        if (m.batch < 1 || m.batch > WIRE_MAX_BATCH)
+            abort();
         if (m.authcode_len > WIRE_MAX_AUTHCODE || m.authcode[m.authcode_len] != '\0' ||
             strlen(m.authcode) != m.authcode_len)
             abort();
@@ -68,6 +70,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (m.data_len > WIRE_MAX_APDU)
             abort();
         must_reparse(cm_build_command(m.data, m.data_len), "command");
+        break;
+    case CM_RESPONSES:
+        /* v2: at most a batch of answers, each an APDU answer, and a
+         * client error only of a known kind. */
+        if (m.n_answers > WIRE_MAX_BATCH)
+            abort();
+        for (unsigned i = 0; i < m.n_answers; i++)
+            if (m.answers[i].len > WIRE_MAX_APDU)
+                abort();
+        if (m.err_kind != 0 && m.err_kind != WIRE_CERR_LOST_TAG && m.err_kind != WIRE_CERR_IO &&
+            m.err_kind != WIRE_CERR_TIMEOUT)
+            abort();
         break;
     case CM_ERROR:
         if (m.err_kind != WIRE_CERR_LOST_TAG && m.err_kind != WIRE_CERR_IO &&
