@@ -195,6 +195,11 @@ static void closing_reply(struct eng_session *s, const struct ledger_reply *r)
         if (r->status == LEDGER_ST_BUSY)
             s->lease_requested = 0;
         break;
+    case LEDGER_BEGIN:
+        if (r->status == LEDGER_ST_BUSY)
+            s->lease_requested = 0;
+        topup_closing_reply(s, r); /* a reservation made: void it */
+        break;
     case LEDGER_RESERVE:
         topup_closing_reply(s, r);
         break;

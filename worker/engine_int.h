@@ -171,7 +171,7 @@ struct eng_session {
     int lease_requested;
     int book_releases;        /* the booking statement also releases the lease */
     int integrity_failures;   /* this session; > 0 means not clean */
-    uint32_t prior_integrity; /* the ledger's counter at CARD_STATE */
+    uint32_t prior_integrity; /* the ledger's counter at BEGIN (CARD_STATE) */
 
     /* Closing. */
     struct wire_result result;
@@ -263,8 +263,13 @@ int topup_txn_at_risk(const struct eng_session *s, uint8_t txn[LEDGER_TXN_ID_LEN
 /* Sends the top-up's next closing request (void, code failure) with cb;
  * 0 when it has none left. */
 int topup_closing_step(struct eng_session *s, eng_ledger_cb cb);
-/* A RESERVE reply that arrived while closing. */
+/* A RESERVE or BEGIN reply that arrived while closing. */
 void topup_closing_reply(struct eng_session *s, const struct ledger_reply *r);
+/* Step 3's BEGIN: a top-up asks it to reserve the code (u.begin.code). */
+void topup_begin_args(const struct eng_session *s, struct ledger_req *req);
+/* BEGIN's reply: keeps a reservation; a code answer fails the session
+ * (returns 1: the caller stops).  0 without a top-up. */
+int topup_begin_reply(struct eng_session *s, const struct ledger_reply *r);
 void topup_free(struct eng_session *s);
 /* op_personalize.c */
 void op_personalize_start(struct eng_session *s);

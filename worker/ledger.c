@@ -25,6 +25,8 @@ const char *ledger_req_name(enum ledger_req_type t)
         return "freeze";
     case LEDGER_PERSONALIZED:
         return "personalized";
+    case LEDGER_BEGIN:
+        return "begin";
     }
     return "unknown";
 }

@@ -64,7 +64,8 @@ enum ledger_req_type {
      * CONFLICT).  Used both for step 7 (the verified commit) and for the
      * settlement of in-doubt entries in step 3. */
     LEDGER_SETTLE = 4,
-    /* Step 4: in ONE atomic statement or transaction:
+    /* Step 4 when BEGIN did not reserve (the card had entries in doubt,
+     * settled first): in ONE atomic statement or transaction:
      *   1. look the code up by its HMAC hash; if it is issued and not
      *      expired, move it issued -> reserved(card, txn_id) and append a
      *      `reserved` ledger entry (txn_id fresh, card, amount of the code,
@@ -105,14 +106,33 @@ enum ledger_req_type {
     LEDGER_FREEZE = 9,
     /* Record that the card received the profile (personalize).  Idempotent. */
     LEDGER_PERSONALIZED = 10,
+    /* The start of a check or a top-up, after the card authenticated: in
+     * ONE atomic statement or transaction,
+     *   1. LEASE_ACQUIRE (u.begin.lease); BUSY -> nothing else is done;
+     *   2. CARD_STATE (reply u.begin.card), read after the lease is held;
+     *   3. only when u.begin.reserve is set (a top-up) and that state shows
+     *      the card neither frozen nor holding any in-doubt txn: RESERVE
+     *      (u.begin.code) exactly as LEDGER_RESERVE, with its statuses
+     *      (CODE_INVALID, CODE_USED, LIMIT_EXCEEDED: the lease is held and
+     *      the state read; nothing reserved) and its rules (a valid code is
+     *      never refused by the limits; no failure counted here).
+     * OK: the lease is held; u.begin.reserved says whether the code was
+     * reserved (then u.begin.res).  The state is the one before this
+     * reservation (the new txn is not in it).  A top-up whose begin did
+     * not reserve (frozen card, entries in doubt) settles them and sends
+     * RESERVE as before.  A lost reply (ERROR) may have taken the lease
+     * and reserved the code: that entry is in doubt with no card command
+     * sent, and the card's next session voids it (no record of it). */
+    LEDGER_BEGIN = 11,
 };
+#define LEDGER_REQ_LAST LEDGER_BEGIN /* the highest request type */
 
 enum ledger_status {
     LEDGER_ST_OK = 0,
-    LEDGER_ST_BUSY = 1,           /* LEASE_ACQUIRE: held by another live holder */
-    LEDGER_ST_CODE_INVALID = 2,   /* RESERVE: unknown / expired / revoked code */
-    LEDGER_ST_CODE_USED = 3,      /* RESERVE: code already reserved or used */
-    LEDGER_ST_LIMIT_EXCEEDED = 4, /* RESERVE: a wrong code over a limit (card or peer) */
+    LEDGER_ST_BUSY = 1,           /* LEASE_ACQUIRE, BEGIN: held by another live holder */
+    LEDGER_ST_CODE_INVALID = 2,   /* RESERVE, BEGIN: unknown / expired / revoked code */
+    LEDGER_ST_CODE_USED = 3,      /* RESERVE, BEGIN: code already reserved or used */
+    LEDGER_ST_LIMIT_EXCEEDED = 4, /* RESERVE, BEGIN: a wrong code over a limit (card or peer) */
     LEDGER_ST_CONFLICT = 5,       /* SETTLE: the other final entry exists, or txn of
                                    * another card */
     LEDGER_ST_ERROR = 6,          /* outcome unknown: database unreachable or failed */
@@ -140,16 +160,26 @@ struct ledger_card {
     uint8_t uid[WIRE_MAX_UID];
 };
 
+struct ledger_lease_args {
+    uint8_t holder[LEDGER_HOLDER_LEN];
+    uint32_t ttl_ms;
+};
+
+struct ledger_reserve_args {
+    uint8_t code_hash[CODE_HASH_LEN];
+    char peer[WIRE_MAX_PEER + 1]; /* NUL-terminated, may be empty */
+    uint32_t max_card_failures;
+    uint32_t max_peer_failures;
+    uint32_t window_s;
+};
+
 struct ledger_req {
     uint64_t id; /* chosen by the engine, unique per worker; echoed in the reply */
     uint64_t session;
     enum ledger_req_type type;
     struct ledger_card card; /* every request */
     union {
-        struct {
-            uint8_t holder[LEDGER_HOLDER_LEN];
-            uint32_t ttl_ms;
-        } lease; /* LEASE_ACQUIRE, LEASE_RELEASE (ttl unused) */
+        struct ledger_lease_args lease; /* LEASE_ACQUIRE, LEASE_RELEASE (ttl unused) */
         struct {
             uint8_t txn_id[LEDGER_TXN_ID_LEN];
             enum ledger_outcome outcome;
@@ -164,13 +194,12 @@ struct ledger_req {
             uint8_t release;
             uint8_t holder[LEDGER_HOLDER_LEN];
         } settle;
+        struct ledger_reserve_args reserve;
         struct {
-            uint8_t code_hash[CODE_HASH_LEN];
-            char peer[WIRE_MAX_PEER + 1]; /* NUL-terminated, may be empty */
-            uint32_t max_card_failures;
-            uint32_t max_peer_failures;
-            uint32_t window_s;
-        } reserve;
+            struct ledger_lease_args lease;
+            uint8_t reserve; /* a top-up: reserve `code` if the card is clean */
+            struct ledger_reserve_args code;
+        } begin;
         struct {
             char peer[WIRE_MAX_PEER + 1];
         } code_failure;
@@ -209,6 +238,13 @@ struct ledger_card_state {
     struct ledger_txn committed[LEDGER_MAX_COMMITTED];
 };
 
+/* A reserved code: its new txn. */
+struct ledger_reservation {
+    uint8_t txn_id[LEDGER_TXN_ID_LEN];
+    int64_t amount;
+    int64_t unix_time; /* the reserved entry's time (seconds) */
+};
+
 struct ledger_reply {
     uint64_t id; /* the request's id */
     enum ledger_req_type type;
@@ -220,12 +256,13 @@ struct ledger_reply {
      * later) and the second `internal`. */
     uint8_t db_down;
     union {
-        struct ledger_card_state card; /* CARD_STATE, when OK */
+        struct ledger_card_state card;     /* CARD_STATE, when OK */
+        struct ledger_reservation reserve; /* RESERVE, when OK */
         struct {
-            uint8_t txn_id[LEDGER_TXN_ID_LEN];
-            int64_t amount;
-            int64_t unix_time;       /* the reserved entry's time (seconds) */
-        } reserve;                   /* RESERVE, when OK */
+            struct ledger_card_state card; /* every status but BUSY and ERROR */
+            uint8_t reserved;              /* OK: the code was reserved (res) */
+            struct ledger_reservation res;
+        } begin;                     /* BEGIN */
         uint32_t integrity_failures; /* INTEGRITY_FAILURE, when OK */
         uint8_t released;            /* SETTLE with release, when OK: the lease
                                       * is gone (0: it is still held, e.g. its

@@ -61,9 +61,9 @@ struct ledger_mem {
     int ncards;
     struct mem_failure failures[MEM_FAILURES];
     int nfailures;
-    enum ledger_mem_fault fail_next[LEDGER_PERSONALIZED + 1];
-    int fail_left[LEDGER_PERSONALIZED + 1];
-    unsigned requests[LEDGER_PERSONALIZED + 1];
+    enum ledger_mem_fault fail_next[LEDGER_REQ_LAST + 1];
+    int fail_left[LEDGER_REQ_LAST + 1];
+    unsigned requests[LEDGER_REQ_LAST + 1];
     unsigned total;
 };
 
@@ -138,7 +138,7 @@ int ledger_mem_add_code(struct ledger_mem *m, const uint8_t hash[CODE_HASH_LEN],
 void ledger_mem_fail_next(struct ledger_mem *m, enum ledger_req_type type,
                           enum ledger_mem_fault fault)
 {
-    if ((int)type >= 1 && type <= LEDGER_PERSONALIZED) {
+    if ((int)type >= 1 && type <= LEDGER_REQ_LAST) {
         m->fail_next[type] = fault;
         m->fail_left[type]++;
     }
@@ -147,6 +147,14 @@ void ledger_mem_fail_next(struct ledger_mem *m, enum ledger_req_type type,
 void ledger_mem_fail_clear(struct ledger_mem *m)
 {
     memset(m->fail_left, 0, sizeof(m->fail_left));
+}
+
+unsigned ledger_mem_faults_left(const struct ledger_mem *m)
+{
+    unsigned n = 0;
+    for (int i = 0; i <= LEDGER_REQ_LAST; i++)
+        n += (unsigned)m->fail_left[i];
+    return n;
 }
 
 static void card_state(const struct ledger_mem *m, const struct ledger_card *c,
@@ -229,10 +237,11 @@ static int failures_since(const struct ledger_mem *m, const struct ledger_card *
     return n;
 }
 
-static enum ledger_status reserve(struct ledger_mem *m, const struct ledger_req *req,
-                                  uint64_t now_ms, struct ledger_reply *rep)
+static enum ledger_status reserve(struct ledger_mem *m, const struct ledger_card *card,
+                                  const struct ledger_reserve_args *a, uint64_t now_ms,
+                                  struct ledger_reservation *out)
 {
-    int ci = find_code(m, req->u.reserve.code_hash);
+    int ci = find_code(m, a->code_hash);
     enum ledger_status wrong = LEDGER_ST_OK;
     if (ci < 0 || m->codes[ci].expired)
         wrong = LEDGER_ST_CODE_INVALID;
@@ -240,12 +249,12 @@ static enum ledger_status reserve(struct ledger_mem *m, const struct ledger_req 
         wrong = LEDGER_ST_CODE_USED;
     if (wrong != LEDGER_ST_OK) {
         /* Only a wrong code meets the limits: a valid one always goes on. */
-        uint64_t window = (uint64_t)req->u.reserve.window_s * 1000;
+        uint64_t window = (uint64_t)a->window_s * 1000;
         uint64_t since = now_ms > window ? now_ms - window : 0;
-        if (failures_since(m, &req->card, NULL, since) >= (int)req->u.reserve.max_card_failures)
+        if (failures_since(m, card, NULL, since) >= (int)a->max_card_failures)
             return LEDGER_ST_LIMIT_EXCEEDED;
-        if (req->u.reserve.peer[0] != '\0' && failures_since(m, NULL, req->u.reserve.peer, since) >=
-                                                  (int)req->u.reserve.max_peer_failures)
+        if (a->peer[0] != '\0' &&
+            failures_since(m, NULL, a->peer, since) >= (int)a->max_peer_failures)
             return LEDGER_ST_LIMIT_EXCEEDED;
         return wrong;
     }
@@ -261,16 +270,48 @@ static enum ledger_status reserve(struct ledger_mem *m, const struct ledger_req 
     t->id[13] = (uint8_t)(ti >> 16);
     t->id[14] = (uint8_t)(ti >> 8);
     t->id[15] = (uint8_t)ti;
-    t->card = req->card;
+    t->card = *card;
     t->code = ci;
     t->amount = c->amount;
     t->state = LEDGER_MEM_TXN_RESERVED;
     c->state = LEDGER_MEM_CODE_RESERVED;
     c->txn = ti;
-    memcpy(rep->u.reserve.txn_id, t->id, LEDGER_TXN_ID_LEN);
-    rep->u.reserve.amount = t->amount;
-    rep->u.reserve.unix_time = MEM_UNIX_BASE + (int64_t)(now_ms / 1000);
+    memcpy(out->txn_id, t->id, LEDGER_TXN_ID_LEN);
+    out->amount = t->amount;
+    out->unix_time = MEM_UNIX_BASE + (int64_t)(now_ms / 1000);
     return LEDGER_ST_OK;
+}
+
+static enum ledger_status lease_acquire(struct ledger_mem *m, const struct ledger_card *card,
+                                        const struct ledger_lease_args *a, uint64_t now_ms)
+{
+    struct mem_card *k = get_card(m, card);
+    if (!k)
+        return LEDGER_ST_ERROR;
+    if (k->lease && k->lease_until > now_ms && memcmp(k->holder, a->holder, LEDGER_HOLDER_LEN) != 0)
+        return LEDGER_ST_BUSY;
+    k->lease = 1;
+    memcpy(k->holder, a->holder, LEDGER_HOLDER_LEN);
+    k->lease_until = now_ms + a->ttl_ms;
+    return LEDGER_ST_OK;
+}
+
+/* BEGIN: the lease, the state under it, and for a top-up on a clean card
+ * (neither frozen nor in doubt) the reservation; the state is the one
+ * before it. */
+static enum ledger_status begin(struct ledger_mem *m, const struct ledger_req *req, uint64_t now_ms,
+                                struct ledger_reply *rep)
+{
+    enum ledger_status st = lease_acquire(m, &req->card, &req->u.begin.lease, now_ms);
+    if (st != LEDGER_ST_OK)
+        return st;
+    struct ledger_card_state *cs = &rep->u.begin.card;
+    card_state(m, &req->card, cs);
+    if (!req->u.begin.reserve || cs->frozen || cs->n_in_doubt > 0)
+        return LEDGER_ST_OK;
+    st = reserve(m, &req->card, &req->u.begin.code, now_ms, &rep->u.begin.res);
+    rep->u.begin.reserved = st == LEDGER_ST_OK;
+    return st;
 }
 
 static enum ledger_status apply(struct ledger_mem *m, const struct ledger_req *req, uint64_t now_ms,
@@ -279,15 +320,9 @@ static enum ledger_status apply(struct ledger_mem *m, const struct ledger_req *r
     struct mem_card *k;
     switch (req->type) {
     case LEDGER_LEASE_ACQUIRE:
-        if (!(k = get_card(m, &req->card)))
-            return LEDGER_ST_ERROR;
-        if (k->lease && k->lease_until > now_ms &&
-            memcmp(k->holder, req->u.lease.holder, LEDGER_HOLDER_LEN) != 0)
-            return LEDGER_ST_BUSY;
-        k->lease = 1;
-        memcpy(k->holder, req->u.lease.holder, LEDGER_HOLDER_LEN);
-        k->lease_until = now_ms + req->u.lease.ttl_ms;
-        return LEDGER_ST_OK;
+        return lease_acquire(m, &req->card, &req->u.lease, now_ms);
+    case LEDGER_BEGIN:
+        return begin(m, req, now_ms, rep);
     case LEDGER_LEASE_RELEASE:
         k = find_card(m, &req->card);
         if (k && k->lease && memcmp(k->holder, req->u.lease.holder, LEDGER_HOLDER_LEN) == 0)
@@ -306,7 +341,7 @@ static enum ledger_status apply(struct ledger_mem *m, const struct ledger_req *r
         return st;
     }
     case LEDGER_RESERVE:
-        return reserve(m, req, now_ms, rep);
+        return reserve(m, &req->card, &req->u.reserve, now_ms, &rep->u.reserve);
     case LEDGER_CODE_FAILURE:
         if (m->nfailures >= MEM_FAILURES)
             return LEDGER_ST_ERROR;
@@ -352,7 +387,7 @@ int ledger_mem_handle(struct ledger_mem *m, const struct ledger_req *req, uint64
     rep->id = req->id;
     rep->type = req->type;
     m->total++;
-    if ((int)req->type < 1 || req->type > LEDGER_PERSONALIZED) {
+    if ((int)req->type < 1 || req->type > LEDGER_REQ_LAST) {
         rep->status = LEDGER_ST_ERROR;
         return OTA_ERR_INVAL;
     }
@@ -466,7 +501,7 @@ unsigned ledger_mem_requests(const struct ledger_mem *m, enum ledger_req_type ty
 {
     if ((int)type == 0)
         return m->total;
-    if ((int)type < 1 || type > LEDGER_PERSONALIZED)
+    if ((int)type < 1 || type > LEDGER_REQ_LAST)
         return 0;
     return m->requests[type];
 }

@@ -52,6 +52,8 @@ void ledger_mem_fail_next(struct ledger_mem *m, enum ledger_req_type type,
                           enum ledger_mem_fault fault);
 /* Cancels every fault not yet consumed. */
 void ledger_mem_fail_clear(struct ledger_mem *m);
+/* Faults set and not yet consumed (a test checks that its fault fired). */
+unsigned ledger_mem_faults_left(const struct ledger_mem *m);
 
 /* Inspection for tests. */
 enum ledger_mem_code_state ledger_mem_code_state(const struct ledger_mem *m,

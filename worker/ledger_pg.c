@@ -48,7 +48,8 @@ struct pg_job {
     /* A release of a lease whose session is gone (see struct orphan):
      * answered here, never through the callback. */
     int orphan;
-    /* A LEASE_ACQUIRE that found the card busy, asked again later. */
+    /* A LEASE_ACQUIRE or BEGIN that found the card busy, asked again
+     * later (a busy BEGIN did nothing else, so asking again is safe). */
     unsigned busy_retries;
     struct event *ev_retry;
     struct ledger_pg *pg;
@@ -113,7 +114,7 @@ struct ledger_pg {
     struct pgc conns[LEDGER_PG_MAX_CONNS];
     struct pg_job *q_head, *q_tail; /* waiting for a connection */
     size_t queued, inflight;
-    struct pg_job *busy; /* LEASE_ACQUIREs waiting to ask again */
+    struct pg_job *busy; /* LEASE_ACQUIREs and BEGINs waiting to ask again */
     size_t nbusy;
     /* Replies decided without a connection (no database), delivered from
      * the loop so the callback never runs inside ledger_pg_submit(). */
@@ -583,11 +584,12 @@ static void on_busy_retry(evutil_socket_t fd, short what, void *arg)
     enqueue(pg, job);
 }
 
-/* Parks a LEASE_ACQUIRE that found the card busy (see BUSY_RETRIES);
+/* Parks a LEASE_ACQUIRE or BEGIN that found the card busy (see BUSY_RETRIES);
  * 0 when it has asked often enough (or no timer): answer BUSY now. */
 static int retry_busy_later(struct ledger_pg *pg, struct pg_job *job)
 {
-    if (job->req.type != LEDGER_LEASE_ACQUIRE || job->busy_retries >= BUSY_RETRIES || pg->busy_once)
+    if ((job->req.type != LEDGER_LEASE_ACQUIRE && job->req.type != LEDGER_BEGIN) ||
+        job->busy_retries >= BUSY_RETRIES || pg->busy_once)
         return 0;
     if (!job->ev_retry) {
         job->pg = pg;

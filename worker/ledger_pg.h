@@ -31,7 +31,7 @@ struct ledger_pg_opts {
     uint32_t request_timeout_ms; /* no reply by then: ERROR, connection reset (0: 15000) */
     uint32_t backoff_min_ms;     /* first reconnect delay (0: 100) */
     uint32_t backoff_max_ms;     /* doubling up to (0: 1000: back soon after a failover) */
-    int busy_once;               /* tests: LEASE_ACQUIRE answers BUSY at the first refusal
+    int busy_once;               /* tests: LEASE_ACQUIRE, BEGIN answer BUSY at the first refusal
                                   * (default: asks again 4 times, 100 ms apart) */
 };
 

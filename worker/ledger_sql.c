@@ -61,6 +61,23 @@ static int get_bool(const char *s)
     return s[0] == 't';
 }
 
+static void put_reserve_args(struct ledger_sql_call *c, int at, const struct ledger_reserve_args *a)
+{
+    put_bytea(c->buf[at], a->code_hash, CODE_HASH_LEN);
+    snprintf(c->buf[at + 1], LEDGER_SQL_PARAM_LEN, "%s", a->peer);
+    snprintf(c->buf[at + 2], LEDGER_SQL_PARAM_LEN, "%" PRIu32, a->max_card_failures);
+    snprintf(c->buf[at + 3], LEDGER_SQL_PARAM_LEN, "%" PRIu32, a->max_peer_failures);
+    snprintf(c->buf[at + 4], LEDGER_SQL_PARAM_LEN, "%" PRIu32, a->window_s);
+}
+
+/* How many in-doubt and committed txns CARD_STATE and BEGIN ask for. */
+static void put_state_limits(struct ledger_sql_call *c, int at)
+{
+    /* One more than we keep, to know that there were more. */
+    snprintf(c->buf[at], LEDGER_SQL_PARAM_LEN, "%d", LEDGER_MAX_IN_DOUBT + 1);
+    snprintf(c->buf[at + 1], LEDGER_SQL_PARAM_LEN, "%d", LEDGER_MAX_COMMITTED);
+}
+
 static const char *SQL_LEASE_ACQUIRE = "SELECT ota_worker_lease_acquire($1, $2, $3)";
 static const char *SQL_LEASE_RELEASE = "SELECT ota_worker_lease_release($1, $2)";
 static const char *SQL_CARD_STATE =
@@ -75,6 +92,9 @@ static const char *SQL_INTEGRITY_FAILURE = "SELECT ota_worker_integrity_failure(
 static const char *SQL_INTEGRITY_RESET = "SELECT ota_worker_integrity_reset($1)";
 static const char *SQL_FREEZE = "SELECT ota_worker_freeze($1, $2, $3)";
 static const char *SQL_PERSONALIZED = "SELECT ota_worker_personalized($1)";
+static const char *SQL_BEGIN =
+    "SELECT kind, frozen, has_history, integrity_failures, txn_id, amount, flags, status, "
+    "unix_time FROM ota_worker_begin($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ORDER BY ord";
 static const char *SQL_COUNTS = "SELECT in_doubt, in_doubt_old, in_doubt_oldest_s, codes_reserved, "
                                 "cards_frozen FROM ota_worker_stats($1)";
 
@@ -94,6 +114,7 @@ static const struct {
     {&SQL_INTEGRITY_RESET, "ota_integrity_reset"},
     {&SQL_FREEZE, "ota_freeze"},
     {&SQL_PERSONALIZED, "ota_personalized"},
+    {&SQL_BEGIN, "ota_begin"},
     {&SQL_COUNTS, "ota_counts"},
 };
 
@@ -130,10 +151,22 @@ int ledger_sql_build(const struct ledger_req *req, struct ledger_sql_call *c)
         break;
     case LEDGER_CARD_STATE:
         c->sql = SQL_CARD_STATE;
-        /* One more than we keep, to know that there were more. */
-        snprintf(c->buf[1], LEDGER_SQL_PARAM_LEN, "%d", LEDGER_MAX_IN_DOUBT + 1);
-        snprintf(c->buf[2], LEDGER_SQL_PARAM_LEN, "%d", LEDGER_MAX_COMMITTED);
+        put_state_limits(c, 1);
         c->nparams = 3;
+        break;
+    case LEDGER_BEGIN:
+        if (req->u.begin.lease.ttl_ms == 0 ||
+            (req->u.begin.reserve &&
+             memchr(req->u.begin.code.peer, '\0', sizeof req->u.begin.code.peer) == NULL))
+            return OTA_ERR_INVAL;
+        c->sql = SQL_BEGIN;
+        put_bytea(c->buf[1], req->u.begin.lease.holder, LEDGER_HOLDER_LEN);
+        snprintf(c->buf[2], LEDGER_SQL_PARAM_LEN, "%" PRIu32, req->u.begin.lease.ttl_ms);
+        put_state_limits(c, 3);
+        /* A check: no code (NULL hash, peer and limits). */
+        if (req->u.begin.reserve)
+            put_reserve_args(c, 5, &req->u.begin.code);
+        c->nparams = 10;
         break;
     case LEDGER_SETTLE:
         if (req->u.settle.outcome != LEDGER_COMMITTED && req->u.settle.outcome != LEDGER_VOIDED)
@@ -155,11 +188,7 @@ int ledger_sql_build(const struct ledger_req *req, struct ledger_sql_call *c)
         if (memchr(req->u.reserve.peer, '\0', sizeof req->u.reserve.peer) == NULL)
             return OTA_ERR_INVAL;
         c->sql = SQL_RESERVE;
-        put_bytea(c->buf[1], req->u.reserve.code_hash, CODE_HASH_LEN);
-        snprintf(c->buf[2], LEDGER_SQL_PARAM_LEN, "%s", req->u.reserve.peer);
-        snprintf(c->buf[3], LEDGER_SQL_PARAM_LEN, "%" PRIu32, req->u.reserve.max_card_failures);
-        snprintf(c->buf[4], LEDGER_SQL_PARAM_LEN, "%" PRIu32, req->u.reserve.max_peer_failures);
-        snprintf(c->buf[5], LEDGER_SQL_PARAM_LEN, "%" PRIu32, req->u.reserve.window_s);
+        put_reserve_args(c, 1, &req->u.reserve);
         c->nparams = 6;
         break;
     case LEDGER_CODE_FAILURE:
@@ -199,21 +228,30 @@ int ledger_sql_build(const struct ledger_req *req, struct ledger_sql_call *c)
         c->values[i] = c->buf[i];
     if (req->type == LEDGER_INTEGRITY_FAILURE && !req->u.integrity.has_txn)
         c->values[1] = NULL;
+    if (req->type == LEDGER_BEGIN && !req->u.begin.reserve)
+        for (int i = 5; i < 10; i++)
+            c->values[i] = NULL;
     if (req->type == LEDGER_FREEZE)
         c->values[2] = req->u.freeze.detail; /* up to LEDGER_MAX_DETAIL bytes */
     return 0;
 }
 
-static int parse_card_state(const PGresult *res, struct ledger_card_state *cs)
+/* The rows of CARD_STATE (nfields 7), or BEGIN's (nfields 9: the same
+ * seven columns first, and its own 'begin' row, skipped here). */
+static int parse_card_state(const PGresult *res, int nfields, struct ledger_card_state *cs)
 {
     int n = PQntuples(res);
     int seen_card = 0;
     memset(cs, 0, sizeof *cs);
-    if (PQnfields(res) != 7)
+    if (PQnfields(res) != nfields)
         return OTA_ERR_PARSE;
     for (int i = 0; i < n; i++) {
         const char *kind = PQgetvalue(res, i, 0);
+        if (nfields == 9 && strcmp(kind, "begin") == 0)
+            continue;
         if (strcmp(kind, "card") == 0) {
+            if (seen_card)
+                return OTA_ERR_PARSE;
             int64_t f;
             if (get_i64(PQgetvalue(res, i, 3), &f) || f < 0 || f > UINT32_MAX)
                 return OTA_ERR_PARSE;
@@ -250,6 +288,71 @@ static int parse_card_state(const PGresult *res, struct ledger_card_state *cs)
     return seen_card ? 0 : OTA_ERR_PARSE;
 }
 
+/* A reservation's txn_id, amount and unix_time, from these columns of row. */
+static int parse_reservation(const PGresult *res, int row, int id_col, int amount_col, int time_col,
+                             struct ledger_reservation *out)
+{
+    if (PQgetisnull(res, row, id_col) || get_uuid(PQgetvalue(res, row, id_col), out->txn_id) ||
+        get_i64(PQgetvalue(res, row, amount_col), &out->amount) ||
+        get_i64(PQgetvalue(res, row, time_col), &out->unix_time))
+        return OTA_ERR_PARSE;
+    return 0;
+}
+
+/* A status of RESERVE's (and BEGIN's) code answers; -1 for another. */
+static int code_status(const char *v)
+{
+    if (strcmp(v, "code-invalid") == 0)
+        return LEDGER_ST_CODE_INVALID;
+    if (strcmp(v, "code-used") == 0)
+        return LEDGER_ST_CODE_USED;
+    if (strcmp(v, "limit-exceeded") == 0)
+        return LEDGER_ST_LIMIT_EXCEEDED;
+    return -1;
+}
+
+/* BEGIN: its one 'begin' row says what happened; the card's rows follow
+ * CARD_STATE's (none when busy).  A code answer is only possible when a
+ * code was sent. */
+static int parse_begin(const struct ledger_req *req, const PGresult *res, struct ledger_reply *rep)
+{
+    int row = -1;
+    if (PQnfields(res) != 9)
+        return OTA_ERR_PARSE;
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (strcmp(PQgetvalue(res, i, 0), "begin") != 0)
+            continue;
+        if (row >= 0 || PQgetisnull(res, i, 7))
+            return OTA_ERR_PARSE;
+        row = i;
+    }
+    if (row < 0)
+        return OTA_ERR_PARSE;
+    const char *st = PQgetvalue(res, row, 7);
+    if (strcmp(st, "busy") == 0) {
+        if (PQntuples(res) != 1)
+            return OTA_ERR_PARSE;
+        rep->status = LEDGER_ST_BUSY;
+        return 0;
+    }
+    if (parse_card_state(res, 9, &rep->u.begin.card) != 0)
+        return OTA_ERR_PARSE;
+    int code = code_status(st);
+    if (strcmp(st, "leased") == 0) {
+        rep->status = LEDGER_ST_OK;
+    } else if (strcmp(st, "ok") == 0 && req->u.begin.reserve) {
+        if (parse_reservation(res, row, 4, 5, 8, &rep->u.begin.res) != 0)
+            return OTA_ERR_PARSE;
+        rep->u.begin.reserved = 1;
+        rep->status = LEDGER_ST_OK;
+    } else if (code >= 0 && req->u.begin.reserve) {
+        rep->status = (enum ledger_status)code;
+    } else {
+        return OTA_ERR_PARSE;
+    }
+    return 0;
+}
+
 int ledger_sql_parse(const struct ledger_req *req, const PGresult *res, struct ledger_reply *rep)
 {
     int one = PQntuples(res) == 1 && PQnfields(res) >= 1;
@@ -264,7 +367,9 @@ int ledger_sql_parse(const struct ledger_req *req, const PGresult *res, struct l
         rep->status = get_bool(v) ? LEDGER_ST_OK : LEDGER_ST_BUSY;
         return 0;
     case LEDGER_CARD_STATE:
-        return parse_card_state(res, &rep->u.card);
+        return parse_card_state(res, 7, &rep->u.card);
+    case LEDGER_BEGIN:
+        return parse_begin(req, res, rep);
     case LEDGER_SETTLE:
         if (!one)
             return OTA_ERR_PARSE;
@@ -282,17 +387,11 @@ int ledger_sql_parse(const struct ledger_req *req, const PGresult *res, struct l
         if (!one || PQnfields(res) != 4)
             return OTA_ERR_PARSE;
         if (strcmp(v, "ok") == 0) {
-            if (get_uuid(PQgetvalue(res, 0, 1), rep->u.reserve.txn_id) ||
-                get_i64(PQgetvalue(res, 0, 2), &rep->u.reserve.amount) ||
-                get_i64(PQgetvalue(res, 0, 3), &rep->u.reserve.unix_time))
+            if (parse_reservation(res, 0, 1, 2, 3, &rep->u.reserve))
                 return OTA_ERR_PARSE;
             rep->status = LEDGER_ST_OK;
-        } else if (strcmp(v, "code-invalid") == 0) {
-            rep->status = LEDGER_ST_CODE_INVALID;
-        } else if (strcmp(v, "code-used") == 0) {
-            rep->status = LEDGER_ST_CODE_USED;
-        } else if (strcmp(v, "limit-exceeded") == 0) {
-            rep->status = LEDGER_ST_LIMIT_EXCEEDED;
+        } else if (code_status(v) >= 0) {
+            rep->status = (enum ledger_status)code_status(v);
         } else {
             return OTA_ERR_PARSE;
         }

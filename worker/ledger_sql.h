@@ -15,7 +15,7 @@
 
 #include "ledger.h"
 
-#define LEDGER_SQL_NPARAMS 6
+#define LEDGER_SQL_NPARAMS 10
 #define LEDGER_SQL_PARAM_LEN 80 /* "\\x" + 64 hex digits of a code hash, with room */
 /* The counting statement's columns, in order: in_doubt, in_doubt_old,
  * in_doubt_oldest_s, codes_reserved, cards_frozen. */

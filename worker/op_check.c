@@ -10,10 +10,13 @@
  * 2. AbortTransaction (answer MAC verified) and GetFileSettings of both
  *    files under MAC against the profile (one batch with the Auth's second
  *    part: all plain commands).
- * 3. Only now, with the card authenticated, the lease; then ReadRecords
- *    (when the file has records, with its continuation frames) and GetValue
- *    enciphered, in one batch; the card's ledger state, and the settlement
- *    of every in-doubt entry (or a freeze).
+ * 3. Only now, with the card authenticated, BEGIN: one ledger statement
+ *    takes the lease, reads the card's ledger state under it and, for a
+ *    top-up on a card neither frozen nor holding an entry in doubt, also
+ *    reserves the code (step 4, op_topup.c).  Then ReadRecords (when the
+ *    file has records, with its continuation frames) and GetValue
+ *    enciphered, in one batch; and the settlement of every in-doubt entry
+ *    (or a freeze).
  *
  * The records and the balance are read after the lease is held, in the
  * same MAC chain as this session's verified AbortTransaction.  Another
@@ -21,7 +24,8 @@
  * breaks this chain: then these reads fail and nothing is settled.  So the
  * settlement never rests on what the card held before another session
  * (one that had the lease in the meantime) changed it, whatever the
- * timing of the database.
+ * timing of the database.  The ledger state is read under the same lease,
+ * so no other session books for the card between it and the settlement.
  *
  * Must never take the lease before authentication, nor settle anything
  * before the lease is held and the AbortTransaction's answer verified. */
@@ -44,10 +48,9 @@ static void after_get_value(struct eng_session *s, int rc);
 static void step_read_records(struct eng_session *s);
 static void read_records(struct eng_session *s);
 static void after_read_records(struct eng_session *s, int rc);
-static void step_lease(struct eng_session *s);
-static void after_lease(struct eng_session *s, const struct ledger_reply *r);
-static void step_card_state(struct eng_session *s);
-static void after_card_state(struct eng_session *s, const struct ledger_reply *r);
+static void step_begin(struct eng_session *s);
+static void after_begin(struct eng_session *s, const struct ledger_reply *r);
+static void step_settle_plan(struct eng_session *s);
 static void step_settle_next(struct eng_session *s);
 static void after_settle(struct eng_session *s, const struct ledger_reply *r);
 
@@ -198,7 +201,7 @@ static void after_record_settings(struct eng_session *s, int rc)
         return;
     }
     s->chk->view.n_records = (int)le24(p + 10);
-    step_lease(s);
+    step_begin(s);
 }
 
 static void after_get_value(struct eng_session *s, int rc)
@@ -214,7 +217,7 @@ static void after_get_value(struct eng_session *s, int rc)
         return;
     }
     s->chk->view.balance = (int32_t)dfc_get_le32(p);
-    step_card_state(s);
+    step_settle_plan(s);
 }
 
 /* After the lease: the records (an empty record file answers BE, so they
@@ -257,60 +260,57 @@ static void after_read_records(struct eng_session *s, int rc)
     memcpy(s->chk->view.records, p, n);
 }
 
-/* 3. */
-static void step_lease(struct eng_session *s)
+/* 3.  The lease and the ledger state in one statement; for a top-up, the
+ * reservation too when the card is clean (op_topup.c fills the code). */
+static void step_begin(struct eng_session *s)
 {
     struct ledger_req req;
-    s->step = "lease";
-    eng_ledger_init(s, &req, LEDGER_LEASE_ACQUIRE);
-    eng_session_holder(s, req.u.lease.holder);
-    req.u.lease.ttl_ms = s->ctx->cfg.lease_ms;
+    s->step = "begin";
+    eng_ledger_init(s, &req, LEDGER_BEGIN);
+    eng_session_holder(s, req.u.begin.lease.holder);
+    req.u.begin.lease.ttl_ms = s->ctx->cfg.lease_ms;
+    topup_begin_args(s, &req);
     s->lease_requested = 1;
-    eng_ledger_send(s, &req, after_lease);
+    eng_ledger_send(s, &req, after_begin);
 }
 
-static void after_lease(struct eng_session *s, const struct ledger_reply *r)
+static void after_begin(struct eng_session *s, const struct ledger_reply *r)
 {
     if (r->status == LEDGER_ST_BUSY) {
         s->lease_requested = 0;
         eng_fail(s, WIRE_E_CARD_BUSY);
         return;
     }
+    /* A code answer ends the session here (its code failure counted by
+     * op_topup.c); nothing more is read from the card. */
+    if (topup_begin_reply(s, r))
+        return;
     if (r->status != LEDGER_ST_OK) {
         eng_fail(s, WIRE_E_INTERNAL);
         return;
     }
-    step_read_records(s);
-}
-
-static void step_card_state(struct eng_session *s)
-{
-    struct ledger_req req;
-    s->step = "card_state";
-    eng_ledger_init(s, &req, LEDGER_CARD_STATE);
-    eng_ledger_send(s, &req, after_card_state);
-}
-
-static void after_card_state(struct eng_session *s, const struct ledger_reply *r)
-{
-    if (r->status != LEDGER_ST_OK) {
-        eng_fail(s, WIRE_E_INTERNAL);
-        return;
-    }
-    s->chk->lstate = r->u.card;
+    s->chk->lstate = r->u.begin.card;
     if (s->chk->lstate.n_in_doubt > LEDGER_MAX_IN_DOUBT ||
         s->chk->lstate.n_committed > LEDGER_MAX_COMMITTED) {
-        eng_fail(s, WIRE_E_INTERNAL);
+        eng_fail(s, WIRE_E_INTERNAL); /* a reservation is voided */
         return;
     }
     s->prior_integrity = s->chk->lstate.integrity_failures;
-    char tail[8];
     if (s->chk->lstate.frozen) {
+        char tail[8];
         log_warn("card_is_frozen", "session=%llu uid=%s", (unsigned long long)s->id,
                  log_uid_tail(s->card.uid, s->card.uid_len, tail));
         eng_fail(s, WIRE_E_CARD_ERROR);
         return;
     }
+    step_read_records(s);
+}
+
+/* What the card holds against what the ledger says (settle.c).  Any
+ * refusal from here on fails the session before a WriteRecord, so a
+ * reservation BEGIN made is voided by the closing path. */
+static void step_settle_plan(struct eng_session *s)
+{
     settle_plan(&s->chk->view, &s->chk->lstate, &s->chk->plan);
     if (s->chk->plan.unsupported) {
         unsupported(s, s->chk->plan.detail);

@@ -4,7 +4,14 @@
  * WriteRecord went out, a void of an untouched reservation, a code failure
  * to count (the engine's one closing path asks through topup_*()).
  *
- * 4. RESERVE the code for this card (one atomic ledger statement).
+ * 4. Reserve the code for this card (one atomic ledger statement): in the
+ *    common case BEGIN did it already, in step 3's statement (a card
+ *    neither frozen nor holding an entry in doubt); else, once step 3
+ *    settled the entries in doubt, RESERVE.  Either way the reservation
+ *    comes before any command that can move money; a session that fails
+ *    before its WriteRecord went out voids it (closing path), and one cut
+ *    off before it could leaves it in doubt for the card's next session,
+ *    which voids it (no record with its txn on the card).
  * 5. WriteRecord, then Credit, then CommitTransaction, every answer MAC
  *    verified.  Record first: a commit slipped in by the relay can never
  *    leave a credit on the card without its record.
@@ -46,6 +53,9 @@ struct topup {
 
 static void step_reserve(struct eng_session *s);
 static void after_reserve(struct eng_session *s, const struct ledger_reply *r);
+static int code_refused(struct eng_session *s, enum ledger_status st);
+static void keep_reservation(struct eng_session *s, const struct ledger_reservation *res);
+static void step_check_reservation(struct eng_session *s);
 static void step_write_credit_commit(struct eng_session *s);
 static void step_write_record(struct eng_session *s);
 static void after_write_record(struct eng_session *s, int rc);
@@ -82,11 +92,42 @@ void op_topup_start(struct eng_session *s)
     op_open_card(s, step_reserve);
 }
 
+/* Step 3's BEGIN reserves the code along with the lease when it can. */
+void topup_begin_args(const struct eng_session *s, struct ledger_req *req)
+{
+    const struct topup *t = s->topup;
+    if (!t)
+        return;
+    const struct eng_config *cfg = &s->ctx->cfg;
+    struct ledger_reserve_args *a = &req->u.begin.code;
+    req->u.begin.reserve = 1;
+    memcpy(a->code_hash, t->code_hash, sizeof(t->code_hash));
+    memcpy(a->peer, s->peer, sizeof(a->peer));
+    a->max_card_failures = cfg->code_failures_per_card;
+    a->max_peer_failures = cfg->code_failures_per_peer;
+    a->window_s = cfg->code_failure_window_s;
+}
+
+int topup_begin_reply(struct eng_session *s, const struct ledger_reply *r)
+{
+    if (!s->topup)
+        return 0;
+    if (code_refused(s, r->status))
+        return 1;
+    if (r->status == LEDGER_ST_OK && r->u.begin.reserved)
+        keep_reservation(s, &r->u.begin.res);
+    return 0;
+}
+
 /* 4. */
 static void step_reserve(struct eng_session *s)
 {
     struct topup *t = s->topup;
     s->step = "reserve";
+    if (t->have_txn) {
+        step_check_reservation(s); /* BEGIN reserved it */
+        return;
+    }
     if (s->chk->lstate.in_doubt_more) {
         /* Older in-doubt entries remain; settle them first (next sessions)
          * before a new record can push their proof off the card. */
@@ -104,39 +145,62 @@ static void step_reserve(struct eng_session *s)
     eng_ledger_send(s, &req, after_reserve);
 }
 
-static void after_reserve(struct eng_session *s, const struct ledger_reply *r)
+/* A code answer (RESERVE's or BEGIN's) ends the session: counted as a
+ * failed code attempt by the closing path, like any wrong code.  1 when
+ * st was one. */
+static int code_refused(struct eng_session *s, enum ledger_status st)
 {
     struct topup *t = s->topup;
-    switch (r->status) {
-    case LEDGER_ST_OK:
-        break;
+    switch (st) {
     case LEDGER_ST_CODE_INVALID:
         t->need_code_failure = 1;
         eng_fail(s, WIRE_E_CODE_INVALID);
-        return;
+        return 1;
     case LEDGER_ST_CODE_USED:
         t->need_code_failure = 1;
         eng_fail(s, WIRE_E_CODE_USED);
-        return;
+        return 1;
     case LEDGER_ST_LIMIT_EXCEEDED:
         /* A wrong code over the card's or the address's limit (a valid one
          * is never refused): counted like any wrong code, answered late. */
         t->need_code_failure = 1;
         s->throttle = 1;
         eng_fail(s, WIRE_E_LIMIT_EXCEEDED);
-        return;
+        return 1;
     default:
+        return 0;
+    }
+}
+
+static void keep_reservation(struct eng_session *s, const struct ledger_reservation *res)
+{
+    struct topup *t = s->topup;
+    t->have_txn = 1;
+    memcpy(t->txn_id, res->txn_id, sizeof(t->txn_id));
+    t->amount = res->amount;
+    t->unix_time = res->unix_time;
+}
+
+static void after_reserve(struct eng_session *s, const struct ledger_reply *r)
+{
+    if (code_refused(s, r->status))
+        return;
+    if (r->status != LEDGER_ST_OK) {
         /* Unknown outcome: if it did reserve, the entry is in doubt with no
          * card command sent, and the card's next session voids it. */
         eng_fail(s, WIRE_E_INTERNAL);
         return;
     }
-    t->have_txn = 1;
-    memcpy(t->txn_id, r->u.reserve.txn_id, sizeof(t->txn_id));
-    t->amount = r->u.reserve.amount;
-    t->unix_time = r->u.reserve.unix_time;
-    /* Refusals from here on void the reservation (eng_fail: no card
-     * command was sent for it), which releases the code. */
+    keep_reservation(s, &r->u.reserve);
+    step_check_reservation(s);
+}
+
+/* The code is reserved and the card read.  Refusals from here on void the
+ * reservation (eng_fail: no card command was sent for it), which releases
+ * the code. */
+static void step_check_reservation(struct eng_session *s)
+{
+    struct topup *t = s->topup;
     if (t->amount <= 0 || t->amount > s->ctx->cfg.max_amount) {
         log_warn("code_amount_out_of_range", "session=%llu amount=%lld", (unsigned long long)s->id,
                  (long long)t->amount);
@@ -411,12 +475,17 @@ int topup_closing_step(struct eng_session *s, eng_ledger_cb cb)
 void topup_closing_reply(struct eng_session *s, const struct ledger_reply *r)
 {
     struct topup *t = s->topup;
-    if (t && r->status == LEDGER_ST_OK && !t->have_txn) {
+    const struct ledger_reservation *res = NULL;
+    if (!t || r->status != LEDGER_ST_OK || t->have_txn)
+        return;
+    if (r->type == LEDGER_RESERVE)
+        res = &r->u.reserve;
+    else if (r->type == LEDGER_BEGIN && r->u.begin.reserved)
+        res = &r->u.begin.res;
+    if (res) {
         /* Reserved after we gave up: no card command was sent for it, so
          * it can be voided right away (its code is released). */
-        t->have_txn = 1;
-        memcpy(t->txn_id, r->u.reserve.txn_id, sizeof(t->txn_id));
-        t->amount = r->u.reserve.amount;
+        keep_reservation(s, res);
         t->need_void = 1;
     }
 }

@@ -31,8 +31,8 @@ static int got_reply;
 static struct ledger_reply last_reply;
 
 struct pgl {
-    enum ledger_mem_fault fault[LEDGER_PERSONALIZED + 1];
-    int fail_left[LEDGER_PERSONALIZED + 1];
+    enum ledger_mem_fault fault[LEDGER_REQ_LAST + 1];
+    int fail_left[LEDGER_REQ_LAST + 1];
     unsigned requests;
 };
 
@@ -123,7 +123,7 @@ static void pgl_handle(void *l, const struct ledger_req *req, uint64_t now_ms,
     struct pgl *p = l;
     p->requests++;
     enum ledger_mem_fault fault = 0;
-    if (req->type <= LEDGER_PERSONALIZED && p->fail_left[req->type] > 0) {
+    if (req->type <= LEDGER_REQ_LAST && p->fail_left[req->type] > 0) {
         fault = p->fault[req->type];
         p->fail_left[req->type]--;
     }
@@ -176,7 +176,7 @@ static int pgl_add_code(void *l, const uint8_t hash[CODE_HASH_LEN], int64_t amou
 static void pgl_fail_next(void *l, enum ledger_req_type type, enum ledger_mem_fault fault)
 {
     struct pgl *p = l;
-    ck_assert_int_le(type, LEDGER_PERSONALIZED);
+    ck_assert_int_le(type, LEDGER_REQ_LAST);
     p->fault[type] = fault;
     p->fail_left[type]++;
 }
@@ -185,6 +185,15 @@ static void pgl_fail_clear(void *l)
 {
     struct pgl *p = l;
     memset(p->fail_left, 0, sizeof p->fail_left);
+}
+
+static unsigned pgl_faults_left(void *l)
+{
+    struct pgl *p = l;
+    unsigned n = 0;
+    for (int i = 0; i <= LEDGER_REQ_LAST; i++)
+        n += (unsigned)p->fail_left[i];
+    return n;
 }
 
 static unsigned pgl_requests(void *l)
@@ -279,6 +288,7 @@ static const struct hx_ledger_ops pg_ops = {
     .add_code = pgl_add_code,
     .fail_next = pgl_fail_next,
     .fail_clear = pgl_fail_clear,
+    .faults_left = pgl_faults_left,
     .requests = pgl_requests,
     .code_state = pgl_code_state,
     .code_commits = pgl_code_commits,

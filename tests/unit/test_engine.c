@@ -34,8 +34,10 @@ START_TEST(check_fresh_card)
     ck_assert(r.result.has & WIRE_RES_HAS_BALANCE);
     ck_assert_int_eq(r.result.balance, 0);
     ck_assert(!ledger_mem_lease_held(h.lm, &h.lcard, h.now));
-    ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_LEASE_ACQUIRE), 1);
+    /* The lease and the card's state in one request; the release. */
+    ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_BEGIN), 1);
     ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_LEASE_RELEASE), 1);
+    ck_assert_uint_eq(ledger_mem_requests(h.lm, 0), 2);
     hx_assert_invariants(&h, 1, 0);
     hx_free(&h);
 }
@@ -193,6 +195,9 @@ START_TEST(card_busy)
     hx_topup(&h, c, NULL, &r);
     assert_result(&r, WIRE_ST_FAILED, WIRE_E_CARD_BUSY);
     ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_RESERVE), 0);
+    /* A busy BEGIN did nothing else: the code was not reserved. */
+    ck_assert_int_eq(ledger_mem_code_state(h.lm, h.codes[c].hash), LEDGER_MEM_CODE_ISSUED);
+    ck_assert_int_eq(ledger_mem_in_doubt_count(h.lm, &h.lcard), 0);
     ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_LEASE_RELEASE), 0);
     ck_assert(ledger_mem_lease_held(h.lm, &h.lcard, h.now)); /* still the other's */
     /* Once the other holder's lease expires, the card is free again. */
@@ -327,7 +332,8 @@ END_TEST
 START_TEST(amount_over_limit_releases_code)
 {
     /* A code that would push the balance past the value file's upper limit
-     * is refused before the card is touched, and its reservation voided. */
+     * is refused before any command that moves money (BEGIN reserved it
+     * before the balance was read), and its reservation voided. */
     struct hx h;
     hx_init(&h, 0);
     h.cfg.max_amount = PROF_VALUE_UPPER;
@@ -532,9 +538,10 @@ START_TEST(freeze_after_three_integrity_failures_at_risk)
 }
 END_TEST
 
-/* The booking of a clean top-up also releases its lease: three committing
- * requests (lease, reserve, settle), not four.  A top-up that must reset
- * the card's integrity count first keeps the release for the end. */
+/* A clean top-up is two committing requests: BEGIN (lease, card state,
+ * reservation) and the booking, which also releases the lease.  A top-up
+ * that must reset the card's integrity count first keeps the release for
+ * the end. */
 START_TEST(topup_books_and_releases_in_one_request)
 {
     struct hx h;
@@ -544,9 +551,11 @@ START_TEST(topup_books_and_releases_in_one_request)
     hx_topup(&h, c, NULL, &r);
     assert_result(&r, WIRE_ST_OK, WIRE_E_NONE);
     ck_assert(!ledger_mem_lease_held(h.lm, &h.lcard, h.now));
-    ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_LEASE_ACQUIRE), 1);
+    ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_BEGIN), 1);
     ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_SETTLE), 1);
-    ck_assert_uint_eq(ledger_mem_requests(h.lm, LEDGER_LEASE_RELEASE), 0);
+    ck_assert_uint_eq(ledger_mem_requests(h.lm, 0), 2);
+    ck_assert_int_ge(r.reserve_at, 0);
+    ck_assert_int_lt(r.reserve_at, r.first_money);
 
     /* One integrity failure on record (a tampered read-back: money at
      * risk, so it counts and the release waits for it); the next clean

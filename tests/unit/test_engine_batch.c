@@ -323,8 +323,7 @@ START_TEST(reads_before_a_late_lease_are_never_settled_on)
             drv_run(&h, &b, 0, b.n, ans, &na);
             eng_on_card_responses(b.s, ans, (size_t)na, 0, h.now, &b.acts);
             for (size_t i = 0; i < b.acts.n; i++)
-                if (b.acts.a[i].type == ENG_A_LEDGER &&
-                    b.acts.a[i].u.ledger.type == LEDGER_LEASE_ACQUIRE) {
+                if (b.acts.a[i].type == ENG_A_LEDGER && b.acts.a[i].u.ledger.type == LEDGER_BEGIN) {
                     held = b.acts.a[i].u.ledger;
                     have_held = 1;
                 }
@@ -359,6 +358,9 @@ START_TEST(reads_before_a_late_lease_are_never_settled_on)
         ck_assert_int_eq(b.result.status, WIRE_ST_FAILED);
         eng_free(b.s);
         ck_assert(!ledger_mem_frozen(h.lm, &h.lcard));
+        /* B's late BEGIN reserved its code when A left nothing in doubt;
+         * B's reads failed before any WriteRecord, so B voided it. */
+        ck_assert_int_eq(ledger_mem_code_state(h.lm, h.codes[cb].hash), LEDGER_MEM_CODE_ISSUED);
         hx_assert_invariants(&h, 0, 0);
         hx_check(&h, &r);
         ck_assert_int_eq(r.result.status, WIRE_ST_OK);

@@ -37,6 +37,11 @@ static int clean_exchanges(void)
     return n;
 }
 
+/* Faulted top-ups that failed after BEGIN reserved their code and sent
+ * card commands (the reads), before any WriteRecord: the worker voided
+ * those reservations itself. */
+static int voided_after_begin;
+
 /* Runs one faulted top-up and its settling session; asserts everything
  * that must hold whatever the fault. */
 static void one_case(const struct hx_fault *f, int allow_relay_loss)
@@ -55,6 +60,12 @@ static void one_case(const struct hx_fault *f, int allow_relay_loss)
         /* failed means no WriteRecord went out: nothing can be on the card. */
         ck_assert_int_eq(hx_balance(&h), 0);
         ck_assert(!r.at_risk_seen);
+        /* Whatever BEGIN reserved, the session voided it itself: nothing
+         * in doubt, the code free again. */
+        ck_assert_int_eq(hx_in_doubt_count(&h), 0);
+        ck_assert_int_eq(hx_code_state(&h, c), LEDGER_MEM_CODE_ISSUED);
+        if (r.reserve_at >= 0 && r.exchanges > r.reserve_at)
+            voided_after_begin++;
     }
     ck_assert(!hx_lease_held(&h));
     hx_assert_invariants(&h, 0, allow_relay_loss);
@@ -90,8 +101,11 @@ START_TEST(client_faults_at_every_exchange)
             cases++;
         }
     }
-    printf("engine fault matrix: %d client/card cases over %d exchanges\n", cases, n);
+    printf("engine fault matrix: %d client/card cases over %d exchanges (%d voided after "
+           "BEGIN reserved)\n",
+           cases, n, voided_after_begin);
     ck_assert_int_eq(cases, 6 * n);
+    ck_assert_int_gt(voided_after_begin, 0);
 }
 END_TEST
 
@@ -205,38 +219,74 @@ START_TEST(relay_commit_between_record_and_credit_is_flagged)
 }
 END_TEST
 
+/* Leaves one entry of the harness card in doubt, its WriteRecord sent
+ * (both bookings of a top-up of `amount` fail): the next session's BEGIN
+ * does not reserve, it settles first and then sends RESERVE. */
+static void leave_in_doubt(struct hx *h, int64_t amount)
+{
+    int c = hx_add_code(h, amount);
+    hx_fail_next(h, LEDGER_SETTLE, LEDGER_MEM_FAIL_BEFORE);
+    hx_fail_next(h, LEDGER_SETTLE, LEDGER_MEM_FAIL_BEFORE);
+    struct hx_run r;
+    hx_topup(h, c, NULL, &r);
+    ck_assert_int_eq(r.result.status, WIRE_ST_PENDING);
+    ck_assert_int_eq(hx_in_doubt_count(h), 1);
+    ck_assert_uint_eq(hx_faults_left(h), 0);
+}
+
 START_TEST(ledger_faults_at_every_request)
 {
-    static const enum ledger_req_type types[] = {LEDGER_LEASE_ACQUIRE, LEDGER_CARD_STATE,
-                                                 LEDGER_RESERVE, LEDGER_SETTLE,
-                                                 LEDGER_LEASE_RELEASE};
+    /* Every request of a top-up fails before or after its commit, once or
+     * twice: on a clean card (BEGIN reserves; the booking settles) and on
+     * a card with an entry in doubt (BEGIN only leases and reads; SETTLE
+     * settles it, RESERVE reserves, SETTLE books).  Each fault fires. */
+    static const enum ledger_req_type types[] = {LEDGER_BEGIN, LEDGER_RESERVE, LEDGER_SETTLE};
     int cases = 0;
-    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-        for (int when = LEDGER_MEM_FAIL_BEFORE; when <= LEDGER_MEM_FAIL_AFTER; when++) {
-            for (int times = 1; times <= 2; times++) {
-                struct hx h;
-                hx_init(&h, 0);
-                int c = hx_add_code(&h, AMOUNT);
-                for (int t = 0; t < times; t++)
-                    hx_fail_next(&h, types[i], (enum ledger_mem_fault)when);
-                struct hx_run r;
-                hx_topup(&h, c, NULL, &r);
-                if (r.result.status == WIRE_ST_OK)
-                    ck_assert_int_eq(hx_balance(&h), AMOUNT);
-                if (r.result.status == WIRE_ST_FAILED)
-                    ck_assert_int_eq(hx_balance(&h), 0);
-                hx_assert_invariants(&h, 0, 0);
-                hx_fail_clear(&h);
-                /* A lease whose release failed expires by itself. */
-                hx_advance(&h, h.cfg.lease_ms + 1);
-                struct hx_run s;
-                hx_check(&h, &s);
-                ck_assert_msg(s.result.status == WIRE_ST_OK, "settle after %s fault %d x%d: %s",
-                              ledger_req_name(types[i]), when, times,
-                              wire_error_name(s.result.error));
-                hx_assert_invariants(&h, 1, 0);
-                hx_free(&h);
-                cases++;
+    for (int doubt = 0; doubt <= 1; doubt++) {
+        for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+            if (types[i] == LEDGER_RESERVE && !doubt)
+                continue; /* BEGIN reserves on a clean card */
+            for (int when = LEDGER_MEM_FAIL_BEFORE; when <= LEDGER_MEM_FAIL_AFTER; when++) {
+                for (int times = 1; times <= 2; times++) {
+                    struct hx h;
+                    hx_init(&h, 0);
+                    int64_t before = 0;
+                    if (doubt) {
+                        leave_in_doubt(&h, 77);
+                        before = 77;
+                    }
+                    int c = hx_add_code(&h, AMOUNT);
+                    for (int t = 0; t < times; t++)
+                        hx_fail_next(&h, types[i], (enum ledger_mem_fault)when);
+                    struct hx_run r;
+                    hx_topup(&h, c, NULL, &r);
+                    ck_assert_msg(hx_faults_left(&h) < (unsigned)times, "%s fault never fired",
+                                  ledger_req_name(types[i]));
+                    if (r.result.status == WIRE_ST_OK)
+                        ck_assert_int_eq(hx_balance(&h), before + AMOUNT);
+                    if (r.result.status == WIRE_ST_FAILED) {
+                        ck_assert_int_eq(hx_balance(&h), before);
+                        ck_assert(!r.at_risk_seen);
+                    }
+                    hx_assert_invariants(&h, 0, 0);
+                    hx_fail_clear(&h);
+                    /* A lease whose release failed expires by itself. */
+                    hx_advance(&h, h.cfg.lease_ms + 1);
+                    struct hx_run s;
+                    hx_check(&h, &s);
+                    ck_assert_msg(s.result.status == WIRE_ST_OK,
+                                  "settle after %s fault %d x%d doubt %d: %s",
+                                  ledger_req_name(types[i]), when, times, doubt,
+                                  wire_error_name(s.result.error));
+                    hx_assert_invariants(&h, 1, 0);
+                    /* A code whose top-up failed never reached the card: its
+                     * reservation (if a lost reply made one) is voided by
+                     * now and the code is free. */
+                    if (r.result.status == WIRE_ST_FAILED)
+                        ck_assert_int_eq(hx_code_state(&h, c), LEDGER_MEM_CODE_ISSUED);
+                    hx_free(&h);
+                    cases++;
+                }
             }
         }
     }
@@ -295,16 +345,20 @@ END_TEST
  * `internal`.  Before the card is at risk, nothing is left in doubt. */
 START_TEST(database_down_answers_overloaded)
 {
-    static const enum ledger_req_type types[] = {LEDGER_LEASE_ACQUIRE, LEDGER_CARD_STATE,
-                                                 LEDGER_RESERVE};
+    /* BEGIN on a clean card; RESERVE after a card's entry in doubt was
+     * settled. */
+    static const enum ledger_req_type types[] = {LEDGER_BEGIN, LEDGER_RESERVE};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         for (int down = 0; down <= 1; down++) {
             struct hx h;
             hx_init(&h, 0);
+            if (types[i] == LEDGER_RESERVE)
+                leave_in_doubt(&h, 77);
             int c = hx_add_code(&h, AMOUNT);
             hx_fail_next(&h, types[i], down ? LEDGER_MEM_FAIL_DOWN : LEDGER_MEM_FAIL_BEFORE);
             struct hx_run r;
             hx_topup(&h, c, NULL, &r);
+            ck_assert_uint_eq(hx_faults_left(&h), 0);
             ck_assert_int_eq(r.result.status, WIRE_ST_FAILED);
             ck_assert_msg(r.result.error == (down ? WIRE_E_OVERLOADED : WIRE_E_INTERNAL),
                           "%s down=%d answered %s", ledger_req_name(types[i]), down,

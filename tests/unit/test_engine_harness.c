@@ -50,6 +50,10 @@ static void mem_fail_clear(void *l)
 {
     ledger_mem_fail_clear(l);
 }
+static unsigned mem_faults_left(void *l)
+{
+    return ledger_mem_faults_left(l);
+}
 static unsigned mem_requests(void *l)
 {
     return ledger_mem_requests(l, 0);
@@ -99,6 +103,7 @@ static const struct hx_ledger_ops mem_ops = {
     .add_code = mem_add_code,
     .fail_next = mem_fail_next,
     .fail_clear = mem_fail_clear,
+    .faults_left = mem_faults_left,
     .requests = mem_requests,
     .code_state = mem_code_state,
     .code_commits = mem_code_commits,
@@ -433,7 +438,9 @@ void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener,
             case ENG_A_LEDGER:
                 ck_assert(!have_apdu && !have_req);
                 req = a->u.ledger;
-                if (req.type == LEDGER_RESERVE && r->reserve_at < 0)
+                if ((req.type == LEDGER_RESERVE ||
+                     (req.type == LEDGER_BEGIN && req.u.begin.reserve)) &&
+                    r->reserve_at < 0)
                     r->reserve_at = r->exchanges;
                 have_req = 1;
                 break;
@@ -645,6 +652,11 @@ void hx_advance(struct hx *h, uint64_t ms)
 void hx_fail_next(struct hx *h, enum ledger_req_type type, enum ledger_mem_fault fault)
 {
     h->lops->fail_next(h->ldb, type, fault);
+}
+
+unsigned hx_faults_left(struct hx *h)
+{
+    return h->lops->faults_left(h->ldb);
 }
 
 void hx_fail_clear(struct hx *h)

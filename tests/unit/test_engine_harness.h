@@ -55,6 +55,7 @@ struct hx_ledger_ops {
     int (*add_code)(void *l, const uint8_t hash[CODE_HASH_LEN], int64_t amount);
     void (*fail_next)(void *l, enum ledger_req_type type, enum ledger_mem_fault fault);
     void (*fail_clear)(void *l);
+    unsigned (*faults_left)(void *l); /* set by fail_next, not yet consumed */
     unsigned (*requests)(void *l);
     enum ledger_mem_code_state (*code_state)(void *l, const uint8_t hash[CODE_HASH_LEN]);
     int (*code_commits)(void *l, const uint8_t hash[CODE_HASH_LEN]);
@@ -119,7 +120,8 @@ struct hx_run {
     int exchanges;      /* APDUs the engine emitted */
     int batches;        /* round trips to the client (messages with APDUs) */
     char plan[256];     /* the INS byte of every APDU, batches in brackets: "[5a aa] [af ...]" */
-    int reserve_at;     /* APDUs emitted before the RESERVE request (-1: none) */
+    int reserve_at;     /* APDUs emitted before the first request that may reserve
+                         * (BEGIN with a code, RESERVE; -1: none) */
     int first_money;    /* index of the first WriteRecord/Credit/Commit APDU (-1) */
     int card_exchanges; /* APDUs that reached the card */
     int ledger_requests;
@@ -163,6 +165,7 @@ void hx_advance(struct hx *h, uint64_t ms);
 /* The ledger behind h, whichever it is (see struct hx_ledger_ops). */
 void hx_fail_next(struct hx *h, enum ledger_req_type type, enum ledger_mem_fault fault);
 void hx_fail_clear(struct hx *h);
+unsigned hx_faults_left(struct hx *h);
 enum ledger_mem_code_state hx_code_state(struct hx *h, int code);
 int hx_code_commits(struct hx *h, int code);
 enum ledger_mem_txn_state hx_txn_state(struct hx *h, const uint8_t txn[LEDGER_TXN_ID_LEN]);

@@ -28,8 +28,9 @@ static PGresult *rows(int ncols, int nrows, ...)
 {
     PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
     ck_assert_ptr_nonnull(res);
-    PGresAttDesc att[8];
-    static char names[8][4] = {"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"};
+    PGresAttDesc att[10];
+    static char names[10][4] = {"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"};
+    ck_assert_int_le(ncols, 10);
     memset(att, 0, sizeof att);
     for (int i = 0; i < ncols; i++) {
         att[i].name = names[i];
@@ -151,6 +152,133 @@ START_TEST(each_request_has_its_statement_and_parameters)
     ledger_sql_build_counts(86400, &c);
     ck_assert_int_eq(c.nparams, 1);
     ck_assert_str_eq(c.values[0], "86400");
+}
+END_TEST
+
+START_TEST(begin_request)
+{
+    /* A top-up's BEGIN: the lease, the state's bounds, the code. */
+    struct ledger_sql_call c;
+    struct ledger_req r = request(LEDGER_BEGIN);
+    memset(r.u.begin.lease.holder, 0xaa, LEDGER_HOLDER_LEN);
+    r.u.begin.lease.ttl_ms = 90000;
+    r.u.begin.reserve = 1;
+    memset(r.u.begin.code.code_hash, 0x5c, CODE_HASH_LEN);
+    strcpy(r.u.begin.code.peer, "192.0.2.7");
+    r.u.begin.code.max_card_failures = 5;
+    r.u.begin.code.max_peer_failures = 20;
+    r.u.begin.code.window_s = 3600;
+    ck_assert_int_eq(ledger_sql_build(&r, &c), 0);
+    ck_assert_ptr_nonnull(strstr(c.sql, "ota_worker_begin("));
+    ck_assert_int_eq(c.nparams, 10);
+    ck_assert_str_eq(c.values[0], UID_PARAM);
+    ck_assert_str_eq(c.values[1], "\\xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    ck_assert_str_eq(c.values[2], "90000");
+    ck_assert_str_eq(c.values[3], "9"); /* LEDGER_MAX_IN_DOUBT + 1 */
+    ck_assert_str_eq(c.values[4], "8");
+    ck_assert_uint_eq(strlen(c.values[5]), 2 + 2 * CODE_HASH_LEN);
+    ck_assert_str_eq(c.values[6], "192.0.2.7");
+    ck_assert_str_eq(c.values[7], "5");
+    ck_assert_str_eq(c.values[8], "20");
+    ck_assert_str_eq(c.values[9], "3600");
+    int st = ledger_sql_statement(c.sql);
+    ck_assert_int_ge(st, 0);
+    ck_assert_str_eq(ledger_sql_statement_name(st), "ota_begin");
+    /* A check's: no code, NULL from the hash on. */
+    r.u.begin.reserve = 0;
+    ck_assert_int_eq(ledger_sql_build(&r, &c), 0);
+    ck_assert_int_eq(c.nparams, 10);
+    ck_assert_str_eq(c.values[3], "9");
+    for (int i = 5; i < 10; i++)
+        ck_assert_ptr_null(c.values[i]);
+    /* No time to live; a top-up's peer without its NUL. */
+    r.u.begin.lease.ttl_ms = 0;
+    ck_assert_int_eq(ledger_sql_build(&r, &c), OTA_ERR_INVAL);
+    r.u.begin.lease.ttl_ms = 1;
+    r.u.begin.reserve = 1;
+    memset(r.u.begin.code.peer, 'x', sizeof r.u.begin.code.peer);
+    ck_assert_int_eq(ledger_sql_build(&r, &c), OTA_ERR_INVAL);
+}
+END_TEST
+
+/* BEGIN's rows: CARD_STATE's seven columns, status, unix_time. */
+#define CARD_ROW(frozen) "card", frozen, "t", "0", NULL, NULL, NULL, NULL, NULL
+#define DOUBT_ROW "in_doubt", NULL, NULL, NULL, TXN_UUID, "300", "0", NULL, NULL
+#define BEGIN_ROW(st) "begin", NULL, NULL, NULL, NULL, NULL, NULL, st, NULL
+
+START_TEST(begin_answers)
+{
+    struct ledger_reply rep;
+    int rc;
+    struct ledger_req r = request(LEDGER_BEGIN);
+    r.u.begin.reserve = 1;
+    /* Reserved: the state (before the reservation) and the new txn. */
+    ck_assert_int_eq(parse(&r,
+                           rows(9, 2, CARD_ROW("f"), "begin", NULL, NULL, NULL, TXN_UUID, "500",
+                                NULL, "ok", "1765000000"),
+                           &rep, &rc),
+                     LEDGER_ST_OK);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_uint_eq(rep.u.begin.reserved, 1);
+    ck_assert_mem_eq(rep.u.begin.res.txn_id,
+                     "\x01\x23\x45\x67\x89\xab\xcd\xef\x01\x23\x45\x67\x89\xab\xcd\xef", 16);
+    ck_assert_int_eq(rep.u.begin.res.amount, 500);
+    ck_assert_int_eq(rep.u.begin.res.unix_time, 1765000000);
+    ck_assert_uint_eq(rep.u.begin.card.has_history, 1);
+    ck_assert_uint_eq(rep.u.begin.card.n_in_doubt, 0);
+    /* Leased only (an entry in doubt): the state, nothing reserved. */
+    ck_assert_int_eq(
+        parse(&r, rows(9, 3, CARD_ROW("f"), DOUBT_ROW, BEGIN_ROW("leased")), &rep, &rc),
+        LEDGER_ST_OK);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_uint_eq(rep.u.begin.reserved, 0);
+    ck_assert_uint_eq(rep.u.begin.card.n_in_doubt, 1);
+    ck_assert_int_eq(rep.u.begin.card.in_doubt[0].amount, 300);
+    /* The 'begin' row may come anywhere. */
+    ck_assert_int_eq(parse(&r, rows(9, 2, BEGIN_ROW("leased"), CARD_ROW("t")), &rep, &rc),
+                     LEDGER_ST_OK);
+    ck_assert_uint_eq(rep.u.begin.card.frozen, 1);
+    /* Busy: that row alone. */
+    ck_assert_int_eq(parse(&r, rows(9, 1, BEGIN_ROW("busy")), &rep, &rc), LEDGER_ST_BUSY);
+    ck_assert_int_eq(rc, 0);
+    /* The code answers. */
+    ck_assert_int_eq(parse(&r, rows(9, 2, CARD_ROW("f"), BEGIN_ROW("code-used")), &rep, &rc),
+                     LEDGER_ST_CODE_USED);
+    ck_assert_int_eq(parse(&r, rows(9, 2, CARD_ROW("f"), BEGIN_ROW("code-invalid")), &rep, &rc),
+                     LEDGER_ST_CODE_INVALID);
+    ck_assert_int_eq(parse(&r, rows(9, 2, CARD_ROW("f"), BEGIN_ROW("limit-exceeded")), &rep, &rc),
+                     LEDGER_ST_LIMIT_EXCEEDED);
+    ck_assert_int_eq(rc, 0);
+
+    /* Unexpected: no 'begin' row; two; busy with the card's rows; no card
+     * row; 'ok' without its txn; an unknown status; seven columns. */
+    parse(&r, rows(9, 1, CARD_ROW("f")), &rep, &rc);
+    ck_assert_int_eq(rc, OTA_ERR_PARSE);
+    parse(&r, rows(9, 3, CARD_ROW("f"), BEGIN_ROW("leased"), BEGIN_ROW("leased")), &rep, &rc);
+    ck_assert_int_eq(rc, OTA_ERR_PARSE);
+    parse(&r, rows(9, 2, CARD_ROW("f"), BEGIN_ROW("busy")), &rep, &rc);
+    ck_assert_int_eq(rc, OTA_ERR_PARSE);
+    parse(&r, rows(9, 1, BEGIN_ROW("leased")), &rep, &rc);
+    ck_assert_int_eq(rc, OTA_ERR_PARSE);
+    parse(&r, rows(9, 2, CARD_ROW("f"), BEGIN_ROW("ok")), &rep, &rc);
+    ck_assert_int_eq(rc, OTA_ERR_PARSE);
+    parse(&r, rows(9, 2, CARD_ROW("f"), BEGIN_ROW("granted")), &rep, &rc);
+    ck_assert_int_eq(rc, OTA_ERR_PARSE);
+    parse(&r, rows(7, 1, "card", "f", "t", "0", NULL, NULL, NULL), &rep, &rc);
+    ck_assert_int_eq(rc, OTA_ERR_PARSE);
+
+    /* A check sent no code: a reservation or a code answer is impossible. */
+    r.u.begin.reserve = 0;
+    parse(&r,
+          rows(9, 2, CARD_ROW("f"), "begin", NULL, NULL, NULL, TXN_UUID, "500", NULL, "ok",
+               "1765000000"),
+          &rep, &rc);
+    ck_assert_int_eq(rc, OTA_ERR_PARSE);
+    parse(&r, rows(9, 2, CARD_ROW("f"), BEGIN_ROW("code-used")), &rep, &rc);
+    ck_assert_int_eq(rc, OTA_ERR_PARSE);
+    ck_assert_int_eq(parse(&r, rows(9, 2, CARD_ROW("f"), BEGIN_ROW("leased")), &rep, &rc),
+                     LEDGER_ST_OK);
+    ck_assert_int_eq(rc, 0);
 }
 END_TEST
 
@@ -357,6 +485,8 @@ int main(void)
     Suite *s = suite_create("ledger_sql");
     TCase *t = tcase_create("ledger_sql");
     tcase_add_test(t, each_request_has_its_statement_and_parameters);
+    tcase_add_test(t, begin_request);
+    tcase_add_test(t, begin_answers);
     tcase_add_test(t, requests_it_cannot_express_are_refused);
     tcase_add_test(t, simple_answers);
     tcase_add_test(t, reserve_answers);
