@@ -812,6 +812,165 @@ START_TEST(test_release_replayed_after_outage)
 }
 END_TEST
 
+/* BEGIN of a top-up (code n) or of a check (no code), by holder h. */
+static struct ledger_req begin_req(const struct ledger_card *c, unsigned h, int code)
+{
+    struct ledger_req r = mkreq(LEDGER_BEGIN, c);
+    holder_n(h, r.u.begin.lease.holder);
+    r.u.begin.lease.ttl_ms = 60000;
+    if (code >= 0) {
+        r.u.begin.reserve = 1;
+        hash_n((unsigned)code, r.u.begin.code.code_hash);
+        snprintf(r.u.begin.code.peer, sizeof r.u.begin.code.peer, "192.0.2.9");
+        r.u.begin.code.max_card_failures = 5;
+        r.u.begin.code.max_peer_failures = 20;
+        r.u.begin.code.window_s = 3600;
+    }
+    return r;
+}
+
+START_TEST(test_begin)
+{
+    struct ledger_card c = card_n(210);
+    issue_code(300, 500, 0);
+    issue_code(301, 250, 0);
+
+    /* A clean card: lease, state (before the reservation) and reservation. */
+    struct ledger_req b1 = begin_req(&c, 1, 300);
+    struct ledger_reply r1 = run(&b1);
+    ck_assert_int_eq(r1.status, LEDGER_ST_OK);
+    ck_assert_uint_eq(r1.u.begin.reserved, 1);
+    ck_assert_int_eq(r1.u.begin.res.amount, 500);
+    int64_t now = (int64_t)time(NULL);
+    ck_assert_int_ge(r1.u.begin.res.unix_time, now - 60);
+    ck_assert_int_le(r1.u.begin.res.unix_time, now + 60);
+    ck_assert_uint_eq(r1.u.begin.card.has_history, 0);
+    ck_assert_uint_eq(r1.u.begin.card.n_in_doubt, 0);
+    ck_assert_str_eq(code_state(300), "reserved");
+    ck_assert_int_eq(ledger_entries(r1.u.begin.res.txn_id), 1);
+    ck_assert_int_eq(lease_holder_is(&c, 1), 1);
+
+    /* Another holder: busy, and nothing else done. */
+    struct ledger_req b2 = begin_req(&c, 2, 301);
+    ck_assert_int_eq(run(&b2).status, LEDGER_ST_BUSY);
+    ck_assert_str_eq(code_state(301), "issued");
+    ck_assert_int_eq(lease_holder_is(&c, 1), 1);
+
+    /* An entry in doubt: leased and read, never reserved. */
+    struct ledger_req b3 = begin_req(&c, 1, 301);
+    struct ledger_reply r3 = run(&b3);
+    ck_assert_int_eq(r3.status, LEDGER_ST_OK);
+    ck_assert_uint_eq(r3.u.begin.reserved, 0);
+    ck_assert_uint_eq(r3.u.begin.card.has_history, 1);
+    ck_assert_uint_eq(r3.u.begin.card.n_in_doubt, 1);
+    ck_assert_mem_eq(r3.u.begin.card.in_doubt[0].txn_id, r1.u.begin.res.txn_id, 16);
+    ck_assert_str_eq(code_state(301), "issued");
+
+    /* Settled: the next BEGIN reserves, and shows the committed history. */
+    ck_assert_int_eq(settle(&c, r1.u.begin.res.txn_id, LEDGER_COMMITTED, 0).status, LEDGER_ST_OK);
+    struct ledger_req b4 = begin_req(&c, 1, 301);
+    struct ledger_reply r4 = run(&b4);
+    ck_assert_int_eq(r4.status, LEDGER_ST_OK);
+    ck_assert_uint_eq(r4.u.begin.reserved, 1);
+    ck_assert_uint_eq(r4.u.begin.card.n_in_doubt, 0);
+    ck_assert_uint_eq(r4.u.begin.card.n_committed, 1);
+    ck_assert_mem_eq(r4.u.begin.card.committed[0].txn_id, r1.u.begin.res.txn_id, 16);
+    ck_assert_str_eq(code_state(301), "reserved");
+    /* Voided by the worker (its write never went out): the code is free. */
+    ck_assert_int_eq(settle(&c, r4.u.begin.res.txn_id, LEDGER_VOIDED, 0).status, LEDGER_ST_OK);
+    ck_assert_str_eq(code_state(301), "issued");
+
+    /* The code answers, with the lease held and the state read. */
+    struct ledger_req b5 = begin_req(&c, 1, 300);
+    struct ledger_reply r5 = run(&b5);
+    ck_assert_int_eq(r5.status, LEDGER_ST_CODE_USED);
+    ck_assert_uint_eq(r5.u.begin.card.n_committed, 1);
+    struct ledger_req b6 = begin_req(&c, 1, 399);
+    ck_assert_int_eq(run(&b6).status, LEDGER_ST_CODE_INVALID);
+    ck_assert_int_eq(lease_holder_is(&c, 1), 1);
+
+    /* A check: leased and read, nothing reserved. */
+    struct ledger_req b7 = begin_req(&c, 1, -1);
+    struct ledger_reply r7 = run(&b7);
+    ck_assert_int_eq(r7.status, LEDGER_ST_OK);
+    ck_assert_uint_eq(r7.u.begin.reserved, 0);
+    ck_assert_uint_eq(r7.u.begin.card.n_committed, 1);
+
+    /* A frozen card is never reserved for. */
+    struct ledger_req fr = mkreq(LEDGER_FREEZE, &c);
+    fr.u.freeze.reason = LEDGER_FREEZE_RECORDS;
+    snprintf(fr.u.freeze.detail, sizeof fr.u.freeze.detail, "test");
+    ck_assert_int_eq(run(&fr).status, LEDGER_ST_OK);
+    struct ledger_req b8 = begin_req(&c, 1, 301);
+    struct ledger_reply r8 = run(&b8);
+    ck_assert_int_eq(r8.status, LEDGER_ST_OK);
+    ck_assert_uint_eq(r8.u.begin.reserved, 0);
+    ck_assert_uint_eq(r8.u.begin.card.frozen, 1);
+    ck_assert_str_eq(code_state(301), "issued");
+}
+END_TEST
+
+START_TEST(test_begin_rate_limits)
+{
+    /* BEGIN applies RESERVE's limits: a wrong code over the card's limit
+     * is throttled, a valid one is reserved all the same. */
+    struct ledger_card c = card_n(211);
+    issue_code(310, 100, 0);
+    for (int i = 0; i < 5; i++) {
+        struct ledger_req f = mkreq(LEDGER_CODE_FAILURE, &c);
+        snprintf(f.u.code_failure.peer, sizeof f.u.code_failure.peer, "198.51.100.70");
+        ck_assert_int_eq(run(&f).status, LEDGER_ST_OK);
+    }
+    struct ledger_req w = begin_req(&c, 1, 319);
+    ck_assert_int_eq(run(&w).status, LEDGER_ST_LIMIT_EXCEEDED);
+    struct ledger_req ok = begin_req(&c, 1, 310);
+    struct ledger_reply r = run(&ok);
+    ck_assert_int_eq(r.status, LEDGER_ST_OK);
+    ck_assert_uint_eq(r.u.begin.reserved, 1);
+    ck_assert_str_eq(code_state(310), "reserved");
+}
+END_TEST
+
+START_TEST(test_concurrent_begin)
+{
+    /* Eight cards race for one code in BEGIN: one reserves it, seven are
+     * told it is used; eight holders race for one card: one lease. */
+    issue_code(320, 100, 0);
+    nreplies = 0;
+    for (unsigned i = 0; i < 8; i++) {
+        struct ledger_card c = card_n(220 + i);
+        struct ledger_req r = begin_req(&c, 1, 320);
+        ledger_pg_submit(pg, &r);
+    }
+    wait_replies(8);
+    int ok = 0, used = 0;
+    for (int i = 0; i < 8; i++) {
+        ok += replies[i].rep.status == LEDGER_ST_OK && replies[i].rep.u.begin.reserved;
+        used += replies[i].rep.status == LEDGER_ST_CODE_USED;
+    }
+    ck_assert_int_eq(ok, 1);
+    ck_assert_int_eq(used, 7);
+    ck_assert_int_eq(reserved_entries_for_code(320), 1);
+
+    struct ledger_card one = card_n(230);
+    issue_code(321, 100, 0);
+    nreplies = 0;
+    for (unsigned i = 0; i < 8; i++) {
+        struct ledger_req r = begin_req(&one, 40 + i, 321);
+        ledger_pg_submit(pg, &r);
+    }
+    wait_replies(8);
+    int leased = 0, busy = 0;
+    for (int i = 0; i < 8; i++) {
+        leased += replies[i].rep.status == LEDGER_ST_OK;
+        busy += replies[i].rep.status == LEDGER_ST_BUSY;
+    }
+    ck_assert_int_eq(leased, 1);
+    ck_assert_int_eq(busy, 7);
+    ck_assert_int_eq(reserved_entries_for_code(321), 1);
+}
+END_TEST
+
 START_TEST(test_busy_asked_again)
 {
     /* A lease released a moment after a second session asked for it goes
@@ -843,6 +1002,28 @@ START_TEST(test_busy_asked_again)
 
     a.id = next_id++;
     ck_assert_int_eq(run(&a).status, LEDGER_ST_BUSY); /* b holds it now */
+
+    /* BEGIN is asked again the same way; its busy answers reserved
+     * nothing, so asking again is safe. */
+    struct ledger_card c2 = card_n(151);
+    issue_code(330, 100, 0);
+    struct ledger_req h1 = mkreq(LEDGER_LEASE_ACQUIRE, &c2);
+    holder_n(1, h1.u.lease.holder);
+    h1.u.lease.ttl_ms = 600000;
+    ck_assert_int_eq(run(&h1).status, LEDGER_ST_OK);
+    struct ledger_req bg = begin_req(&c2, 2, 330);
+    nreplies = 0;
+    ledger_pg_submit(pg, &bg);
+    spin(150);
+    ck_assert_int_eq(nreplies, 0);
+    ck_assert_str_eq(code_state(330), "issued");
+    hex_bytea(uid, c2.uid, c2.uid_len);
+    PQclear(sql("DELETE FROM card_leases WHERE card_uid = $1", 1, v));
+    wait_replies(1);
+    ck_assert_int_eq(replies[0].rep.status, LEDGER_ST_OK);
+    ck_assert_uint_eq(replies[0].rep.u.begin.reserved, 1);
+    ck_assert_str_eq(code_state(330), "reserved");
+    ck_assert_int_eq(reserved_entries_for_code(330), 1);
     ledger_pg_free(pg);
     pg = saved;
 }
@@ -930,6 +1111,9 @@ static Suite *suite(void)
     tcase_add_test(t, test_request_timeout);
     tcase_add_test(t, test_backend_killed);
     tcase_add_test(t, test_release_replayed_after_outage);
+    tcase_add_test(t, test_begin);
+    tcase_add_test(t, test_begin_rate_limits);
+    tcase_add_test(t, test_concurrent_begin);
     tcase_add_test(t, test_busy_asked_again);
     tcase_add_test(t, test_server_restart);
     suite_add_tcase(s, t);

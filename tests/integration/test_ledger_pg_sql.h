@@ -74,6 +74,23 @@ static int reserved_entries_for_code(unsigned n)
                        hb);
 }
 
+/* 1 if holder h holds a live lease on the card. */
+static int lease_holder_is(const struct ledger_card *c, unsigned h)
+{
+    char uid[2 + 2 * WIRE_MAX_UID + 1], hb[2 + 2 * LEDGER_HOLDER_LEN + 1];
+    uint8_t holder[LEDGER_HOLDER_LEN];
+    holder_n(h, holder);
+    hex_bytea(uid, c->uid, c->uid_len);
+    hex_bytea(hb, holder, sizeof holder);
+    const char *v[2] = {uid, hb};
+    PGresult *r = sql("SELECT count(*) FROM card_leases WHERE card_uid = $1 AND holder = $2 "
+                      "AND expires_at > clock_timestamp()",
+                      2, v);
+    int n = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
 static int test_personalized(const struct ledger_card *c)
 {
     char ub[2 * WIRE_MAX_UID + 3];
