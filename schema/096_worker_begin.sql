@@ -31,9 +31,10 @@
 --
 -- Rows: one per ota_worker_card_state row (kind card / in_doubt /
 -- committed, same columns, same ord), then one row of kind 'begin' (ord
--- -1) with `status`: busy | leased (nothing reserved: a check, a frozen
--- card, entries in doubt) | ok (reserved: txn_id, amount, unix_time) |
--- code-invalid | code-used | limit-exceeded.  'busy' comes alone.
+-- 3000000: the last) with `status`: busy | leased (nothing reserved: a
+-- check, a frozen card, entries in doubt) | ok (reserved: txn_id, amount,
+-- unix_time) | code-invalid | code-used | limit-exceeded.  'busy' comes
+-- alone.
 SET check_function_bodies = off;
 
 CREATE FUNCTION ota_worker_begin(p_uid bytea, p_holder bytea, p_ttl_ms integer,
@@ -56,7 +57,7 @@ BEGIN
         WHERE l.expires_at <= clock_timestamp() OR l.holder = EXCLUDED.holder;
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'begin'::text, NULL::boolean, NULL::boolean, NULL::bigint, NULL::uuid,
-                            NULL::bigint, NULL::integer, 'busy'::text, NULL::bigint, -1::bigint;
+                            NULL::bigint, NULL::integer, 'busy'::text, NULL::bigint, 3000000::bigint;
         RETURN;
     END IF;
     FOR st IN SELECT * FROM ota_worker_card_state(p_uid, p_max_doubt, p_max_committed) AS c
@@ -84,7 +85,7 @@ BEGIN
     amount := NULL;
     flags := NULL;
     unix_time := NULL;
-    ord := -1;
+    ord := 3000000;
     IF p_hash IS NULL OR NOT v_clean THEN
         status := 'leased';
     ELSE
