@@ -52,6 +52,8 @@ static void one_case(const struct hx_fault *f, int allow_relay_loss)
     struct hx_run r;
     hx_topup(&h, c, f, &r);
     ck_assert(r.fault_applied);
+    /* A money-moving command only after the ledger said the code is reserved. */
+    ck_assert(r.first_money < 0 || (r.reserve_at >= 0 && r.first_money >= r.reserve_at));
     /* What the client was told must not lie. */
     if (r.result.status == WIRE_ST_OK) {
         ck_assert_int_eq(hx_balance(&h), AMOUNT);

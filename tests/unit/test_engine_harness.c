@@ -438,10 +438,6 @@ void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener,
             case ENG_A_LEDGER:
                 ck_assert(!have_apdu && !have_req);
                 req = a->u.ledger;
-                if ((req.type == LEDGER_RESERVE ||
-                     (req.type == LEDGER_BEGIN && req.u.begin.reserve)) &&
-                    r->reserve_at < 0)
-                    r->reserve_at = r->exchanges;
                 have_req = 1;
                 break;
             case ENG_A_RESULT:
@@ -479,6 +475,11 @@ void hx_run_op(struct hx *h, uint8_t op, const char *authcode, uint8_t listener,
         if (have_req) {
             struct ledger_reply rep;
             h->lops->handle(h->ldb, &req, h->now, &rep);
+            int reserved =
+                (req.type == LEDGER_RESERVE && rep.status == LEDGER_ST_OK) ||
+                (req.type == LEDGER_BEGIN && rep.status == LEDGER_ST_OK && rep.u.begin.reserved);
+            if (reserved && r->reserve_at < 0)
+                r->reserve_at = r->exchanges;
             eng_on_ledger_reply(s, &rep, h->now, &acts);
             continue;
         }

@@ -120,8 +120,8 @@ struct hx_run {
     int exchanges;      /* APDUs the engine emitted */
     int batches;        /* round trips to the client (messages with APDUs) */
     char plan[256];     /* the INS byte of every APDU, batches in brackets: "[5a aa] [af ...]" */
-    int reserve_at;     /* APDUs emitted before the first request that may reserve
-                         * (BEGIN with a code, RESERVE; -1: none) */
+    int reserve_at;     /* APDUs emitted before the request whose reply says the
+                         * code was reserved (BEGIN or RESERVE; -1: none) */
     int first_money;    /* index of the first WriteRecord/Credit/Commit APDU (-1) */
     int card_exchanges; /* APDUs that reached the card */
     int ledger_requests;
