@@ -297,6 +297,65 @@ START_TEST(ledger_faults_at_every_request)
 }
 END_TEST
 
+START_TEST(void_of_a_begin_reservation_lost)
+{
+    /* BEGIN reserved the code; the card's reads then fail (before any
+     * WriteRecord) and the void cannot be written either (the database
+     * is down, or failed): the entry stays in doubt with nothing on the
+     * card, and the card's next session voids it (no record of it).  The
+     * code is then usable again, once. */
+    /* A card with one top-up already: the reads are ReadRecords and GetValue. */
+    struct hx h;
+    struct hx_run clean;
+    hx_init(&h, 0);
+    hx_topup(&h, hx_add_code(&h, 11), NULL, &clean);
+    ck_assert_int_eq(clean.result.status, WIRE_ST_OK);
+    hx_topup(&h, hx_add_code(&h, AMOUNT), NULL, &clean);
+    ck_assert_int_eq(clean.result.status, WIRE_ST_OK);
+    hx_free(&h);
+    ck_assert_int_ge(clean.reserve_at, 0);
+    ck_assert_int_gt(clean.first_money, clean.reserve_at);
+    int cases = 0;
+    for (int k = clean.reserve_at; k < clean.first_money; k++) {
+        for (int down = 0; down <= 1; down++) {
+            hx_init(&h, 0);
+            struct hx_run r;
+            hx_topup(&h, hx_add_code(&h, 11), NULL, &r);
+            ck_assert_int_eq(r.result.status, WIRE_ST_OK);
+            int c = hx_add_code(&h, AMOUNT);
+            hx_fail_next(&h, LEDGER_SETTLE, down ? LEDGER_MEM_FAIL_DOWN : LEDGER_MEM_FAIL_BEFORE);
+            struct hx_fault f = {.kind = HX_LOST_BEFORE, .at = k};
+            hx_topup(&h, c, &f, &r);
+            ck_assert(r.fault_applied);
+            ck_assert_uint_eq(hx_faults_left(&h), 0); /* the void was sent, and lost */
+            ck_assert_int_eq(r.result.status, WIRE_ST_FAILED);
+            ck_assert(!r.at_risk_seen);
+            ck_assert_int_eq(hx_in_doubt_count(&h), 1);
+            ck_assert_int_eq(hx_code_state(&h, c), LEDGER_MEM_CODE_RESERVED);
+            hx_assert_invariants(&h, 0, 0);
+            /* The lease was released (the release is not a SETTLE). */
+            ck_assert(!hx_lease_held(&h));
+            struct hx_run s;
+            hx_check(&h, &s);
+            ck_assert_int_eq(s.result.status, WIRE_ST_OK);
+            ck_assert_int_eq(hx_in_doubt_count(&h), 0);
+            ck_assert_int_eq(hx_code_state(&h, c), LEDGER_MEM_CODE_ISSUED);
+            ck_assert_int_eq(hx_balance(&h), 11);
+            hx_topup(&h, c, NULL, &r);
+            ck_assert_int_eq(r.result.status, WIRE_ST_OK);
+            ck_assert_int_eq(hx_balance(&h), 11 + AMOUNT);
+            hx_topup(&h, c, NULL, &r);
+            ck_assert_int_eq(r.result.error, WIRE_E_CODE_USED);
+            hx_assert_invariants(&h, 1, 0);
+            hx_free(&h);
+            cases++;
+        }
+    }
+    printf("engine fault matrix: %d lost-void-after-BEGIN cases\n", cases);
+    ck_assert_int_gt(cases, 0);
+}
+END_TEST
+
 START_TEST(booking_retry_is_idempotent)
 {
     /* The first booking of the verified commit is applied but its reply is
@@ -421,6 +480,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, relay_commit_between_record_and_credit_is_flagged);
     tcase_add_test(tc, ledger_faults_at_every_request);
     tcase_add_test(tc, operation_deadline_at_every_step);
+    tcase_add_test(tc, void_of_a_begin_reservation_lost);
     tcase_add_test(tc, booking_retry_is_idempotent);
     tcase_add_test(tc, booking_fails_twice_is_pending_then_settled);
     tcase_add_test(tc, database_down_answers_overloaded);
