@@ -462,6 +462,7 @@ for stmt in "SELECT ota_worker_settle('$u', '$t', 'voided', 0)" \
     "SELECT * FROM ota_worker_reserve('$u', '\\x$(printf '%064d' 9)', '', 9, 9, 9)" \
     "SELECT ota_worker_freeze('$u', 'x', 'y')" "SELECT ota_txn_flag('$u', '$t', 1)" \
     "SELECT ota_admin_unfreeze('$u', 'x', 'y')" "SELECT ota_worker_lease_acquire('$u', '\\x01', 1000)" \
+    "SELECT * FROM ota_worker_begin('$u', '\\x01', 1000, 9, 8, '\\x$(printf '%064d' 9)', '', 9, 9, 9)" \
     "SELECT nextval('ledger_id_seq')" "CREATE TABLE fin_t (x int)" "CREATE VIEW fin_v AS SELECT 1"; do
     as_fin "$stmt" && { w_ok=0; echo "# finance could: $stmt"; }
 done
