@@ -146,8 +146,11 @@ check "freeze: finance sees it (finance_frozen_cards, as ota_finance)" \
     [ "$(sys_sql "SET ROLE ota_finance; SELECT count(*) FROM finance_frozen_cards WHERE card_uid = '$FUID' AND frozen_detail LIKE '%unknown txn_id%'")" = 1 ]
 check "freeze: recorded in card_events" \
     [ "$(sys_sql "SELECT count(*) FROM card_events WHERE card_uid = '\\x$FUID' AND event = 'freeze'")" = 1 ]
-check "freeze: the refused code was not reserved" \
-    [ "$(sys_sql "SELECT count(*) FROM ledger WHERE card_uid = '\\x$FUID'")" = 2 ]
+# The session reserved the code with its lease (the card had nothing in
+# doubt), then read the forged record, froze the card and voided the
+# reservation: no WriteRecord went out, the code is free again.
+check "freeze: the refused code was voided and released (nothing else booked)" \
+    [ "$(sys_sql "SELECT string_agg(kind, ',' ORDER BY id) FROM ledger WHERE card_uid = '\\x$FUID'")/$(sys_sql "SELECT state FROM codes WHERE code_hash IN (SELECT code_hash FROM ledger WHERE card_uid = '\\x$FUID' AND kind = 'voided')")" = "reserved,committed,reserved,voided/issued" ]
 # The workers read the database-wide counts every 5 s and report them on
 # their next statistics tick, so the gauge may lag by up to ~10 s.
 frozen_now() { metrics | sed -n 's/^ota_cards_frozen \([0-9]*\)$/\1/p'; }

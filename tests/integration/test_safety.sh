@@ -270,13 +270,16 @@ fi
 if part c; then
 pg_down() { pg_stop immediate && pg_crashes=$((pg_crashes + 1)); }
 after_step() { pg_restart && wait_http "$ADMIN/readyz" 300; }
-# 7: before the reservation (nothing reserved); 8: the record's first frame
-# (the top-up goes on, the card commits, the booking fails: pending, then
-# settled committed from the record); 12: likewise after the commit.
-for k in 7 8 12; do step_run "$(printf '04c1c1c1c100%02x' $k)" $k pg_down; done
-for k in 7 8 12; do
+# 6: the second GetFileSettings, before the statement that takes the lease
+# and reserves the code (it finds the database down: nothing reserved); 7:
+# the GetValue, after that statement (the reservation is durable, so the
+# top-up goes on without the database, the card commits, the booking
+# fails: pending, then settled committed from the record); 8: the record's
+# first frame, likewise; 12: likewise after the commit.
+for k in 6 7 8 12; do step_run "$(printf '04c1c1c1c100%02x' $k)" $k pg_down; done
+for k in 6 7 8 12; do
     expect=100
-    [ $k -eq 7 ] && expect=0
+    [ $k -eq 6 ] && expect=0
     step_check "(c) PostgreSQL crashed mid-top-up" "$(printf '04c1c1c1c100%02x' $k)" $k $expect
 done
 load_start c 04c0c0c0c00000
