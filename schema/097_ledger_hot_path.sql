@@ -47,11 +47,6 @@
 --   system reads; finance selects on decided_at) becomes a BRIN index:
 --   the ledger is appended in time order, so a range of created_at still
 --   finds its pages, at almost no cost per insert.
--- * codes_guard (a PL/pgSQL call on every update of a code: two per
---   top-up) keeps its function and its rules, and now fires only when
---   the update breaks one of them: the rules are also the trigger's WHEN
---   condition, which the executor evaluates without calling PL/pgSQL.
---   DELETE keeps its own trigger (codes_no_delete).
 -- * card_leases gets fillfactor 50: renewing a lease (holder, expires_at;
 --   neither indexed) is then a HOT update on its page.  The code row's
 --   updates cannot be HOT in PostgreSQL 15: RESERVE sets txn_id
@@ -61,9 +56,13 @@
 --   that predicate would make SETTLE HOT but CARD_STATE read every code
 --   the card ever used).
 --
--- The append-only triggers stay row triggers: they fire only for UPDATE
--- and DELETE, which never happen, and cost an INSERT nothing (measured:
--- tests/bench/db_ab, OPERATIONS.md "Database cost per top-up").
+-- Measured and kept (tests/bench/db_ab, OPERATIONS.md "Database cost per
+-- top-up"): the append-only triggers stay row triggers (they fire only for
+-- UPDATE and DELETE, which never happen, and cost an INSERT nothing); the
+-- code state machine stays the PL/pgSQL trigger codes_guard (the same
+-- rules as a trigger WHEN condition cost more: PostgreSQL 15 rebuilds a
+-- WHEN expression for every statement, and each update here is a
+-- statement of its own).
 
 ALTER TABLE ledger DROP CONSTRAINT IF EXISTS ledger_code_hash_fkey;
 ALTER TABLE ledger DROP CONSTRAINT IF EXISTS ledger_code_id_fkey;
@@ -81,25 +80,6 @@ DROP INDEX ledger_code_idx;
 
 CREATE INDEX ledger_created_brin ON ledger USING brin (created_at);
 DROP INDEX ledger_created_idx;
-
-DROP TRIGGER codes_guard ON codes;
-CREATE TRIGGER codes_guard BEFORE UPDATE ON codes
-    FOR EACH ROW WHEN (
-           NEW.id <> OLD.id OR NEW.code_hash <> OLD.code_hash OR NEW.amount <> OLD.amount
-        OR NEW.currency <> OLD.currency OR NEW.issued_at <> OLD.issued_at
-        OR (NEW.state <> OLD.state
-            AND NOT ((OLD.state = 'issued' AND NEW.state IN ('reserved', 'revoked'))
-                     OR (OLD.state = 'reserved' AND NEW.state IN ('used', 'issued'))))
-        OR (OLD.state = 'reserved' AND NEW.state IN ('reserved', 'used')
-            AND (NEW.txn_id IS DISTINCT FROM OLD.txn_id
-                 OR NEW.card_uid IS DISTINCT FROM OLD.card_uid))
-        OR (OLD.state = 'used'
-            AND (NEW.txn_id IS DISTINCT FROM OLD.txn_id
-                 OR NEW.card_uid IS DISTINCT FROM OLD.card_uid
-                 OR NEW.used_at IS DISTINCT FROM OLD.used_at)))
-    EXECUTE FUNCTION ota_codes_guard();
-CREATE TRIGGER codes_no_delete BEFORE DELETE ON codes
-    FOR EACH ROW EXECUTE FUNCTION ota_codes_guard();
 
 ALTER TABLE card_leases SET (fillfactor = 50);
 

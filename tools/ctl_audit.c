@@ -32,7 +32,6 @@ static const char SQL_GUARDS[] =
     "               ('ledger_no_truncate', 'trigger', 'ledger'), "
     "               ('ledger_check_insert', 'trigger', 'ledger'), "
     "               ('codes_guard', 'trigger', 'codes'), "
-    "               ('codes_no_delete', 'trigger', 'codes'), "
     "               ('ledger_one_final', 'index', 'ledger'), "
     "               ('ledger_code_committed_once', 'index', 'ledger'), "
     "               ('ledger_reserved_once', 'index', 'ledger'), "

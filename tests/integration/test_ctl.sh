@@ -141,8 +141,8 @@ sql_fails "a reservation needs its code reserved for it" "INSERT INTO ledger (tx
 sql_fails "a used code never moves back" "UPDATE codes SET state = 'issued', txn_id = NULL, card_uid = NULL, reserved_at = NULL, used_at = NULL WHERE code_hash = '$h1'"
 sql_fails "a code's amount never changes" "UPDATE codes SET amount = 1 WHERE code_hash = '$h2'"
 sql_fails "codes are never deleted" "DELETE FROM codes WHERE code_hash = '$h2'"
-# The code state machine is a WHEN condition of codes_guard (097): every
-# transition it does not list is still refused in the database.
+# The code state machine (codes_guard): every transition it does not list
+# is refused in the database.
 sql_fails "an issued code cannot jump to used" "UPDATE codes SET state = 'used', txn_id = gen_random_uuid(), card_uid = '$uid', used_at = now() WHERE code_hash = '$h2'"
 sql_fails "a used code cannot be revoked" "UPDATE codes SET state = 'revoked', txn_id = NULL, revoked_at = now() WHERE code_hash = '$h1'"
 sql_fails "a used code keeps its card" "UPDATE codes SET card_uid = '\x04000000000009' WHERE code_hash = '$h1'"
@@ -354,9 +354,9 @@ txn5=$(sql_value "INSERT INTO ledger (txn_id, kind, card_uid, amount, currency, 
 expect 1 "audit fails on a final entry that names another code than its reservation" ctl audit
 grep -q "VIOLATION final-differs: txn=$txn5" "$tmp/out" && ok "and names the rule" || fail "audit output: $(cat "$tmp/out")"
 grep -q "VIOLATION entry-code-missing: txn=$txn5 .*code id and code hash name different codes" "$tmp/out" && ok "and that its code id and hash disagree" || fail "audit output: $(cat "$tmp/out")"
-pg_psql -c "ALTER TABLE codes DISABLE TRIGGER codes_no_delete" >/dev/null
-expect 1 "audit fails when the codes' delete guard is disabled" ctl audit
-grep -q 'guard-missing: trigger codes_no_delete is disabled' "$tmp/out" && ok "and names it" || fail "audit output: $(cat "$tmp/out")"
-pg_psql -c "ALTER TABLE codes ENABLE TRIGGER codes_no_delete" >/dev/null
+pg_psql -c "ALTER TABLE codes DISABLE TRIGGER codes_guard" >/dev/null
+expect 1 "audit fails when the codes guard is disabled" ctl audit
+grep -q 'guard-missing: trigger codes_guard is disabled' "$tmp/out" && ok "and names it" || fail "audit output: $(cat "$tmp/out")"
+pg_psql -c "ALTER TABLE codes ENABLE TRIGGER codes_guard" >/dev/null
 
 tap_summary
