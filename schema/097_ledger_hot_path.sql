@@ -1,7 +1,11 @@
 -- 097_ledger_hot_path: what a top-up's rows cost the database, at its floor
 -- (issue 13 item 1, the schema's side).  Tables, indexes and triggers only;
--- no worker function changes here (096 and earlier own them), and every
--- worker function keeps working unchanged on this schema.
+-- of the worker's functions only RESERVE and SETTLE change, and only in
+-- what they write: each entry now carries the currency and code id they
+-- have just read (the rows they insert are the same; 090's and 093's
+-- bodies otherwise unchanged, same signatures and answers), so the insert
+-- trigger no longer runs for them.  Every other function keeps working
+-- unchanged on this schema.
 --
 -- Every guarantee that protects money stays IN the database:
 --   * a code reaches a card at most once: the code state machine
@@ -25,9 +29,10 @@
 --   `entry-code-missing`.
 -- * The PL/pgSQL insert check ledger_check_insert runs only for an entry
 --   whose writer left its currency or code id for the database to fill
---   (all of 090-095's functions do: for them it fills and checks exactly
---   as before).  A writer that passes both (it has just read them from the
---   code or the reservation) skips the trigger call.  Safe: the money
+--   (ota_admin_resolve does, and any writer of 090-095's shape: for them
+--   it fills and checks exactly as before).  A writer that passes both
+--   (RESERVE and SETTLE below: they have just read them from the code row
+--   they updated or from the reservation) skips the trigger call.  Safe: the money
 --   rules it repeated are held by the unique indexes and the code state
 --   machine above; a reservation that disagrees with its code, or a final
 --   entry with its reservation, can no longer move value twice, only be
@@ -82,6 +87,89 @@ CREATE INDEX ledger_created_brin ON ledger USING brin (created_at);
 DROP INDEX ledger_created_idx;
 
 ALTER TABLE card_leases SET (fillfactor = 50);
+
+-- RESERVE (093) and SETTLE (090): the same bodies, each INSERT with the
+-- currency and code id of the code row just updated (RESERVE) or of the
+-- reservation (SETTLE).  The WHEN condition of ledger_check_insert then
+-- skips the trigger for them.
+SET check_function_bodies = off;
+
+CREATE OR REPLACE FUNCTION ota_worker_reserve(p_uid bytea, p_hash bytea, p_peer text,
+                                              p_max_card integer, p_max_peer integer,
+                                              p_window_s integer)
+RETURNS TABLE (status text, txn_id uuid, amount bigint, unix_time bigint)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    since timestamptz := now() - p_window_s * interval '1 second';
+    v_txn uuid := gen_random_uuid();
+    v_amount bigint;
+    v_currency text;
+    v_code_id bigint;
+    v_state text;
+    v_expires timestamptz;
+    v_at timestamptz;
+BEGIN
+    UPDATE codes c SET state = 'reserved', txn_id = v_txn, card_uid = p_uid, reserved_at = now()
+     WHERE c.code_hash = p_hash AND c.state = 'issued'
+       AND (c.expires_at IS NULL OR c.expires_at > now())
+    RETURNING c.amount, c.currency, c.id INTO v_amount, v_currency, v_code_id;
+    IF FOUND THEN
+        INSERT INTO ledger (txn_id, kind, card_uid, amount, currency, code_hash, code_id, peer)
+        VALUES (v_txn, 'reserved', p_uid, v_amount, v_currency, p_hash, v_code_id, NULLIF(p_peer, ''))
+        RETURNING created_at INTO v_at;
+        RETURN QUERY SELECT 'ok', v_txn, v_amount, floor(extract(epoch FROM v_at))::bigint;
+        RETURN;
+    END IF;
+    -- A wrong code: over a limit, throttled.
+    IF (SELECT count(*) FROM code_failures f WHERE f.card_uid = p_uid AND f.at > since) >= p_max_card
+       OR (p_peer <> '' AND
+           (SELECT count(*) FROM code_failures f WHERE f.peer = p_peer AND f.at > since) >= p_max_peer)
+    THEN
+        RETURN QUERY SELECT 'limit-exceeded', NULL::uuid, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+    SELECT c.state, c.expires_at INTO v_state, v_expires FROM codes c WHERE c.code_hash = p_hash;
+    IF NOT FOUND OR v_state = 'revoked' OR (v_state = 'issued' AND v_expires <= now()) THEN
+        RETURN QUERY SELECT 'code-invalid', NULL::uuid, NULL::bigint, NULL::bigint;
+    ELSE
+        RETURN QUERY SELECT 'code-used', NULL::uuid, NULL::bigint, NULL::bigint;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ota_worker_settle(p_uid bytea, p_txn uuid, p_outcome text, p_flags integer)
+RETURNS text LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    r ledger%ROWTYPE;
+    existing text;
+BEGIN
+    IF p_outcome NOT IN ('committed', 'voided') THEN
+        RAISE EXCEPTION 'bad outcome %', p_outcome;
+    END IF;
+    SELECT * INTO r FROM ledger WHERE ledger.txn_id = p_txn AND ledger.kind = 'reserved';
+    IF NOT FOUND OR r.card_uid <> p_uid THEN
+        RETURN 'conflict';
+    END IF;
+    INSERT INTO ledger (txn_id, kind, card_uid, amount, currency, code_hash, code_id, peer, flags)
+    VALUES (p_txn, p_outcome, p_uid, r.amount, r.currency, r.code_hash, r.code_id, NULL,
+            CASE WHEN p_outcome = 'committed' THEN p_flags ELSE 0 END)
+    ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+        IF p_outcome = 'committed' THEN
+            UPDATE codes SET state = 'used', used_at = now()
+             WHERE code_hash = r.code_hash AND codes.txn_id = p_txn AND state = 'reserved';
+        ELSE
+            UPDATE codes SET state = 'issued', txn_id = NULL, card_uid = NULL, reserved_at = NULL
+             WHERE code_hash = r.code_hash AND codes.txn_id = p_txn AND state = 'reserved';
+        END IF;
+        RETURN 'ok';
+    END IF;
+    SELECT f.kind INTO existing FROM ledger f
+     WHERE f.txn_id = p_txn AND f.kind IN ('committed', 'voided');
+    RETURN CASE WHEN existing = p_outcome THEN 'ok' ELSE 'conflict' END;
+END
+$$;
+
 
 -- The audit: the findings of 095_ledger_floor.sql, with the checks the
 -- foreign keys and the insert trigger made on every entry.  Each finding

@@ -132,6 +132,7 @@ eq "settle committed" "$(sql_value "SELECT ota_worker_settle('$uid', '$txn', 'co
 eq "settle committed again (idempotent)" "$(sql_value "SELECT ota_worker_settle('$uid', '$txn', 'committed', 0)")" ok
 eq "settle voided after committed is a conflict" "$(sql_value "SELECT ota_worker_settle('$uid', '$txn', 'voided', 0)")" conflict
 eq "the code is used" "$(sql_value "SELECT state FROM codes WHERE code_hash = '$h1'")" used
+eq "both entries carry the code's currency and id (written by RESERVE and SETTLE)" "$(sql_value "SELECT string_agg(kind || ':' || currency || ':' || (code_id = (SELECT id FROM codes WHERE code_hash = '$h1')), ',' ORDER BY id) FROM ledger WHERE txn_id = '$txn'")" "reserved:EUR:true,committed:EUR:true"
 sql_fails "the ledger refuses UPDATE" "UPDATE ledger SET amount = amount + 1 WHERE txn_id = '$txn'"
 sql_fails "the ledger refuses DELETE" "DELETE FROM ledger WHERE txn_id = '$txn'"
 sql_fails "the ledger refuses TRUNCATE" "TRUNCATE ledger"
@@ -335,8 +336,8 @@ expect 1 "audit fails when an open txn's code is no longer reserved by it" ctl a
 grep -q "VIOLATION open-txn-code-not-reserved: txn=$txn2" "$tmp/out" && ok "and names the rule and the txn" || fail "audit output: $(cat "$tmp/out")"
 # What the foreign keys and the insert trigger checked on every entry
 # before 097_ledger_hot_path.sql is the audit's now.  An entry that brings
-# its own currency and code id skips the insert trigger (the worker's
-# functions may pass both), so the database takes these as they come.
+# its own currency and code id skips the insert trigger (RESERVE and
+# SETTLE pass both), so the database takes these as they come.
 h3='\x'$(printf '%064d' 3)
 pg_psql -c "INSERT INTO codes (code_hash, amount) VALUES ('$h3', 400)" >/dev/null
 id3=$(sql_value "SELECT id FROM codes WHERE code_hash = '$h3'")
@@ -358,5 +359,11 @@ pg_psql -c "ALTER TABLE codes DISABLE TRIGGER codes_guard" >/dev/null
 expect 1 "audit fails when the codes guard is disabled" ctl audit
 grep -q 'guard-missing: trigger codes_guard is disabled' "$tmp/out" && ok "and names it" || fail "audit output: $(cat "$tmp/out")"
 pg_psql -c "ALTER TABLE codes ENABLE TRIGGER codes_guard" >/dev/null
+
+# RESERVE and SETTLE write the code's own currency (097: no trigger fills it).
+hu='\x'$(printf '%064d' 77)
+pg_psql -c "INSERT INTO codes (code_hash, amount, currency) VALUES ('$hu', 250, 'USD')" || fail "inserting a USD code"
+txnu=$(sql_value "SELECT txn_id FROM ota_worker_reserve('\x04a1b2c3d4e5f8', '$hu', '', 5, 20, 3600)")
+eq "a USD code's reservation is booked in USD" "$(sql_value "SELECT ota_worker_settle('\x04a1b2c3d4e5f8', '$txnu', 'voided', 0); SELECT string_agg(kind || ':' || amount || ':' || currency, ',' ORDER BY id) FROM ledger WHERE txn_id = '$txnu'" | tail -n 1)" "reserved:250:USD,voided:250:USD"
 
 tap_summary
