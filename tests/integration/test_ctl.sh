@@ -355,6 +355,10 @@ txn5=$(sql_value "INSERT INTO ledger (txn_id, kind, card_uid, amount, currency, 
 expect 1 "audit fails on a final entry that names another code than its reservation" ctl audit
 grep -q "VIOLATION final-differs: txn=$txn5" "$tmp/out" && ok "and names the rule" || fail "audit output: $(cat "$tmp/out")"
 grep -q "VIOLATION entry-code-missing: txn=$txn5 .*code id and code hash name different codes" "$tmp/out" && ok "and that its code id and hash disagree" || fail "audit output: $(cat "$tmp/out")"
+txn6=$(sql_value "INSERT INTO ledger (txn_id, kind, card_uid, amount, currency, code_hash, code_id)
+    VALUES (gen_random_uuid(), 'committed', '$uid2', 400, 'EUR', '$h3', $id3) RETURNING txn_id")
+expect 1 "audit fails on a final entry without its reservation" ctl audit
+grep -q "VIOLATION final-without-reserved: txn=$txn6" "$tmp/out" && ok "and names the rule and the txn" || fail "audit output: $(cat "$tmp/out")"
 pg_psql -c "ALTER TABLE codes DISABLE TRIGGER codes_guard" >/dev/null
 expect 1 "audit fails when the codes guard is disabled" ctl audit
 grep -q 'guard-missing: trigger codes_guard is disabled' "$tmp/out" && ok "and names it" || fail "audit output: $(cat "$tmp/out")"
