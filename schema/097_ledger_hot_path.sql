@@ -58,8 +58,10 @@
 --   (codes_txn_key, a money guarantee) and SETTLE changes state, which
 --   codes_reserved_card_idx's predicate reads (the index that keeps
 --   CARD_STATE's cost independent of a card's history; an index without
---   that predicate would make SETTLE HOT but CARD_STATE read every code
---   the card ever used).
+--   that predicate makes SETTLE HOT, and halved one backend's CPU per
+--   booking in tests/bench/db_ab, but CARD_STATE and ota_worker_stats
+--   would then read every code ever used: 100 times slower statistics
+--   with 100,000 codes).
 --
 -- Measured and kept (tests/bench/db_ab, OPERATIONS.md "Database cost per
 -- top-up"): the append-only triggers stay row triggers (they fire only for
