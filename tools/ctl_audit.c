@@ -3,8 +3,12 @@
  * every final entry has its reservation and repeats it; no txn is both
  * committed and voided; every used code has exactly one committed entry,
  * its own; every reserved code belongs to an open (in-doubt) txn of its
- * card; a voided txn's code is neither used nor held by it; the ledger's
- * append-only triggers are in place and enabled.  The per-txn rules live
+ * card; a voided txn's code is neither used nor held by it; every entry
+ * names an existing code, and a reservation carries its code's amount and
+ * currency (what the foreign keys and the insert trigger checked on every
+ * insert before schema/097_ledger_hot_path.sql took them off the hot
+ * path); the ledger's append-only triggers, the codes guard and the unique
+ * indexes that hold the money rules are in place and enabled.  The per-txn rules live
  * in the finance_reconciliation view (schema/002_finance.sql), so finance
  * and ota-ctl see the same findings.  Prints every finding and a summary;
  * exits 1 on any violation (flagged entries for review do not fail it). */
@@ -30,7 +34,8 @@ static const char SQL_GUARDS[] =
     "               ('codes_guard', 'trigger', 'codes'), "
     "               ('ledger_one_final', 'index', 'ledger'), "
     "               ('ledger_code_committed_once', 'index', 'ledger'), "
-    "               ('ledger_txn_id_kind_key', 'index', 'ledger')) AS g(name, kind, rel)";
+    "               ('ledger_reserved_once', 'index', 'ledger'), "
+    "               ('codes_txn_key', 'index', 'codes')) AS g(name, kind, rel)";
 
 static const char SQL_FINDINGS[] =
     "SELECT severity, finding, txn_id, code_id, card_uid, detail FROM finance_reconciliation "

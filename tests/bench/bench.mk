@@ -7,5 +7,6 @@ tests_bench_zmq_floor_SOURCES = tests/bench/zmq_floor.c
 tests_bench_zmq_floor_CFLAGS = $(AM_CFLAGS) $(ZMQ_CFLAGS)
 tests_bench_zmq_floor_LDADD = $(ZMQ_LIBS)
 EXTRA_DIST += tests/bench/run tests/bench/report.py tests/bench/tap_report.py \
-	tests/bench/topup.pgbench tests/bench/floor.pgbench
+	tests/bench/topup.pgbench tests/bench/floor.pgbench tests/bench/db_ab \
+	tests/bench/finance_queries.sql
 EXTRA_DIST += tests/bench/result-2026-12-06.json

@@ -132,6 +132,7 @@ eq "settle committed" "$(sql_value "SELECT ota_worker_settle('$uid', '$txn', 'co
 eq "settle committed again (idempotent)" "$(sql_value "SELECT ota_worker_settle('$uid', '$txn', 'committed', 0)")" ok
 eq "settle voided after committed is a conflict" "$(sql_value "SELECT ota_worker_settle('$uid', '$txn', 'voided', 0)")" conflict
 eq "the code is used" "$(sql_value "SELECT state FROM codes WHERE code_hash = '$h1'")" used
+eq "both entries carry the code's currency and id (written by RESERVE and SETTLE)" "$(sql_value "SELECT string_agg(kind || ':' || currency || ':' || (code_id = (SELECT id FROM codes WHERE code_hash = '$h1')), ',' ORDER BY id) FROM ledger WHERE txn_id = '$txn'")" "reserved:EUR:true,committed:EUR:true"
 sql_fails "the ledger refuses UPDATE" "UPDATE ledger SET amount = amount + 1 WHERE txn_id = '$txn'"
 sql_fails "the ledger refuses DELETE" "DELETE FROM ledger WHERE txn_id = '$txn'"
 sql_fails "the ledger refuses TRUNCATE" "TRUNCATE ledger"
@@ -141,6 +142,12 @@ sql_fails "a reservation needs its code reserved for it" "INSERT INTO ledger (tx
 sql_fails "a used code never moves back" "UPDATE codes SET state = 'issued', txn_id = NULL, card_uid = NULL, reserved_at = NULL, used_at = NULL WHERE code_hash = '$h1'"
 sql_fails "a code's amount never changes" "UPDATE codes SET amount = 1 WHERE code_hash = '$h2'"
 sql_fails "codes are never deleted" "DELETE FROM codes WHERE code_hash = '$h2'"
+# The code state machine (codes_guard): every transition it does not list
+# is refused in the database.
+sql_fails "an issued code cannot jump to used" "UPDATE codes SET state = 'used', txn_id = gen_random_uuid(), card_uid = '$uid', used_at = now() WHERE code_hash = '$h2'"
+sql_fails "a used code cannot be revoked" "UPDATE codes SET state = 'revoked', txn_id = NULL, revoked_at = now() WHERE code_hash = '$h1'"
+sql_fails "a used code keeps its card" "UPDATE codes SET card_uid = '\x04000000000009' WHERE code_hash = '$h1'"
+sql_fails "a code's hash never changes" "UPDATE codes SET code_hash = '\x$(printf '%064d' 9)' WHERE code_hash = '$h2'"
 txn2=$(sql_value "SELECT txn_id FROM ota_worker_reserve('$uid', '$h2', '', 5, 20, 3600)")
 eq "a second txn stays in doubt" "$(sql_value "SELECT count(*) FROM finance_in_doubt WHERE txn_id = '$txn2'")" 1
 eq "void releases the code" "$(sql_value "SELECT ota_worker_settle('$uid', '$txn2', 'voided', 0); SELECT state FROM codes WHERE code_hash = '$h2'" | tail -n 1)" issued
@@ -327,5 +334,40 @@ eq "card state lists the open txn" "$(sql_value "SELECT txn_id FROM ota_worker_c
 pg_psql -c "UPDATE codes SET state = 'issued', txn_id = NULL, card_uid = NULL, reserved_at = NULL WHERE code_hash = '$h2'" >/dev/null
 expect 1 "audit fails when an open txn's code is no longer reserved by it" ctl audit
 grep -q "VIOLATION open-txn-code-not-reserved: txn=$txn2" "$tmp/out" && ok "and names the rule and the txn" || fail "audit output: $(cat "$tmp/out")"
+# What the foreign keys and the insert trigger checked on every entry
+# before 097_ledger_hot_path.sql is the audit's now.  An entry that brings
+# its own currency and code id skips the insert trigger (RESERVE and
+# SETTLE pass both), so the database takes these as they come.
+h3='\x'$(printf '%064d' 3)
+pg_psql -c "INSERT INTO codes (code_hash, amount) VALUES ('$h3', 400)" >/dev/null
+id3=$(sql_value "SELECT id FROM codes WHERE code_hash = '$h3'")
+txn3=$(sql_value "INSERT INTO ledger (txn_id, kind, card_uid, amount, currency, code_hash, code_id)
+    VALUES (gen_random_uuid(), 'reserved', '$uid2', 400, 'EUR', '\x$(printf '%064d' 8)', 99999)
+    RETURNING txn_id")
+expect 1 "audit fails on an entry whose code does not exist" ctl audit
+grep -q "VIOLATION entry-code-missing: txn=$txn3 .*code does not exist" "$tmp/out" && ok "and names the rule and the txn" || fail "audit output: $(cat "$tmp/out")"
+txn4=$(sql_value "INSERT INTO ledger (txn_id, kind, card_uid, amount, currency, code_hash, code_id)
+    VALUES (gen_random_uuid(), 'reserved', '$uid2', 900, 'EUR', '$h3', $id3) RETURNING txn_id")
+expect 1 "audit fails on a reservation that does not carry its code's amount" ctl audit
+grep -q "VIOLATION reserved-differs-from-code: txn=$txn4 code=$id3 .*900 EUR, its code 400 EUR" "$tmp/out" && ok "and names the rule and the amounts" || fail "audit output: $(cat "$tmp/out")"
+txn5=$(sql_value "INSERT INTO ledger (txn_id, kind, card_uid, amount, currency, code_hash, code_id)
+    VALUES ('$txn4', 'committed', '$uid2', 900, 'EUR', '$h2', $id3) RETURNING txn_id")
+expect 1 "audit fails on a final entry that names another code than its reservation" ctl audit
+grep -q "VIOLATION final-differs: txn=$txn5" "$tmp/out" && ok "and names the rule" || fail "audit output: $(cat "$tmp/out")"
+grep -q "VIOLATION entry-code-missing: txn=$txn5 .*code id and code hash name different codes" "$tmp/out" && ok "and that its code id and hash disagree" || fail "audit output: $(cat "$tmp/out")"
+txn6=$(sql_value "INSERT INTO ledger (txn_id, kind, card_uid, amount, currency, code_hash, code_id)
+    VALUES (gen_random_uuid(), 'committed', '$uid2', 400, 'EUR', '$h3', $id3) RETURNING txn_id")
+expect 1 "audit fails on a final entry without its reservation" ctl audit
+grep -q "VIOLATION final-without-reserved: txn=$txn6" "$tmp/out" && ok "and names the rule and the txn" || fail "audit output: $(cat "$tmp/out")"
+pg_psql -c "ALTER TABLE codes DISABLE TRIGGER codes_guard" >/dev/null
+expect 1 "audit fails when the codes guard is disabled" ctl audit
+grep -q 'guard-missing: trigger codes_guard is disabled' "$tmp/out" && ok "and names it" || fail "audit output: $(cat "$tmp/out")"
+pg_psql -c "ALTER TABLE codes ENABLE TRIGGER codes_guard" >/dev/null
+
+# RESERVE and SETTLE write the code's own currency (097: no trigger fills it).
+hu='\x'$(printf '%064d' 77)
+pg_psql -c "INSERT INTO codes (code_hash, amount, currency) VALUES ('$hu', 250, 'USD')" || fail "inserting a USD code"
+txnu=$(sql_value "SELECT txn_id FROM ota_worker_reserve('\x04a1b2c3d4e5f8', '$hu', '', 5, 20, 3600)")
+eq "a USD code's reservation is booked in USD" "$(sql_value "SELECT ota_worker_settle('\x04a1b2c3d4e5f8', '$txnu', 'voided', 0); SELECT string_agg(kind || ':' || amount || ':' || currency, ',' ORDER BY id) FROM ledger WHERE txn_id = '$txnu'" | tail -n 1)" "reserved:250:USD,voided:250:USD"
 
 tap_summary
