@@ -32,6 +32,6 @@ gateway_ota_gateway_LDFLAGS = -Wl,-z,now
 # A scripted stand-in for ota-worker, for tests/integration/gw_smoke.sh.
 check_PROGRAMS += tests/integration/fake_worker
 tests_integration_fake_worker_SOURCES = tests/integration/fake_worker.c
-tests_integration_fake_worker_CFLAGS = $(AM_CFLAGS) $(ZMQ_CFLAGS)
+tests_integration_fake_worker_CFLAGS = $(AM_CFLAGS) $(ZMQ_CFLAGS) $(SODIUM_CFLAGS)
 tests_integration_fake_worker_LDADD = $(COMMON_LIBS) $(ZMQ_LIBS)
 EXTRA_DIST += tests/integration/gw_smoke.sh tests/integration/gw_smoke.py
