@@ -286,6 +286,16 @@ if [ "$(id -u)" -eq 0 ]; then
         [ "$(mem_scan "$holder" "$C/sent" text)" -gt 0 ]
     kill "$holder" 2>/dev/null
     wait "$holder" 2>/dev/null
+    # 15 characters of it, not from its start: what a partly overwritten
+    # buffer keeps.
+    /usr/bin/python3 -c 'import sys, time; held = sys.argv[1]; time.sleep(10)' \
+        "$(head -n 1 "$C/sent" | cut -c2-16)" >/dev/null 2>&1 &
+    holder=$!
+    sleep 0.5
+    check "control: the memory scan finds 15 characters of a code in a process that holds only them" \
+        [ "$(mem_scan "$holder" "$C/sent" parts)" -gt 0 ]
+    kill "$holder" 2>/dev/null
+    wait "$holder" 2>/dev/null
     # Scanned once every session is over and every connection closed: a
     # live connection still holds its client's last message, and that is
     # not what this proves.  What it proves: after the sessions no buffer
