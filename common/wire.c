@@ -5,8 +5,14 @@
 
 #include <string.h>
 
+#include <sodium.h>
+
 #include "buf.h"
 #include "ota_err.h"
+
+_Static_assert(WIRE_SEAL_PK_LEN == crypto_box_PUBLICKEYBYTES, "seal public key size");
+_Static_assert(WIRE_SEAL_SK_LEN == crypto_box_SECRETKEYBYTES, "seal secret key size");
+_Static_assert(WIRE_SEAL_OVERHEAD == crypto_box_SEALBYTES, "sealed box overhead");
 
 static int type_known(uint8_t t)
 {
@@ -60,6 +66,7 @@ int wire_encode_ready(uint8_t *out, size_t cap, const struct wire_ready *m)
     begin(&w, out, cap, WIRE_READY, 0);
     wbuf_u32(&w, m->pid);
     wbuf_u32(&w, m->capacity);
+    wbuf_bytes(&w, m->seal_pk, WIRE_SEAL_PK_LEN);
     return finish(&w);
 }
 
@@ -104,19 +111,27 @@ int wire_encode_stats(uint8_t *out, size_t cap, const struct wire_stats *m)
     return finish(&w);
 }
 
-int wire_encode_open(uint8_t *out, size_t cap, uint64_t session, const struct wire_open *m)
+int wire_encode_open(uint8_t *out, size_t cap, uint64_t session, const struct wire_open *m,
+                     const uint8_t seal_pk[WIRE_SEAL_PK_LEN])
 {
     if (m->uid_len > WIRE_MAX_UID || m->authcode_len > WIRE_MAX_AUTHCODE ||
         m->peer_len > WIRE_MAX_PEER || m->batch > WIRE_MAX_BATCH)
         return OTA_ERR_LENGTH;
+    uint8_t sealed[WIRE_MAX_AUTHCODE + WIRE_SEAL_OVERHEAD];
+    size_t sealed_len = 0;
+    if (m->authcode_len) {
+        if (crypto_box_seal(sealed, (const uint8_t *)m->authcode, m->authcode_len, seal_pk) != 0)
+            return OTA_ERR_INVAL;
+        sealed_len = m->authcode_len + (size_t)WIRE_SEAL_OVERHEAD;
+    }
     struct wbuf w;
     begin(&w, out, cap, WIRE_OPEN, session);
     wbuf_u8(&w, m->op);
     wbuf_u8(&w, m->listener);
     wbuf_u8(&w, m->uid_len);
     wbuf_bytes(&w, m->uid, m->uid_len);
-    wbuf_u16(&w, m->authcode_len);
-    wbuf_bytes(&w, m->authcode, m->authcode_len);
+    wbuf_u16(&w, (uint16_t)sealed_len);
+    wbuf_bytes(&w, sealed, sealed_len);
     wbuf_u8(&w, m->peer_len);
     wbuf_bytes(&w, m->peer, m->peer_len);
     wbuf_u8(&w, m->batch ? m->batch : 1);
@@ -241,6 +256,7 @@ int wire_decode_ready(const struct wire_hdr *h, const uint8_t *frame, struct wir
         return OTA_ERR_PARSE;
     m->pid = rbuf_u32(&r);
     m->capacity = rbuf_u32(&r);
+    rbuf_bytes(&r, m->seal_pk, sizeof m->seal_pk, WIRE_SEAL_PK_LEN);
     return done(&r);
 }
 
@@ -299,7 +315,24 @@ int wire_decode_stats(const struct wire_hdr *h, const uint8_t *frame, struct wir
     return done(&r);
 }
 
-int wire_decode_open(const struct wire_hdr *h, const uint8_t *frame, struct wire_open *m)
+/* The sealed authCode (0 bytes: none) into m->authcode. */
+static int open_authcode(struct rbuf *r, struct wire_open *m, const struct wire_seal_key *k)
+{
+    uint8_t sealed[WIRE_MAX_AUTHCODE + WIRE_SEAL_OVERHEAD];
+    size_t n = rbuf_u16(r);
+    if (n == 0)
+        return 0;
+    if (n <= WIRE_SEAL_OVERHEAD || n > sizeof sealed)
+        return OTA_ERR_PARSE;
+    rbuf_bytes(r, sealed, sizeof sealed, n);
+    if (r->err || crypto_box_seal_open((uint8_t *)m->authcode, sealed, n, k->pk, k->sk) != 0)
+        return OTA_ERR_PARSE;
+    m->authcode_len = (uint16_t)(n - WIRE_SEAL_OVERHEAD);
+    return 0;
+}
+
+int wire_decode_open(const struct wire_hdr *h, const uint8_t *frame, struct wire_open *m,
+                     const struct wire_seal_key *k)
 {
     struct rbuf r;
     if (payload(h, frame, WIRE_OPEN, &r))
@@ -309,8 +342,8 @@ int wire_decode_open(const struct wire_hdr *h, const uint8_t *frame, struct wire
     m->listener = rbuf_u8(&r);
     m->uid_len = rbuf_u8(&r);
     rbuf_bytes(&r, m->uid, sizeof m->uid, m->uid_len);
-    m->authcode_len = rbuf_u16(&r);
-    rbuf_bytes(&r, m->authcode, WIRE_MAX_AUTHCODE, m->authcode_len);
+    if (open_authcode(&r, m, k) != 0)
+        return OTA_ERR_PARSE;
     m->peer_len = rbuf_u8(&r);
     rbuf_bytes(&r, m->peer, WIRE_MAX_PEER, m->peer_len);
     m->batch = rbuf_left(&r) > 0 ? rbuf_u8(&r) : 1;

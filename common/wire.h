@@ -8,14 +8,22 @@
  * Frame = header (16 bytes, big-endian) || payload:
  *   u8 version (WIRE_VERSION) | u8 type | u16 flags (0) |
  *   u32 payload length | u64 session id (0 for worker-level messages)
- * Over ZeroMQ, one frame is one message part (the ROUTER adds the identity). */
+ * Over ZeroMQ, one frame is one message part (the ROUTER adds the identity).
+ *
+ * The client's authCode never crosses in clear: each worker process makes
+ * a key pair at start and announces its public key in READY, and the
+ * gateway seals the authCode to it (crypto_box_seal).  ZeroMQ copies every
+ * frame into buffers of its own that nobody wipes (the I/O thread's
+ * encoder buffer keeps the last frames sent to each worker), so the only
+ * plaintext copies in the gateway are its own, which it wipes.
+ * Version 2: READY carries the key, OPEN the sealed authCode. */
 #ifndef WIRE_H
 #define WIRE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define WIRE_VERSION 1
+#define WIRE_VERSION 2
 #define WIRE_HDR_LEN 16
 /* A batch (WIRE_COMMANDS / WIRE_CARD_RESPONSES) of WIRE_MAX_BATCH APDUs of
  * WIRE_MAX_APDU bytes each must fit: 2 + 16 * (2 + 300) = 4834. */
@@ -26,7 +34,10 @@
 #define WIRE_MAX_TEXT 256 /* modal text, client error message */
 #define WIRE_MAX_PEER 64  /* client address as text */
 #define WIRE_MAX_UID 10
-#define WIRE_MAX_BATCH 16 /* APDUs in one batch (PROTOCOL v2: "batch" 2-16) */
+#define WIRE_MAX_BATCH 16     /* APDUs in one batch (PROTOCOL v2: "batch" 2-16) */
+#define WIRE_SEAL_PK_LEN 32   /* crypto_box_PUBLICKEYBYTES */
+#define WIRE_SEAL_SK_LEN 32   /* crypto_box_SECRETKEYBYTES */
+#define WIRE_SEAL_OVERHEAD 48 /* crypto_box_SEALBYTES */
 
 enum wire_type {
     /* worker -> gateway, worker level */
@@ -81,7 +92,14 @@ struct wire_hdr {
 
 struct wire_ready {
     uint32_t pid;
-    uint32_t capacity; /* sessions this worker accepts at once */
+    uint32_t capacity;                 /* sessions this worker accepts at once */
+    uint8_t seal_pk[WIRE_SEAL_PK_LEN]; /* OPEN's authCode is sealed to it */
+};
+
+/* A worker's sealing key pair (keep it in sodium_malloc memory). */
+struct wire_seal_key {
+    uint8_t pk[WIRE_SEAL_PK_LEN];
+    uint8_t sk[WIRE_SEAL_SK_LEN];
 };
 
 struct wire_heartbeat {
@@ -138,6 +156,8 @@ struct wire_open {
     uint8_t listener; /* enum wire_listener */
     uint8_t uid_len;  /* 4 or 7 */
     uint8_t uid[WIRE_MAX_UID];
+    /* In clear here; on the wire sealed to the worker's key (0 bytes: no
+     * authCode). */
     uint16_t authcode_len;
     char authcode[WIRE_MAX_AUTHCODE + 1]; /* NUL-terminated after decode */
     uint8_t peer_len;
@@ -190,7 +210,10 @@ struct wire_result {
 int wire_encode_ready(uint8_t *out, size_t cap, const struct wire_ready *m);
 int wire_encode_heartbeat(uint8_t *out, size_t cap, const struct wire_heartbeat *m);
 int wire_encode_stats(uint8_t *out, size_t cap, const struct wire_stats *m);
-int wire_encode_open(uint8_t *out, size_t cap, uint64_t session, const struct wire_open *m);
+/* Seals m->authcode to seal_pk (a worker's READY key); fails with
+ * OTA_ERR_INVAL when the key is not usable. */
+int wire_encode_open(uint8_t *out, size_t cap, uint64_t session, const struct wire_open *m,
+                     const uint8_t seal_pk[WIRE_SEAL_PK_LEN]);
 int wire_encode_bytes(uint8_t *out, size_t cap, enum wire_type type, uint64_t session,
                       const uint8_t *data, size_t len);
 int wire_encode_apdus(uint8_t *out, size_t cap, enum wire_type type, uint64_t session,
@@ -215,7 +238,10 @@ int wire_decode_heartbeat(const struct wire_hdr *h, const uint8_t *frame, struct
 /* Also refuses bucket counts that add up to more than db_count, an age
  * or counts present without counts_ok, and fewer in_doubt than in_doubt_old. */
 int wire_decode_stats(const struct wire_hdr *h, const uint8_t *frame, struct wire_stats *m);
-int wire_decode_open(const struct wire_hdr *h, const uint8_t *frame, struct wire_open *m);
+/* Opens the sealed authCode with k; a box that does not open (not sealed
+ * to k, or changed on the way) is a parse error.  Wipe m after use. */
+int wire_decode_open(const struct wire_hdr *h, const uint8_t *frame, struct wire_open *m,
+                     const struct wire_seal_key *k);
 int wire_decode_bytes(const struct wire_hdr *h, const uint8_t *frame, struct wire_bytes *m);
 int wire_decode_apdus(const struct wire_hdr *h, const uint8_t *frame, struct wire_apdus *m);
 int wire_decode_client_error(const struct wire_hdr *h, const uint8_t *frame,

@@ -35,6 +35,7 @@
 #include "proxy.h"
 #include "upgrade.h"
 #include "utf8.h"
+#include "wipe.h"
 
 #define PROXY_MAX 1100 /* largest PROXY header we read (v2: 16 + 1024) */
 /* What wslay allocates for one queued frame besides its payload (its
@@ -579,9 +580,16 @@ static void protocol_error(struct conn *c)
 static void on_ws_input(struct conn *c)
 {
     if (wslay_event_get_read_enabled(c->ws)) {
+        /* While the owner is idle the next message is its operation, which
+         * carries the authCode: the calls that copied, parsed and sent it
+         * (and the registers a lazily bound call or a signal saved) leave
+         * their stack below this frame. */
+        int secret = owner_idle(c);
         c->in_recv = 1;
         int rc = wslay_event_recv(c->ws);
         c->in_recv = 0;
+        if (secret)
+            wipe_stack();
         if (rc != 0) {
             protocol_error(c);
             return;
@@ -742,8 +750,14 @@ static void conn_free(struct conn *c)
     if (c->ws)
         wslay_event_context_free(c->ws);
     event_free(c->timer);
+    /* Unread input goes with the buffers: libevent frees through
+     * wipe_free (main.c), so no chunk keeps a client's bytes. */
     bufferevent_free(c->bev);
     free(c);
+    /* Whatever message of this connection carried a secret (also one that
+     * broke the protocol, e.g. a second operation), nothing of its
+     * handling stays on the stack once the connection is gone. */
+    wipe_stack();
 }
 
 void conn_drain_one(struct conn *c, int all)

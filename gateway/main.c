@@ -36,6 +36,7 @@
 #include "pool.h"
 #include "session.h"
 #include "version.h"
+#include "wipe.h"
 #include "wire.h"
 
 #define PROG "ota-gateway"
@@ -289,6 +290,9 @@ int main(int argc, char **argv)
     read_settings(&g);
     met_init(&g.met);
     cm_json_wipe_on_free(free);
+    /* Before any other libevent call: its buffers (a client's bytes, with
+     * the authCode) are wiped whenever libevent frees or moves them. */
+    event_set_mem_functions(malloc, wipe_realloc, wipe_free);
     /* Workers re-parented from the root helper become our children. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
 

@@ -164,6 +164,11 @@ void pool_detach(struct pool_link *l)
     l->worker = NULL;
 }
 
+const uint8_t *pool_worker_seal_pk(const struct worker *w)
+{
+    return w->seal_pk;
+}
+
 unsigned pool_worker_id(const struct worker *w)
 {
     return w->id;

@@ -51,12 +51,11 @@ void pool_free(struct pool *p);
 
 struct worker *pool_pick(struct pool *p);
 int pool_send(struct pool *p, struct worker *w, const uint8_t *frame, size_t len);
-/* The same for a frame with a secret in it (OPEN: the authCode): ZeroMQ's
- * copy is wiped when ZeroMQ is done with it. */
-int pool_send_secret(struct pool *p, struct worker *w, const uint8_t *frame, size_t len);
 void pool_attach(struct worker *w, struct pool_link *l);
 void pool_detach(struct pool_link *l);
 unsigned pool_worker_id(const struct worker *w);
+/* The key w announced in its READY (wire_encode_open seals to it). */
+const uint8_t *pool_worker_seal_pk(const struct worker *w);
 
 /* Ready = at least one live worker whose database is usable. */
 int pool_ready(const struct pool *p);

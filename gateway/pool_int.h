@@ -46,6 +46,7 @@ struct worker {
     uint8_t ident[IDENT_MAX];
     size_t ident_len;
     uint32_t capacity, reported, restarts;
+    uint8_t seal_pk[WIRE_SEAL_PK_LEN]; /* from its READY: OPEN's authCode is sealed to it */
     int db_ok;
     uint64_t started_us, live_us, last_seen_us, stop_deadline_us;
     uint64_t backoff_ms;
@@ -98,6 +99,7 @@ struct pool {
     struct {
         pid_t pid;
         uint32_t capacity;
+        uint8_t seal_pk[WIRE_SEAL_PK_LEN];
         uint8_t ident[IDENT_MAX];
         size_t ident_len;
     } early_ready[EARLY_EXITS];

@@ -50,37 +50,6 @@ int pool_send(struct pool *p, struct worker *w, const uint8_t *frame, size_t len
     return send_to(p, w->ident, w->ident_len, frame, len);
 }
 
-static void wipe_and_free(void *data, void *hint)
-{
-    sodium_memzero(data, (size_t)(uintptr_t)hint);
-    free(data);
-}
-
-int pool_send_secret(struct pool *p, struct worker *w, const uint8_t *frame, size_t len)
-{
-    if (!w || w->state != WK_LIVE)
-        return OTA_ERR_STATE;
-    uint8_t *copy = malloc(len);
-    zmq_msg_t m;
-    if (!copy)
-        return OTA_ERR_NOMEM;
-    memcpy(copy, frame, len);
-    /* ZeroMQ calls wipe_and_free (from its I/O thread) once the frame is
-     * written, or at zmq_msg_close if it never was. */
-    if (zmq_msg_init_data(&m, copy, len, wipe_and_free, (void *)(uintptr_t)len) != 0) {
-        wipe_and_free(copy, (void *)(uintptr_t)len);
-        return OTA_ERR_NOMEM;
-    }
-    int rc = 0;
-    if (zmq_send(p->zsock, w->ident, w->ident_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_msg_send(&m, p->zsock, ZMQ_DONTWAIT) < 0) {
-        rc = errno == EAGAIN ? OTA_ERR_LIMIT : OTA_ERR_IO;
-        zmq_msg_close(&m);
-    }
-    zmq_poke(p);
-    return rc;
-}
-
 static struct worker *by_ident(struct pool *p, const uint8_t *id, size_t n)
 {
     for (unsigned i = 0; i < p->n + p->nremote; i++) {
@@ -142,6 +111,7 @@ static struct worker *on_ready_remote(struct pool *p, const uint8_t *id, size_t 
     memcpy(w->ident, id, idn);
     w->ident_len = idn;
     w->capacity = r->capacity;
+    memcpy(w->seal_pk, r->seal_pk, sizeof w->seal_pk);
     w->remote_pid = r->pid;
     snprintf(w->key, sizeof w->key, "%s", key);
     snprintf(w->addr, sizeof w->addr, "%s", addr);
@@ -156,11 +126,12 @@ static struct worker *on_ready_remote(struct pool *p, const uint8_t *id, size_t 
 }
 
 static void go_live(struct pool *p, struct worker *w, const uint8_t *id, size_t idn,
-                    uint32_t capacity)
+                    uint32_t capacity, const uint8_t *seal_pk)
 {
     memcpy(w->ident, id, idn);
     w->ident_len = idn;
     w->capacity = capacity;
+    memcpy(w->seal_pk, seal_pk, sizeof w->seal_pk);
     w->state = WK_LIVE;
     w->live_us = w->last_seen_us = gw_now_us();
     /* READY comes while the worker's database pool is still connecting:
@@ -178,7 +149,7 @@ int route_early_ready(struct pool *p, struct worker *w)
             continue;
         if (w->state == WK_STARTING)
             go_live(p, w, p->early_ready[i].ident, p->early_ready[i].ident_len,
-                    p->early_ready[i].capacity);
+                    p->early_ready[i].capacity, p->early_ready[i].seal_pk);
         p->early_ready[i] = p->early_ready[--p->nearly_ready];
         return 1;
     }
@@ -202,7 +173,7 @@ static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const struct
     for (unsigned i = 0; i < p->n; i++) {
         struct worker *w = &p->w[i];
         if (w->state == WK_STARTING && w->pid == (pid_t)r.pid) {
-            go_live(p, w, id, idn, r.capacity);
+            go_live(p, w, id, idn, r.capacity, r.seal_pk);
             return;
         }
     }
@@ -213,6 +184,7 @@ static void on_ready(struct pool *p, const uint8_t *id, size_t idn, const struct
             unsigned k = p->nearly_ready++;
             p->early_ready[k].pid = (pid_t)r.pid;
             p->early_ready[k].capacity = r.capacity;
+            memcpy(p->early_ready[k].seal_pk, r.seal_pk, sizeof r.seal_pk);
             memcpy(p->early_ready[k].ident, id, idn);
             p->early_ready[k].ident_len = idn;
             log_info("worker_ready_early", "pid=%" PRIu32, r.pid);

@@ -3,7 +3,8 @@
  * become command / modal / result.  A session ends exactly once: with a
  * result (from the worker or from here) or because the client left, and in
  * both cases its worker is told unless the worker ended it.  The authCode
- * goes into the OPEN frame and nowhere else (never a log line). */
+ * goes into the OPEN frame, sealed to the worker's key, and nowhere else
+ * (never a log line). */
 #include "session.h"
 
 #include <inttypes.h>
@@ -163,13 +164,15 @@ static void on_operation(struct session *s, struct cm_msg *m)
     o.peer_len = (uint8_t)(pn > WIRE_MAX_PEER ? WIRE_MAX_PEER : pn);
     memcpy(o.peer, c->peer, o.peer_len);
     uint8_t frame[WIRE_MAX_FRAME];
-    int n = wire_encode_open(frame, sizeof frame, s->id, &o);
+    int n = wire_encode_open(frame, sizeof frame, s->id, &o, pool_worker_seal_pk(w));
     sodium_memzero(&o, sizeof o);
     log_info("session_open", "session=%" PRIu64 " peer=%s listener=%s op=%s uid=%s worker=%u",
              s->id, c->peer, c->listener == WIRE_LISTENER_OPERATOR ? "operator" : "public",
              wire_op_name(m->op), log_uid_tail(m->uid, m->uid_len, tail), pool_worker_id(w));
-    int rc = n < 0 ? n : pool_send_secret(s->ctx->pool, w, frame, (size_t)n);
-    sodium_memzero(frame, sizeof frame);
+    /* The frame holds the authCode sealed to w: ZeroMQ's copies of it (its
+     * I/O thread's encoder buffer keeps the last frames sent) are not
+     * secrets. */
+    int rc = n < 0 ? n : pool_send(s->ctx->pool, w, frame, (size_t)n);
     if (rc != 0) {
         log_error("send_failed", "session=%" PRIu64 " frame=open", s->id);
         fail(s, WIRE_E_INTERNAL);

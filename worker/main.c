@@ -301,6 +301,9 @@ static void send_ready(struct worker *w)
     uint8_t frame[WIRE_MAX_FRAME];
     struct wire_ready r = {.pid = (uint32_t)getpid(),
                            .capacity = (uint32_t)cfg_int(w->cfg, "worker.capacity")};
+    if (!w->shell)
+        return; /* sessions abandoned: nothing more to announce */
+    memcpy(r.seal_pk, shell_seal_pk(w->shell), sizeof r.seal_pk);
     int n = wire_encode_ready(frame, sizeof frame, &r);
     if (n < 0 || link_send(w->link, frame, (size_t)n) != 0)
         log_error("send_failed", "worker=%u frame=ready", w->id);

@@ -54,7 +54,10 @@ struct shell {
     uint64_t next_ticket;
     int draining;
     uint64_t gateway; /* the incarnation of the gateway we talk to (0: none yet) */
-    size_t nbuckets;  /* a power of two */
+    /* OPEN's authCode comes sealed to this pair, made at start and
+     * announced in READY (sodium_malloc: locked, wiped at free). */
+    struct wire_seal_key *seal;
+    size_t nbuckets; /* a power of two */
     struct shs **buckets;
 };
 
@@ -275,7 +278,7 @@ static void handle_open(struct shell *sh, const struct wire_hdr *h, const uint8_
     struct wire_open open;
     char tail[8];
 
-    if (wire_decode_open(h, frame, &open) != 0) {
+    if (wire_decode_open(h, frame, &open, sh->seal) != 0) {
         sodium_memzero(&open, sizeof open);
         log_warn("bad_frame", "session=%" PRIu64 " type=open", h->session);
         return;
@@ -495,7 +498,10 @@ struct shell *shell_new(struct event_base *base, struct eng_ctx *eng, uint32_t c
     while (sh->nbuckets < (size_t)capacity * 2)
         sh->nbuckets <<= 1;
     sh->buckets = calloc(sh->nbuckets, sizeof *sh->buckets);
-    if (!sh->buckets) {
+    sh->seal = sodium_malloc(sizeof *sh->seal);
+    if (!sh->buckets || !sh->seal || crypto_box_keypair(sh->seal->pk, sh->seal->sk) != 0) {
+        sodium_free(sh->seal);
+        free(sh->buckets);
         free(sh);
         return NULL;
     }
@@ -510,7 +516,13 @@ void shell_free(struct shell *sh)
         while (sh->buckets[b])
             session_free(sh, sh->buckets[b]);
     free(sh->buckets);
+    sodium_free(sh->seal);
     free(sh);
+}
+
+const uint8_t *shell_seal_pk(const struct shell *sh)
+{
+    return sh->seal->pk;
 }
 
 void shell_set_draining(struct shell *sh, int draining)

@@ -40,6 +40,9 @@ struct shell *shell_new(struct event_base *base, struct eng_ctx *eng, uint32_t c
 /* Ends every session without another event (shutdown: their leases expire)
  * and frees the shell. */
 void shell_free(struct shell *sh);
+/* The public half of the shell's sealing key pair, for READY: the gateway
+ * seals each OPEN's authCode to it (see wire.h). */
+const uint8_t *shell_seal_pk(const struct shell *sh);
 
 /* One frame from the gateway, as received.  Malformed, unknown or
  * out-of-place frames are logged and dropped.  Returns the frame's type

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <zmq.h>
 
 #include "curve_key.h"
@@ -100,6 +101,10 @@ int main(int argc, char **argv)
     }
     uint8_t f[WIRE_MAX_FRAME];
     struct wire_ready rd = {.pid = (uint32_t)getpid(), .capacity = 100};
+    static struct wire_seal_key seal; /* OPEN's authCode comes sealed to it */
+    if (sodium_init() < 0 || crypto_box_keypair(seal.pk, seal.sk) != 0)
+        return 1;
+    memcpy(rd.seal_pk, seal.pk, sizeof rd.seal_pk);
     send_frame(f, wire_encode_ready(f, sizeof f, &rd));
     /* One scripted session at a time is enough for the smoke test; the
      * step is kept per session id in a tiny table. */
@@ -139,7 +144,7 @@ int main(int argc, char **argv)
         static const uint8_t gv[] = {0x90, 0x6c, 0, 0, 1, 1, 0};
         if (h.type == WIRE_OPEN) {
             struct wire_open o;
-            if (wire_decode_open(&h, f, &o) != 0)
+            if (wire_decode_open(&h, f, &o, &seal) != 0)
                 continue;
             s[k].id = h.session;
             s[k].step = 0;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <sodium.h>
 #include <zmq.h>
 
 #include "config.h"
@@ -134,6 +135,9 @@ void rig_worker_ready(struct rig *r, uint32_t capacity)
     ck_assert_int_eq(zmq_connect(r->dealer, ep), 0);
     uint8_t f[WIRE_MAX_FRAME];
     struct wire_ready rd = {.pid = (uint32_t)wi.pid, .capacity = capacity};
+    ck_assert_int_ge(sodium_init(), 0);
+    ck_assert_int_eq(crypto_box_keypair(r->seal.pk, r->seal.sk), 0);
+    memcpy(rd.seal_pk, r->seal.pk, sizeof rd.seal_pk);
     rig_send(r, f, wire_encode_ready(f, sizeof f, &rd));
     /* The gateway's first frame to a READY worker is a heartbeat. */
     int n = recv_any(r, f, sizeof f);

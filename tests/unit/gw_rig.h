@@ -22,6 +22,7 @@ struct rig {
     void *zctx, *dealer;
     pid_t worker_pid;
     uint64_t heartbeat_gateway; /* the incarnation in the first heartbeat */
+    struct wire_seal_key seal;  /* the stand-in worker's, announced in READY */
 };
 
 /* Makes the gateway context and the pool (reporting to io/arg), starts it. */

@@ -186,7 +186,7 @@ START_TEST(a_session_from_operation_to_result)
     int n;
     struct wire_hdr h = worker_gets(&f, WIRE_OPEN, fr, &n);
     struct wire_open o;
-    ck_assert_int_eq(wire_decode_open(&h, fr, &o), 0);
+    ck_assert_int_eq(wire_decode_open(&h, fr, &o, &f.r.seal), 0);
     ck_assert_uint_eq(o.op, WIRE_OP_CHECK);
     ck_assert_uint_eq(o.uid_len, 7);
     ck_assert_mem_eq(o.uid, "\x04\xa1\xb2\xc3\xd4\xe5\xf6", 7);
@@ -234,6 +234,13 @@ START_TEST(a_lost_worker_with_money_at_risk_gives_pending)
     uint8_t fr[WIRE_MAX_FRAME];
     int n;
     struct wire_hdr h = worker_gets(&f, WIRE_OPEN, fr, &n);
+    /* The authCode crosses sealed to the worker's READY key (ZeroMQ keeps
+     * copies of the frames it sent): never in clear, and the key opens it. */
+    ck_assert_ptr_null(memmem(fr, (size_t)n, "ABCD", 4));
+    ck_assert_ptr_null(memmem(fr, (size_t)n, "EFGH", 4));
+    struct wire_open o;
+    ck_assert_int_eq(wire_decode_open(&h, fr, &o, &f.r.seal), 0);
+    ck_assert_str_eq(o.authcode, "ABCD-EFGH");
     struct wire_phase ph = {.at_risk = 1};
     rig_send(&f.r, fr, wire_encode_phase(fr, sizeof fr, h.session, &ph));
     /* The phase frame is processed before the worker dies. */
@@ -331,7 +338,7 @@ static void v2_batch_out(struct fixture *f, struct wire_hdr *open)
     client_text(f, CHECK_OP_V2);
     *open = worker_gets(f, WIRE_OPEN, fr, &n);
     struct wire_open o;
-    ck_assert_int_eq(wire_decode_open(open, fr, &o), 0);
+    ck_assert_int_eq(wire_decode_open(open, fr, &o, &f->r.seal), 0);
     ck_assert_uint_eq(o.batch, 3);
     static struct wire_apdus b;
     memset(&b, 0, sizeof b);

@@ -104,7 +104,7 @@ static void open_check(struct shell *sh, uint64_t session, const uint8_t uid[7])
     memcpy(o.uid, uid, 7);
     o.peer_len = 9;
     memcpy(o.peer, "127.0.0.1", 9);
-    int n = wire_encode_open(f, sizeof f, session, &o);
+    int n = wire_encode_open(f, sizeof f, session, &o, shell_seal_pk(sh));
     ck_assert_int_gt(n, 0);
     ck_assert_int_eq(shell_on_frame(sh, f, (size_t)n), WIRE_OPEN);
 }
@@ -162,7 +162,7 @@ static void open_personalize(struct shell *sh, uint64_t session, const uint8_t u
     memcpy(o.authcode, "token-of-the", 12);
     o.peer_len = 9;
     memcpy(o.peer, "127.0.0.1", 9);
-    int n = wire_encode_open(f, sizeof f, session, &o);
+    int n = wire_encode_open(f, sizeof f, session, &o, shell_seal_pk(sh));
     ck_assert_int_gt(n, 0);
     ck_assert_int_eq(shell_on_frame(sh, f, (size_t)n), WIRE_OPEN);
 }

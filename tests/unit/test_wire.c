@@ -4,6 +4,8 @@
 #include <check.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "buf.h"
 #include "hex.h"
 #include "num.h"
@@ -19,7 +21,6 @@
             return OTA_ERR_PARSE;                                                                  \
         return wire_decode_##name(&h, f, m);                                                       \
     }
-RECV_DECODER(open, wire_open)
 RECV_DECODER(ready, wire_ready)
 RECV_DECODER(heartbeat, wire_heartbeat)
 RECV_DECODER(bytes, wire_bytes)
@@ -28,6 +29,15 @@ RECV_DECODER(stats, wire_stats)
 RECV_DECODER(apdus, wire_apdus)
 
 static uint8_t frame[WIRE_MAX_FRAME];
+static struct wire_seal_key seal; /* the receiving worker's (main makes it) */
+
+static int recv_open(const uint8_t *f, size_t len, struct wire_open *m)
+{
+    struct wire_hdr h;
+    if (wire_decode_hdr(f, len, &h) != 0)
+        return OTA_ERR_PARSE;
+    return wire_decode_open(&h, f, m, &seal);
+}
 
 static struct wire_open sample_open(void)
 {
@@ -47,7 +57,7 @@ static struct wire_open sample_open(void)
 START_TEST(open_round_trip)
 {
     struct wire_open o = sample_open(), d;
-    int n = wire_encode_open(frame, sizeof frame, 0x1122334455667788ull, &o);
+    int n = wire_encode_open(frame, sizeof frame, 0x1122334455667788ull, &o, seal.pk);
     ck_assert_int_gt(n, WIRE_HDR_LEN);
     struct wire_hdr h;
     ck_assert_int_eq(wire_decode_hdr(frame, (size_t)n, &h), 0);
@@ -62,10 +72,53 @@ START_TEST(open_round_trip)
 }
 END_TEST
 
+/* The authCode crosses sealed to the worker's READY key: no plaintext in
+ * the frame (ZeroMQ keeps copies of frames), only that key opens it, and
+ * a changed box is refused. */
+START_TEST(sealed_authcode)
+{
+    struct wire_ready rd = {.pid = 42, .capacity = 8}, rdd;
+    memcpy(rd.seal_pk, seal.pk, sizeof rd.seal_pk);
+    int n = wire_encode_ready(frame, sizeof frame, &rd);
+    ck_assert_int_eq(recv_ready(frame, (size_t)n, &rdd), 0);
+    ck_assert_mem_eq(rdd.seal_pk, seal.pk, sizeof seal.pk);
+    ck_assert_int_eq(recv_ready(frame, (size_t)n - 1, &rdd), OTA_ERR_PARSE);
+
+    struct wire_open o = sample_open(), d;
+    n = wire_encode_open(frame, sizeof frame, 7, &o, seal.pk);
+    ck_assert_int_gt(n, 0);
+    ck_assert_ptr_null(memmem(frame, (size_t)n, "ABCD", 4));
+    ck_assert_ptr_null(memmem(frame, (size_t)n, "PQRS-T", 6));
+    ck_assert_int_eq(recv_open(frame, (size_t)n, &d), 0);
+    ck_assert_uint_eq(d.authcode_len, 21);
+    ck_assert_str_eq(d.authcode, "ABCD-EFGH-JKMN-PQRS-T");
+
+    struct wire_seal_key other;
+    crypto_box_keypair(other.pk, other.sk);
+    struct wire_hdr h;
+    ck_assert_int_eq(wire_decode_hdr(frame, (size_t)n, &h), 0);
+    ck_assert_int_eq(wire_decode_open(&h, frame, &d, &other), OTA_ERR_PARSE);
+    /* op, listener, uid_len, uid (7), sealed length (2): the box's first byte */
+    size_t box = WIRE_HDR_LEN + 3 + 7 + 2;
+    frame[box + 40] ^= 1;
+    ck_assert_int_eq(recv_open(frame, (size_t)n, &d), OTA_ERR_PARSE);
+
+    /* No authCode: nothing sealed, and it decodes as none. */
+    o.authcode_len = 0;
+    n = wire_encode_open(frame, sizeof frame, 7, &o, seal.pk);
+    ck_assert_int_eq(recv_open(frame, (size_t)n, &d), 0);
+    ck_assert_uint_eq(d.authcode_len, 0);
+    /* A key that is no point of the curve (all zero) seals nothing. */
+    static const uint8_t zero[WIRE_SEAL_PK_LEN];
+    o = sample_open();
+    ck_assert_int_eq(wire_encode_open(frame, sizeof frame, 7, &o, zero), OTA_ERR_INVAL);
+}
+END_TEST
+
 START_TEST(every_truncation_rejected)
 {
     struct wire_open o = sample_open(), d;
-    int n = wire_encode_open(frame, sizeof frame, 7, &o);
+    int n = wire_encode_open(frame, sizeof frame, 7, &o, seal.pk);
     for (int len = 0; len < n; len++)
         ck_assert_int_eq(recv_open(frame, (size_t)len, &d), OTA_ERR_PARSE);
     /* One extra byte after a valid frame is also refused. */
@@ -78,20 +131,20 @@ START_TEST(bad_fields_rejected)
 {
     struct wire_open o = sample_open(), d;
     o.uid_len = 5; /* only 4 or 7 */
-    int n = wire_encode_open(frame, sizeof frame, 7, &o);
+    int n = wire_encode_open(frame, sizeof frame, 7, &o, seal.pk);
     ck_assert_int_gt(n, 0);
     ck_assert_int_eq(recv_open(frame, (size_t)n, &d), OTA_ERR_PARSE);
     o = sample_open();
     o.op = 9;
-    n = wire_encode_open(frame, sizeof frame, 7, &o);
+    n = wire_encode_open(frame, sizeof frame, 7, &o, seal.pk);
     ck_assert_int_eq(recv_open(frame, (size_t)n, &d), OTA_ERR_PARSE);
     o = sample_open();
     o.authcode[3] = '\0'; /* embedded NUL */
-    n = wire_encode_open(frame, sizeof frame, 7, &o);
+    n = wire_encode_open(frame, sizeof frame, 7, &o, seal.pk);
     ck_assert_int_eq(recv_open(frame, (size_t)n, &d), OTA_ERR_PARSE);
     o = sample_open();
     o.authcode_len = WIRE_MAX_AUTHCODE + 1;
-    ck_assert_int_eq(wire_encode_open(frame, sizeof frame, 7, &o), OTA_ERR_LENGTH);
+    ck_assert_int_eq(wire_encode_open(frame, sizeof frame, 7, &o, seal.pk), OTA_ERR_LENGTH);
 }
 END_TEST
 
@@ -157,7 +210,7 @@ START_TEST(batches_round_trip_and_checks)
     o.op = WIRE_OP_CHECK;
     o.uid_len = 7;
     o.batch = 16;
-    n = wire_encode_open(f, sizeof f, 3, &o);
+    n = wire_encode_open(f, sizeof f, 3, &o, seal.pk);
     ck_assert_int_gt(n, 0);
     ck_assert_int_eq(recv_open(f, (size_t)n, &od), 0);
     ck_assert_uint_eq(od.batch, 16);
@@ -180,7 +233,7 @@ START_TEST(header_checks)
     ck_assert_uint_eq(d.db_ok, 1);
     ck_assert(d.gateway == 0x8877665544332211ull);
     struct wire_hdr h;
-    frame[0] = 2; /* version */
+    frame[0] = WIRE_VERSION + 1; /* version */
     ck_assert_int_eq(wire_decode_hdr(frame, (size_t)n, &h), OTA_ERR_PARSE);
     frame[0] = WIRE_VERSION;
     frame[1] = 99; /* unknown type */
@@ -238,7 +291,7 @@ START_TEST(every_bit_flip_is_safe)
 {
     /* Flipping any bit either is rejected or decodes to in-range values. */
     struct wire_open o = sample_open(), d;
-    int n = wire_encode_open(frame, sizeof frame, 7, &o);
+    int n = wire_encode_open(frame, sizeof frame, 7, &o, seal.pk);
     int rejected = 0;
     for (int i = 0; i < n * 8; i++) {
         frame[i / 8] ^= (uint8_t)(1 << (i % 8));
@@ -430,9 +483,12 @@ END_TEST
 
 int main(void)
 {
+    if (sodium_init() < 0 || crypto_box_keypair(seal.pk, seal.sk) != 0)
+        return 1;
     Suite *s = suite_create("wire");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, open_round_trip);
+    tcase_add_test(tc, sealed_authcode);
     tcase_add_test(tc, every_truncation_rejected);
     tcase_add_test(tc, bad_fields_rejected);
     tcase_add_test(tc, header_checks);
