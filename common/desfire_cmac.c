@@ -46,11 +46,15 @@ int dfc_cmac_subkeys(enum dfc_cipher c, const uint8_t *key, uint8_t *k0, uint8_t
     return rc;
 }
 
+/* Blocks of the message enciphered per cipher pass. */
+#define CMAC_CHUNK_BLOCKS 16
+
 int dfc_cmac(enum dfc_cipher c, const uint8_t *key, const uint8_t *iv, const uint8_t *msg,
              size_t len, uint8_t *mac)
 {
     size_t bs = dfc_block_size(c);
     uint8_t k1[DFC_MAX_BLOCK], k2[DFC_MAX_BLOCK], x[DFC_MAX_BLOCK], last[DFC_MAX_BLOCK];
+    uint8_t chunk[CMAC_CHUNK_BLOCKS * DFC_MAX_BLOCK];
     size_t nfull, i, j, rest;
     int rc;
 
@@ -65,11 +69,14 @@ int dfc_cmac(enum dfc_cipher c, const uint8_t *key, const uint8_t *iv, const uin
         memset(x, 0, bs);
     /* The last block is the final complete one, or the padded remainder. */
     nfull = len == 0 ? 0 : (len - 1) / bs;
-    for (i = 0; i < nfull && rc == OTA_OK; i++) {
-        for (j = 0; j < bs; j++)
-            x[j] ^= msg[i * bs + j];
-        rc = dfc_block_encrypt(c, key, x, x);
+    /* The full blocks before the last are a CBC encryption with x as its
+     * IV (x becomes the last ciphertext block): one cipher pass per chunk
+     * instead of one per block, each pass a cipher context of its own. */
+    for (i = 0; i < nfull && rc == OTA_OK; i += CMAC_CHUNK_BLOCKS) {
+        size_t n = nfull - i < CMAC_CHUNK_BLOCKS ? nfull - i : CMAC_CHUNK_BLOCKS;
+        rc = dfc_cbc_encrypt(c, key, x, msg + i * bs, chunk, n * bs);
     }
+    dfc_wipe(chunk, sizeof chunk);
     if (rc == OTA_OK) {
         rest = len - nfull * bs;
         memset(last, 0, bs);

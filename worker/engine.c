@@ -47,6 +47,8 @@ void eng_ctx_free(struct eng_ctx *ctx)
 {
     if (!ctx)
         return;
+    for (size_t i = 0; i < ctx->nspare_keys; i++)
+        sodium_free(ctx->spare_keys[i]);
     sodium_memzero(ctx, sizeof(*ctx));
     free(ctx);
 }
@@ -428,7 +430,8 @@ struct eng_session *eng_open(struct eng_ctx *ctx, uint64_t session_id, const str
     struct eng_session *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    s->keys = sodium_malloc(sizeof(*s->keys));
+    s->keys =
+        ctx->nspare_keys ? ctx->spare_keys[--ctx->nspare_keys] : sodium_malloc(sizeof(*s->keys));
     if (!s->keys) {
         free(s);
         return NULL;
@@ -614,8 +617,15 @@ void eng_free(struct eng_session *s)
 {
     if (!s)
         return;
-    if (s->keys)
-        sodium_free(s->keys); /* sodium_free wipes before unmapping */
+    if (s->keys) {
+        /* Wiped either way: kept for the next session, or freed
+         * (sodium_free wipes before unmapping). */
+        sodium_memzero(s->keys, sizeof(*s->keys));
+        if (s->ctx->nspare_keys < ENG_SPARE_KEYS)
+            s->ctx->spare_keys[s->ctx->nspare_keys++] = s->keys;
+        else
+            sodium_free(s->keys);
+    }
     dfc_auth_clear(&s->io.auth);
     dfc_cmd_clear(&s->io.cmd);
     dfc_session_clear(&s->io.dsess);

@@ -28,6 +28,12 @@
  * being written (DESFire keeps MaxNumberOfRecords - 1 readable records). */
 #define ENG_RECORDS_KEPT (PROF_RECORD_COUNT - 1)
 
+/* Key blocks kept for reuse (struct eng_ctx): more than the sessions a
+ * worker usually runs at once; beyond it they are freed. */
+#define ENG_SPARE_KEYS 256
+
+struct eng_keys;
+
 struct eng_ctx {
     struct eng_config cfg;
     const struct master_keys *keys;
@@ -38,6 +44,11 @@ struct eng_ctx {
     /* The relay signs (WIRE_SIGN_*), counted where the engine decides them
      * (eng_signs). */
     uint64_t signs[WIRE_SIGN_COUNT];
+    /* Wiped key blocks of ended sessions, reused by the next ones: a
+     * sodium_malloc is about ten system calls (mmap, mlock, guard pages)
+     * and a sodium_free as many again, once per session otherwise. */
+    struct eng_keys *spare_keys[ENG_SPARE_KEYS];
+    size_t nspare_keys;
 };
 
 enum eng_state {

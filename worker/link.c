@@ -2,7 +2,9 @@
  *
  * ZMQ_FD is edge-triggered: every wake-up receives until a receive finds
  * nothing (at most ZMQ_BATCH messages, then the loop gets a turn), and
- * every send re-arms the check because a send can consume the edge. */
+ * every send made outside that receiving loop re-arms the check because a
+ * send can consume the edge.  A send made inside it needs nothing: the
+ * loop's last receive comes after it. */
 #include "link.h"
 
 #include <errno.h>
@@ -28,6 +30,7 @@ struct link {
     void *arg;
     void *zctx, *zsock;
     struct event *ev_zmq;
+    int receiving; /* inside on_zmq's loop: its last receive follows every send */
 };
 
 int link_send(struct link *l, const uint8_t *frame, size_t len)
@@ -35,8 +38,11 @@ int link_send(struct link *l, const uint8_t *frame, size_t len)
     if (zmq_send(l->zsock, frame, len, ZMQ_DONTWAIT) < 0)
         return errno == EAGAIN ? OTA_ERR_LIMIT : OTA_ERR_IO;
     /* A send can consume the edge of ZMQ_FD that announced input: look
-     * again from the loop so no received frame waits unseen. */
-    if (l->ev_zmq)
+     * again from the loop so no received frame waits unseen.  Not from
+     * inside the receiving loop, which receives until EAGAIN after this
+     * send anyway (one wasted receive, a poll() and a getpid() in libzmq,
+     * and one more callback per exchange otherwise). */
+    if (l->ev_zmq && !l->receiving)
         event_active(l->ev_zmq, EV_READ, 0);
     return 0;
 }
@@ -94,9 +100,13 @@ static void on_zmq(evutil_socket_t fd, short what, void *arg)
      * (EAGAIN: libzmq then has taken in its pending commands, so the next
      * message raises the edge again).  Cheaper than asking ZMQ_EVENTS
      * before each message: one poll() and getpid() less per message. */
+    l->receiving = 1;
     for (int i = 0; i < ZMQ_BATCH; i++)
-        if (!handle_message(l))
+        if (!handle_message(l)) {
+            l->receiving = 0;
             return;
+        }
+    l->receiving = 0;
     /* More is waiting: let timers and the database run first. */
     event_active(l->ev_zmq, EV_READ, 0);
 }

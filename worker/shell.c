@@ -39,6 +39,7 @@ struct shs {
     uint8_t batch;    /* the client's batch size: 1 = v1 (WIRE_COMMAND) */
     struct eng_session *eng;
     struct event *timer;
+    uint64_t timer_at; /* when the pending timer fires (shell_now_ms); 0: not pending */
     struct shell *sh;
     uint64_t ticket;  /* of its token check (0: none asked) */
     char uid_tail[8]; /* log_uid_tail of its card, for its result line */
@@ -245,14 +246,23 @@ static void run_actions(struct shell *sh, struct shs *s, const struct eng_action
         run_actions(sh, s, &next);
         return;
     }
+    /* A pending timer that fires no later than the engine's deadline is
+     * left alone: eng_on_timeout() called early changes nothing and names
+     * the deadline again.  Each exchange moves the deadline later, so this
+     * saves a timer reschedule per exchange; a session usually ends before
+     * its first timer fires. */
     if (out->timer_at_ms) {
+        if (s->timer_at && s->timer_at <= out->timer_at_ms)
+            return;
         uint64_t now = shell_now_ms();
         uint64_t delta = out->timer_at_ms > now ? out->timer_at_ms - now : 0;
         struct timeval tv = {.tv_sec = (time_t)(delta / 1000),
                              .tv_usec = (suseconds_t)((delta % 1000) * 1000)};
         evtimer_add(s->timer, &tv);
-    } else {
+        s->timer_at = now + delta;
+    } else if (s->timer_at) {
         evtimer_del(s->timer);
+        s->timer_at = 0;
     }
 }
 
@@ -262,6 +272,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct shs *s = arg;
     struct eng_actions out;
+    s->timer_at = 0; /* fired: no longer pending */
     eng_on_timeout(s->eng, shell_now_ms(), &out);
     run_actions(s->sh, s, &out);
 }

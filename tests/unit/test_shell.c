@@ -28,6 +28,7 @@ static struct {
     uint8_t last_error;           /* of the last result */
     uint8_t last[WIRE_MAX_FRAME]; /* the last frame sent */
     size_t last_len;
+    uint64_t result_ms; /* shell_now_ms() when the last result was sent */
 } sent;
 
 static struct {
@@ -53,8 +54,10 @@ static int record_send(void *arg, const uint8_t *frame, size_t len)
         sent.session[sent.n] = h.session;
     }
     struct wire_result r;
-    if (h.type == WIRE_RESULT && wire_decode_result(&h, frame, &r) == 0)
+    if (h.type == WIRE_RESULT && wire_decode_result(&h, frame, &r) == 0) {
         sent.last_error = r.error;
+        sent.result_ms = shell_now_ms();
+    }
     sent.n++;
     memcpy(sent.last, frame, len);
     sent.last_len = len;
@@ -301,6 +304,86 @@ START_TEST(a_check_session_runs_through_the_callbacks)
 }
 END_TEST
 
+/* Runs the loop for ms milliseconds of real time. */
+static void run_loop_for(struct event_base *base, unsigned ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+}
+
+/* The shell leaves a session's pending timer alone while the engine's
+ * deadline only moves later (one timer per session, not one reschedule
+ * per exchange).  That timer then fires before the deadline; the session
+ * must survive it and still time out at its real deadline: a card that
+ * stops answering ends the session with a timeout no sooner than
+ * response_timeout_ms after its last answer. */
+START_TEST(a_card_that_stops_answering_times_out_at_its_real_deadline)
+{
+    struct hx h;
+    hx_init(&h, 0);
+    h.cfg.response_timeout_ms = 600;
+    h.cfg.operation_timeout_ms = 60000;
+    h.cfg.lease_ms = 120000;
+    hx_reconfigure(&h);
+    memset(&sent, 0, sizeof sent);
+    memset(&asked, 0, sizeof asked);
+    struct event_base *base = event_base_new();
+    struct shell_io io = {.send = record_send, .ledger = record_ledger, .token = token_check};
+    struct shell *sh = shell_new(base, h.ctx, 16, &io);
+    ck_assert_ptr_nonnull(sh);
+    heartbeat(sh, 0x1111);
+    open_check(sh, 78, h.uid);
+    int replies = 0, answered = 0;
+    uint64_t last_answer = shell_now_ms();
+    /* Three card answers 250 ms apart (ledger requests answered at once):
+     * the timer armed at the open fires while the session is alive. */
+    while (answered < 3) {
+        ck_assert_uint_eq(shell_sessions(sh), 1);
+        if (asked.n > replies) {
+            struct ledger_reply rep;
+            ck_assert_int_eq(ledger_mem_handle(h.lm, &asked.req, shell_now_ms(), &rep), 0);
+            replies++;
+            shell_on_ledger_reply(sh, asked.req.session, &rep);
+            continue;
+        }
+        run_loop_for(base, 250);
+        struct wire_hdr hdr;
+        ck_assert_int_eq(wire_decode_hdr(sent.last, sent.last_len, &hdr), 0);
+        ck_assert_uint_eq(hdr.type, WIRE_COMMAND);
+        struct wire_bytes cmd;
+        ck_assert_int_eq(wire_decode_bytes(&hdr, sent.last, &cmd), 0);
+        uint8_t resp[WIRE_MAX_APDU], f[WIRE_MAX_FRAME];
+        size_t rn = 0;
+        ck_assert_int_eq(sim_card_transceive(h.card, cmd.data, cmd.len, resp, sizeof resp, &rn), 0);
+        int n = wire_encode_bytes(f, sizeof f, WIRE_CARD_RESPONSE, 78, resp, rn);
+        last_answer = shell_now_ms();
+        ck_assert_int_eq(shell_on_frame(sh, f, (size_t)n), WIRE_CARD_RESPONSE);
+        answered++;
+    }
+    /* The card says nothing more; its lease release closes the session. */
+    for (int i = 0; i < 300 && shell_sessions(sh) > 0; i++) {
+        if (asked.n > replies) {
+            struct ledger_reply rep;
+            ck_assert_int_eq(ledger_mem_handle(h.lm, &asked.req, shell_now_ms(), &rep), 0);
+            replies++;
+            shell_on_ledger_reply(sh, asked.req.session, &rep);
+            continue;
+        }
+        run_loop_for(base, 50);
+    }
+    ck_assert_uint_eq(shell_sessions(sh), 0);
+    struct wire_result r = last_result(78);
+    ck_assert_uint_eq(r.status, WIRE_ST_FAILED);
+    ck_assert_uint_eq(r.error, WIRE_E_TIMEOUT);
+    /* Not the early timer: the real deadline after the last answer. */
+    ck_assert_uint_ge(sent.result_ms - last_answer, h.cfg.response_timeout_ms);
+    shell_free(sh);
+    event_base_free(base);
+    hx_free(&h);
+}
+END_TEST
+
 START_TEST(a_client_that_is_gone_ends_its_session)
 {
     struct hx h;
@@ -359,6 +442,7 @@ int main(void)
     TCase *t = tcase_create("shell");
     tcase_add_test(t, a_check_session_runs_through_the_callbacks);
     tcase_add_test(t, a_client_that_is_gone_ends_its_session);
+    tcase_add_test(t, a_card_that_stops_answering_times_out_at_its_real_deadline);
     tcase_add_test(t, past_capacity_or_draining_is_overloaded);
     tcase_add_test(t, sessions_of_a_gone_gateway_are_dropped);
     tcase_add_test(t, token_verdicts_reach_their_session);
