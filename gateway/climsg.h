@@ -56,6 +56,11 @@ void cm_json_wipe_on_free(void (*release)(void *));
 /* Builders: return a malloc'd NUL-terminated JSON text (free()), or NULL
  * when out of memory or the text is not valid UTF-8 (modal). */
 char *cm_build_command(const uint8_t *apdu, size_t n);
+/* The same message written into out (cap at least CM_COMMAND_MAX), with
+ * no allocation: the gateway sends one per exchange.  Returns its length,
+ * or -1 for an APDU over WIRE_MAX_APDU or a buffer too small. */
+#define CM_COMMAND_MAX (sizeof "{\"type\":\"command\",\"data\":\"\"}" + 2 * WIRE_MAX_APDU)
+int cm_format_command(const uint8_t *apdu, size_t n, char *out, size_t cap);
 /* {"type":"commands","data":[hex,...]} (v2). */
 char *cm_build_commands(const struct wire_apdus *b);
 char *cm_build_modal(const char *text, size_t n);

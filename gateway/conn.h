@@ -56,6 +56,7 @@ struct conn {
     enum conn_state state;
     uint8_t listener; /* enum wire_listener */
     uint8_t ip_counted, ws_counted, ping_out, in_recv;
+    uint8_t direct;   /* plain TCP: output is written at once (see flush_out in conn.c) */
     struct wsmsg msg; /* the data message being received (wiped once handled) */
     uint8_t *ws_ibuf; /* wslay's frame buffer (see ws_recv), wiped at free */
     size_t ws_ibuf_len;

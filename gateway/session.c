@@ -313,11 +313,17 @@ static void on_worker_frame(void *arg, struct worker *w, const struct wire_hdr *
             worker_broke(s, "second_outstanding_command");
             return;
         }
-        char *text = cm_build_command(b.data, b.len);
+        /* One per exchange: formatted on the stack, never allocated. */
+        char text[CM_COMMAND_MAX];
+        int tn = cm_format_command(b.data, b.len, text, sizeof text);
+        if (tn < 0) {
+            worker_broke(s, "bad_command");
+            return;
+        }
         s->state = SESS_WAIT_CLIENT;
         s->nout = 1;
         s->out_v2 = 0;
-        send_json(s, text);
+        conn_send_text(s->conn, text, (size_t)tn);
         commands_sent(s);
         return;
     }
