@@ -86,6 +86,7 @@ static const struct cfg_key keys[] = {
     STR("worker.user", "ota"),
     INT("worker.capacity", "4096", 1, 16777216),
     INT("worker.db_connections", "4", 1, 32),
+    INT("worker.db_group_max", "16", 1, 32),
     STR("worker.keyfile", "var/keys.sealed"),
     STR("worker.kek_file", ""),
     STR("worker.kek_passphrase_env", "OTA_KEK_PASSPHRASE"),

@@ -12,4 +12,4 @@ schemadir = $(pkgdatadir)/schema
 dist_schema_DATA = schema/001_base.sql schema/002_finance.sql schema/090_worker_ledger.sql \
 	schema/092_worker_integrity_flag.sql schema/093_worker_reserve_valid_first.sql \
 	schema/094_ledger_resolve.sql schema/095_ledger_floor.sql schema/096_worker_begin.sql
-dist_schema_DATA += schema/097_ledger_hot_path.sql
+dist_schema_DATA += schema/097_ledger_hot_path.sql schema/098_card_history_bounded.sql

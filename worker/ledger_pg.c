@@ -16,6 +16,21 @@
  * release that could not reach it is kept and replayed, ahead of every
  * waiting request, when a connection is usable again.
  *
+ * Group commit: when requests queue up (every connection busy), a
+ * connection that comes free takes up to group_max of them at once and
+ * sends them as one libpq pipeline ending in one Sync: the database runs
+ * them in one implicit transaction, so they cost one round trip and one
+ * commit (one WAL flush) instead of one each.  Each statement is still
+ * the request's own stored function with its own answer; nothing in the
+ * schema changes.  All or nothing: if any statement of the group fails
+ * (a deadlock between two groups, a constraint, a database error), the
+ * transaction rolled back and nothing of it happened, so each of its
+ * requests is sent again alone, exactly as without grouping; a group
+ * whose connection dies or times out answers every request ERROR
+ * (unknown outcome), as a lone request would.  A group runs in card UID
+ * order (requests of one card keep their order) so two groups take the
+ * card leases in the same order.
+ *
  * Must never: block once ledger_pg_new() returned (no synchronous libpq
  * call), call the reply callback from inside ledger_pg_submit(), or log a
  * code hash, a lease holder or a full UID. */
@@ -53,6 +68,8 @@ struct pg_job {
     unsigned busy_retries;
     struct event *ev_retry;
     struct ledger_pg *pg;
+    /* A group it was in failed: it runs alone from now on. */
+    int solo;
 };
 
 /* A card's lease held by another session is asked for again this many
@@ -101,6 +118,12 @@ struct pgc {
     int no_prepare;    /* a prepare failed: statements go by their text */
     uint32_t backoff_ms;
     int was_up; /* for "connection restored" logs */
+    /* A group in flight (job is NULL then): its jobs in the order sent,
+     * the first result of each, the job whose results come next. */
+    struct pg_job *group[LEDGER_PG_MAX_GROUP];
+    PGresult *gres[LEDGER_PG_MAX_GROUP];
+    unsigned ngroup, gnext;
+    int gfailed; /* a statement of the group failed: it rolled back */
 };
 
 struct ledger_pg {
@@ -109,6 +132,8 @@ struct ledger_pg {
     unsigned nconns;
     uint32_t timeout_ms, backoff_min_ms, backoff_max_ms;
     int busy_once;
+    unsigned group_max;
+    uint64_t groups, grouped, groups_failed;
     ledger_pg_reply_fn cb;
     void *cb_arg;
     struct pgc conns[LEDGER_PG_MAX_CONNS];
@@ -299,6 +324,11 @@ static void conn_close(struct pgc *c)
         PQclear(c->res);
         c->res = NULL;
     }
+    for (unsigned k = 0; k < LEDGER_PG_MAX_GROUP; k++)
+        if (c->gres[k]) {
+            PQclear(c->gres[k]);
+            c->gres[k] = NULL;
+        }
     if (c->conn) {
         PQfinish(c->conn);
         c->conn = NULL;
@@ -327,7 +357,11 @@ static void conn_fail(struct pgc *c, const char *why, const char *detail)
                   why, msg, c->backoff_ms);
     c->was_up = 0;
     struct pg_job *job = c->job;
+    struct pg_job *group[LEDGER_PG_MAX_GROUP];
+    unsigned ngroup = c->ngroup;
+    memcpy(group, c->group, ngroup * sizeof *group);
     c->job = NULL;
+    c->ngroup = 0;
     conn_close(c);
     c->state = PGC_WAIT;
     struct timeval tv = {.tv_sec = c->backoff_ms / 1000,
@@ -338,6 +372,11 @@ static void conn_fail(struct pgc *c, const char *why, const char *detail)
     if (job) {
         pg->inflight--;
         fail_later(pg, job, LEDGER_ST_ERROR, 1);
+    }
+    /* A group may have committed or not: unknown outcome for each. */
+    for (unsigned k = 0; k < ngroup; k++) {
+        pg->inflight--;
+        fail_later(pg, group[k], LEDGER_ST_ERROR, 1);
     }
     /* With no usable connection at all, waiting helps nobody: the engine
      * answers pending/failed now rather than at its own timeout. */
@@ -353,6 +392,8 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     if (c->state == PGC_BUSY && c->job)
         log_warn("db_request_timeout", "conn=%u req=%s session=%" PRIu64, c->idx,
                  ledger_req_name(c->job->req.type), c->job->req.session);
+    else if (c->state == PGC_BUSY && c->ngroup)
+        log_warn("db_request_timeout", "conn=%u group=%u", c->idx, c->ngroup);
     conn_fail(c, "timeout", "no answer in time");
 }
 
@@ -438,12 +479,114 @@ static void start_job(struct pgc *c, struct pg_job *job)
     send_job(c);
 }
 
+/* ---- group commit ------------------------------------------------------------ */
+
+/* A job that may go in a group on c: a ledger request (not a count), not
+ * one whose group failed, whose statement c has prepared (a group sends
+ * no prepares: the first of each kind on a connection goes alone). */
+static int groupable(const struct pgc *c, const struct pg_job *job)
+{
+    struct ledger_sql_call call;
+    if (job->counts_cb || job->solo || c->no_prepare || ledger_sql_build(&job->req, &call) != 0)
+        return 0;
+    int i = ledger_sql_statement(call.sql);
+    sodium_memzero(&call, sizeof call);
+    return i >= 0 && (c->prepared & (1u << i));
+}
+
+static int card_cmp(const struct ledger_card *a, const struct ledger_card *b)
+{
+    if (a->uid_len != b->uid_len)
+        return a->uid_len < b->uid_len ? -1 : 1;
+    return memcmp(a->uid, b->uid, a->uid_len);
+}
+
+/* Takes the longest run of groupable jobs at the head of the queue, up
+ * to group_max, into out (the queue stays first come, first served). */
+static unsigned take_group(struct ledger_pg *pg, const struct pgc *c, struct pg_job **out)
+{
+    unsigned n = 0;
+    while (pg->q_head && n < pg->group_max && groupable(c, pg->q_head)) {
+        struct pg_job *job = pg->q_head;
+        pg->q_head = job->next;
+        if (!pg->q_head)
+            pg->q_tail = NULL;
+        pg->queued--;
+        job->next = NULL;
+        out[n++] = job;
+    }
+    /* Card UID order, stable: groups take leases in one order, and the
+     * requests of one card keep theirs. */
+    for (unsigned i = 1; i < n; i++) {
+        struct pg_job *j = out[i];
+        unsigned k = i;
+        for (; k > 0 && card_cmp(&out[k - 1]->req.card, &j->req.card) > 0; k--)
+            out[k] = out[k - 1];
+        out[k] = j;
+    }
+    return n;
+}
+
+/* Puts jobs back at the head of the queue, in their order. */
+static void requeue_front(struct ledger_pg *pg, struct pg_job **jobs, unsigned n)
+{
+    for (unsigned k = n; k-- > 0;) {
+        jobs[k]->next = pg->q_head;
+        pg->q_head = jobs[k];
+        if (!pg->q_tail)
+            pg->q_tail = jobs[k];
+        pg->queued++;
+    }
+}
+
+/* Sends n jobs as one pipeline ending in one Sync: one transaction. */
+static void start_group(struct pgc *c, struct pg_job **jobs, unsigned n)
+{
+    struct ledger_pg *pg = c->pg;
+    memcpy(c->group, jobs, n * sizeof *jobs);
+    c->ngroup = n;
+    c->gnext = 0;
+    c->gfailed = 0;
+    c->state = PGC_BUSY;
+    pg->inflight += n;
+    if (!PQenterPipelineMode(c->conn)) {
+        conn_fail(c, "send", PQerrorMessage(c->conn));
+        return;
+    }
+    for (unsigned k = 0; k < n; k++) {
+        struct ledger_sql_call call;
+        int ok =
+            ledger_sql_build(&jobs[k]->req, &call) == 0 &&
+            PQsendQueryPrepared(c->conn, ledger_sql_statement_name(ledger_sql_statement(call.sql)),
+                                call.nparams, call.values, NULL, NULL, 0);
+        sodium_memzero(&call, sizeof call);
+        if (!ok) {
+            conn_fail(c, "send", PQerrorMessage(c->conn));
+            return;
+        }
+    }
+    if (!PQpipelineSync(c->conn) || conn_flush(c) != 0) {
+        conn_fail(c, "send", PQerrorMessage(c->conn));
+        return;
+    }
+    arm_timeout(c);
+}
+
 static void dispatch(struct ledger_pg *pg)
 {
     for (unsigned i = 0; i < pg->nconns && pg->q_head; i++) {
         struct pgc *c = &pg->conns[i];
         if (c->state != PGC_IDLE)
             continue;
+        if (pg->group_max > 1 && pg->queued > 1) {
+            struct pg_job *jobs[LEDGER_PG_MAX_GROUP];
+            unsigned n = take_group(pg, c, jobs);
+            if (n > 1) {
+                start_group(c, jobs, n);
+                continue;
+            }
+            requeue_front(pg, jobs, n); /* one alone: as below */
+        }
         struct pg_job *job = pg->q_head;
         pg->q_head = job->next;
         if (!pg->q_head)
@@ -688,6 +831,106 @@ static void finish_prepare(struct pgc *c)
         send_job(c);
 }
 
+/* The group's Sync answered: every statement's result is in.  Committed:
+ * each job gets its own answer.  Rolled back (a statement failed): each
+ * job goes again alone, at the head of the queue. */
+static void finish_group(struct pgc *c)
+{
+    struct ledger_pg *pg = c->pg;
+    struct pg_job *jobs[LEDGER_PG_MAX_GROUP];
+    PGresult *res[LEDGER_PG_MAX_GROUP];
+    unsigned n = c->ngroup;
+    int failed = c->gfailed || c->gnext != n;
+    memcpy(jobs, c->group, n * sizeof *jobs);
+    memcpy(res, c->gres, n * sizeof *res);
+    memset(c->gres, 0, sizeof c->gres);
+    c->ngroup = 0;
+    evtimer_del(c->ev_timer);
+    pg->inflight -= n;
+    if (!PQexitPipelineMode(c->conn)) {
+        for (unsigned k = 0; k < n; k++)
+            if (res[k])
+                PQclear(res[k]);
+        /* Our jobs are answered as a lost connection's: unknown outcome. */
+        memcpy(c->group, jobs, n * sizeof *jobs);
+        c->ngroup = n;
+        pg->inflight += n;
+        conn_fail(c, "pipeline", PQerrorMessage(c->conn));
+        return;
+    }
+    c->state = PGC_IDLE;
+    if (failed) {
+        const char *state = "-";
+        char msg[200] = "";
+        for (unsigned k = 0; k < n; k++)
+            if (res[k] && PQresultStatus(res[k]) == PGRES_FATAL_ERROR) {
+                const char *st = PQresultErrorField(res[k], PG_DIAG_SQLSTATE);
+                state = st ? st : "-";
+                clean_msg(PQresultErrorField(res[k], PG_DIAG_MESSAGE_PRIMARY), msg, sizeof msg);
+                break;
+            }
+        log_warn("db_group_failed", "conn=%u requests=%u sqlstate=%s err=\"%s\" then=alone", c->idx,
+                 n, state, msg);
+        for (unsigned k = 0; k < n; k++) {
+            if (res[k])
+                PQclear(res[k]);
+            jobs[k]->solo = 1;
+        }
+        pg->groups_failed++;
+        requeue_front(pg, jobs, n);
+        dispatch(pg);
+        return;
+    }
+    pg->groups++;
+    pg->grouped += n;
+    /* Hand the connection on before the callbacks, which may submit more. */
+    dispatch(pg);
+    for (unsigned k = 0; k < n; k++) {
+        struct ledger_reply rep;
+        memset(&rep, 0, sizeof rep);
+        rep.id = jobs[k]->req.id;
+        rep.type = jobs[k]->req.type;
+        if (ledger_sql_parse(&jobs[k]->req, res[k], &rep) != 0) {
+            log_error("db_bad_answer", "conn=%u req=%s session=%" PRIu64 " rows=%d cols=%d", c->idx,
+                      ledger_req_name(jobs[k]->req.type), jobs[k]->req.session, PQntuples(res[k]),
+                      PQnfields(res[k]));
+            memset(&rep.u, 0, sizeof rep.u);
+            rep.status = LEDGER_ST_ERROR;
+        }
+        PQclear(res[k]);
+        if (rep.status == LEDGER_ST_BUSY && retry_busy_later(pg, jobs[k]))
+            continue;
+        reply(pg, jobs[k], &rep);
+    }
+}
+
+/* Reads a group's results: per statement one result then NULL, then the
+ * Sync's.  A failed statement gives an error and the ones after it
+ * PGRES_PIPELINE_ABORTED; a failed commit, an error after the last. */
+static void read_group(struct pgc *c)
+{
+    while (!PQisBusy(c->conn)) {
+        PGresult *r = PQgetResult(c->conn);
+        if (!r) {
+            if (c->gnext < c->ngroup && c->gres[c->gnext])
+                c->gnext++;
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            finish_group(c);
+            return;
+        }
+        if (st != PGRES_TUPLES_OK)
+            c->gfailed = 1;
+        if (c->gnext < c->ngroup && !c->gres[c->gnext])
+            c->gres[c->gnext] = r;
+        else
+            PQclear(r);
+    }
+}
+
 static void on_write(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -712,6 +955,10 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         PQfreemem(nt);
     if (c->state != PGC_BUSY && c->state != PGC_CHECKING) {
         /* Nothing asked: the server may be telling us it shuts down. */
+        return;
+    }
+    if (c->ngroup) {
+        read_group(c);
         return;
     }
     while (!PQisBusy(c->conn)) {
@@ -835,6 +1082,9 @@ struct ledger_pg *ledger_pg_new(struct event_base *base, const struct ledger_pg_
     pg->nconns = o->nconns ? o->nconns : 4;
     pg->timeout_ms = o->request_timeout_ms ? o->request_timeout_ms : 15000;
     pg->busy_once = o->busy_once;
+    pg->group_max = o->group_max ? o->group_max : 16;
+    if (pg->group_max > LEDGER_PG_MAX_GROUP)
+        pg->group_max = LEDGER_PG_MAX_GROUP;
     pg->backoff_min_ms = o->backoff_min_ms ? o->backoff_min_ms : 100;
     pg->backoff_max_ms = o->backoff_max_ms ? o->backoff_max_ms : 1000;
     if (pg->backoff_max_ms < pg->backoff_min_ms)
@@ -880,6 +1130,10 @@ void ledger_pg_free(struct ledger_pg *pg)
                 event_free(c->job->ev_retry);
             sodium_memzero(&c->job->req, sizeof c->job->req);
             free(c->job);
+        }
+        for (unsigned k = 0; k < c->ngroup; k++) {
+            sodium_memzero(&c->group[k]->req, sizeof c->group[k]->req);
+            free(c->group[k]);
         }
     }
     while (pg->q_head) {
@@ -955,6 +1209,13 @@ size_t ledger_pg_pending(const struct ledger_pg *pg)
 void ledger_pg_latency(const struct ledger_pg *pg, struct ledger_pg_latency *out)
 {
     *out = pg->lat;
+}
+
+void ledger_pg_group_stats(const struct ledger_pg *pg, struct ledger_pg_groups *out)
+{
+    out->groups = pg->groups;
+    out->grouped = pg->grouped;
+    out->failed = pg->groups_failed;
 }
 
 void ledger_pg_counts(struct ledger_pg *pg, uint32_t old_s, ledger_pg_counts_fn cb, void *arg)

@@ -3,7 +3,9 @@
  * A small pool of non-blocking libpq connections watched by libevent; each
  * connection runs one request (one statement, hence one transaction) at a
  * time, so a slow query holds up only its own session.  Requests wait in a
- * FIFO for a free connection.  A connection that dies is reopened with
+ * FIFO for a free connection; when they queue up, a connection that comes
+ * free sends several at once as one transaction (group commit, see
+ * ledger_pg.c).  A connection that dies is reopened with
  * back-off; the requests it had in flight get LEDGER_ST_ERROR (outcome
  * unknown, with db_down set), and so does every request while no connection
  * is usable.  A lease release that could not reach the database is kept
@@ -24,6 +26,7 @@ struct event_base;
 struct ledger_pg;
 
 #define LEDGER_PG_MAX_CONNS 32
+#define LEDGER_PG_MAX_GROUP 32
 
 struct ledger_pg_opts {
     const char *conninfo;        /* db.conninfo */
@@ -31,6 +34,9 @@ struct ledger_pg_opts {
     uint32_t request_timeout_ms; /* no reply by then: ERROR, connection reset (0: 15000) */
     uint32_t backoff_min_ms;     /* first reconnect delay (0: 100) */
     uint32_t backoff_max_ms;     /* doubling up to (0: 1000: back soon after a failover) */
+    unsigned group_max;          /* requests sent as one transaction when they queue up
+                                  * (group commit), 1..LEDGER_PG_MAX_GROUP; 1: never
+                                  * (0: 16) */
     int busy_once;               /* tests: LEASE_ACQUIRE, BEGIN answer BUSY at the first refusal
                                   * (default: asks again 4 times, 100 ms apart) */
 };
@@ -69,6 +75,13 @@ struct ledger_pg_latency {
     uint64_t buckets[WIRE_STATS_DB_BUCKETS];
 };
 void ledger_pg_latency(const struct ledger_pg *pg, struct ledger_pg_latency *out);
+
+/* Group commit so far: groups committed, the requests in them, and
+ * groups that failed (their requests were sent again alone). */
+struct ledger_pg_groups {
+    uint64_t groups, grouped, failed;
+};
+void ledger_pg_group_stats(const struct ledger_pg *pg, struct ledger_pg_groups *out);
 
 /* Database-wide numbers for ops (schema/091_worker_stats.sql). */
 struct ledger_pg_counts {

@@ -517,6 +517,7 @@ static int start_loop(struct worker *w)
 {
     struct ledger_pg_opts po = {.conninfo = cfg_str(w->cfg, "db.conninfo"),
                                 .nconns = (unsigned)cfg_int(w->cfg, "worker.db_connections"),
+                                .group_max = (unsigned)cfg_int(w->cfg, "worker.db_group_max"),
                                 /* The engine's closing grace outlasts it. */
                                 .request_timeout_ms =
                                     (uint32_t)cfg_int(w->cfg, "db.request_timeout_ms")};

@@ -373,6 +373,9 @@ def main(argv):
               "p50 %.0f / p90 %.0f / p99 %.0f us; over a Unix socketpair: p50 %.0f / p99 %.0f us"
               % (f["pause_us"], f["zmq_ipc_us"][0], f["zmq_ipc_us"][1], f["zmq_ipc_us"][2],
                  f["unix_socketpair_us"][0], f["unix_socketpair_us"][2]))
+        if "zmq_ipc_cpu_us" in f:
+            print("         CPU of both processes per round trip: ZeroMQ %.1f us, Unix socketpair %.1f us"
+                  % (f["zmq_ipc_cpu_us"], f["unix_socketpair_cpu_us"]))
     print()
     what = {"topup": "the worker's statements (topup.pgbench)",
             "floor": "the two-statement floor (floor.pgbench)"}

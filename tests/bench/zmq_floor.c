@@ -11,11 +11,15 @@
  * The pause between rounds lets the CPUs go idle, as they do between a
  * phone's answers.  The same exchange over a plain Unix socketpair (one
  * wake-up each way instead of ZeroMQ's three) is measured too, to show how
- * much of the floor is ZeroMQ's.  Prints one line of JSON. */
+ * much of the floor is ZeroMQ's.  Beside the time, the CPU both processes
+ * spent per exchange (all their threads: getrusage, wait4), the floor
+ * under the gateway's and a worker's CPU per exchange.  Prints one line
+ * of JSON. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,6 +32,21 @@ static uint64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double cpu_us(const struct rusage *r)
+{
+    return (double)(r->ru_utime.tv_sec + r->ru_stime.tv_sec) * 1e6 +
+           (double)(r->ru_utime.tv_usec + r->ru_stime.tv_usec);
+}
+
+/* CPU of this process since `before`, plus the child's whole life (its
+ * start-up is small against thousands of rounds), per round. */
+static double cpu_per_round(const struct rusage *before, const struct rusage *child, long rounds)
+{
+    struct rusage now;
+    getrusage(RUSAGE_SELF, &now);
+    return (cpu_us(&now) - cpu_us(before) + cpu_us(child)) / (double)rounds;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -66,8 +85,9 @@ static void percentiles(uint64_t *rtt, long rounds, double out[3])
 }
 
 /* The same exchange over a socketpair between two processes. */
-static int unix_floor(long rounds, long pause_us, uint64_t *rtt)
+static int unix_floor(long rounds, long pause_us, uint64_t *rtt, double *cpu)
 {
+    struct rusage before, child_ru;
     int sv[2];
     uint8_t buf[512] = {0};
     if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) != 0)
@@ -82,6 +102,7 @@ static int unix_floor(long rounds, long pause_us, uint64_t *rtt)
         _exit(0);
     }
     close(sv[1]);
+    getrusage(RUSAGE_SELF, &before);
     for (long i = 0; i < rounds; i++) {
         if (pause_us > 0)
             usleep((useconds_t)pause_us);
@@ -91,13 +112,15 @@ static int unix_floor(long rounds, long pause_us, uint64_t *rtt)
         rtt[i] = now_ns() - t0;
     }
     close(sv[0]);
-    waitpid(child, NULL, 0);
+    wait4(child, NULL, 0, &child_ru);
+    *cpu = cpu_per_round(&before, &child_ru, rounds);
     return 0;
 }
 
 /* ZeroMQ: ROUTER bound here, the DEALER in a child, as gateway and worker. */
-static int zmq_rounds(long rounds, long pause_us, uint64_t *rtt)
+static int zmq_rounds(long rounds, long pause_us, uint64_t *rtt, double *cpu)
 {
+    struct rusage before, child_ru;
     char dir[] = "/tmp/zmq-floor.XXXXXX", endpoint[64], path[64];
     if (mkdtemp(dir) == NULL)
         return -1;
@@ -119,6 +142,7 @@ static int zmq_rounds(long rounds, long pause_us, uint64_t *rtt)
     int idlen = zmq_recv(r, id, sizeof id, 0);
     if (idlen <= 0 || zmq_recv(r, buf, sizeof buf, 0) < 0)
         goto out;
+    getrusage(RUSAGE_SELF, &before);
     for (long i = 0; i < rounds; i++) {
         if (pause_us > 0)
             usleep((useconds_t)pause_us);
@@ -130,7 +154,8 @@ static int zmq_rounds(long rounds, long pause_us, uint64_t *rtt)
     }
     zmq_send(r, id, (size_t)idlen, ZMQ_SNDMORE);
     zmq_send(r, "", 0, 0);
-    waitpid(child, NULL, 0);
+    wait4(child, NULL, 0, &child_ru);
+    *cpu = cpu_per_round(&before, &child_ru, rounds);
     rc = 0;
 out:
     if (r != NULL)
@@ -150,16 +175,17 @@ int main(int argc, char **argv)
         return 2;
     }
     uint64_t *rtt = calloc((size_t)rounds, sizeof *rtt);
-    double z[3], u[3];
-    if (rtt == NULL || zmq_rounds(rounds, pause_us, rtt) != 0)
+    double z[3], u[3], zcpu = 0, ucpu = 0;
+    if (rtt == NULL || zmq_rounds(rounds, pause_us, rtt, &zcpu) != 0)
         return 1;
     percentiles(rtt, rounds, z);
-    if (unix_floor(rounds, pause_us, rtt) != 0)
+    if (unix_floor(rounds, pause_us, rtt, &ucpu) != 0)
         return 1;
     percentiles(rtt, rounds, u);
     printf("{\"rounds\":%ld,\"pause_us\":%ld,\"zmq_ipc_us\":[%.1f,%.1f,%.1f],"
-           "\"unix_socketpair_us\":[%.1f,%.1f,%.1f]}\n",
-           rounds, pause_us, z[0], z[1], z[2], u[0], u[1], u[2]);
+           "\"unix_socketpair_us\":[%.1f,%.1f,%.1f],\"zmq_ipc_cpu_us\":%.1f,"
+           "\"unix_socketpair_cpu_us\":%.1f}\n",
+           rounds, pause_us, z[0], z[1], z[2], u[0], u[1], u[2], zcpu, ucpu);
     free(rtt);
     return 0;
 }

@@ -971,6 +971,144 @@ START_TEST(test_concurrent_begin)
 }
 END_TEST
 
+/* The reply to the request with this id (after wait_replies). */
+static const struct ledger_reply *reply_of(uint64_t id)
+{
+    for (int i = 0; i < nreplies; i++)
+        if (replies[i].rep.id == id)
+            return &replies[i].rep;
+    ck_abort_msg("no reply to request %" PRIu64, id);
+    return NULL;
+}
+
+/* A pool of one connection: what queues behind its busy connection goes
+ * as one group (one transaction). */
+static void one_connection_pool(void)
+{
+    ledger_pg_free(pg);
+    struct ledger_pg_opts o = {.conninfo = conninfo, .nconns = 1, .group_max = 16, .busy_once = 1};
+    pg = ledger_pg_new(base, &o, on_reply, NULL);
+    ck_assert_ptr_nonnull(pg);
+    wait_ready();
+}
+
+START_TEST(test_group_commit)
+{
+    one_connection_pool();
+    struct ledger_card first = card_n(400);
+    issue_code(400, 100, 0);
+    /* Alone (the connection is idle), and prepares BEGIN there. */
+    struct ledger_req b0 = begin_req(&first, 1, 400);
+    ck_assert_int_eq(run(&b0).status, LEDGER_ST_OK);
+
+    /* Thirteen at once: the first goes alone, the rest queue behind it and
+     * go as one group, each with its own answer: ten reservations, the
+     * leased card busy, a code taken twice in the group used once. */
+    struct ledger_req reqs[13];
+    for (unsigned i = 0; i < 10; i++) {
+        issue_code(401 + i, 100 + i, 0);
+        struct ledger_card c = card_n(401 + i);
+        reqs[i] = begin_req(&c, 1, (int)(401 + i));
+    }
+    issue_code(411, 50, 0);
+    reqs[10] = begin_req(&first, 2, 411); /* card 400 is leased to holder 1 */
+    struct ledger_card c12 = card_n(412), c13 = card_n(413);
+    reqs[11] = begin_req(&c12, 1, 411);
+    reqs[12] = begin_req(&c13, 1, 411);
+    nreplies = 0;
+    for (unsigned i = 0; i < 13; i++)
+        ledger_pg_submit(pg, &reqs[i]);
+    wait_replies(13);
+    struct ledger_pg_groups g;
+    ledger_pg_group_stats(pg, &g);
+    ck_assert_uint_ge(g.groups, 1);
+    ck_assert_uint_ge(g.grouped, 12);
+    ck_assert_uint_eq(g.failed, 0);
+    for (unsigned i = 0; i < 10; i++) {
+        const struct ledger_reply *r = reply_of(reqs[i].id);
+        ck_assert_int_eq(r->status, LEDGER_ST_OK);
+        ck_assert_uint_eq(r->u.begin.reserved, 1);
+        ck_assert_int_eq(r->u.begin.res.amount, 100 + (int)i);
+        ck_assert_int_eq(reserved_entries_for_code(401 + i), 1);
+    }
+    ck_assert_int_eq(reply_of(reqs[10].id)->status, LEDGER_ST_BUSY);
+    int s12 = reply_of(reqs[11].id)->status, s13 = reply_of(reqs[12].id)->status;
+    ck_assert_msg((s12 == LEDGER_ST_OK) != (s13 == LEDGER_ST_OK), "one of two takes the code");
+    ck_assert_int_eq(s12 == LEDGER_ST_OK ? s13 : s12, LEDGER_ST_CODE_USED);
+    ck_assert_int_eq(reserved_entries_for_code(411), 1);
+
+    /* Booked with release, grouped too: every code used once, every lease
+     * gone.  SETTLE is prepared alone first. */
+    uint8_t txns[10][16];
+    for (unsigned i = 0; i < 10; i++)
+        memcpy(txns[i], reply_of(reqs[i].id)->u.begin.res.txn_id, 16);
+    struct ledger_req settles[10];
+    for (unsigned i = 0; i < 10; i++) {
+        struct ledger_card c = card_n(401 + i);
+        settles[i] = mkreq(LEDGER_SETTLE, &c);
+        memcpy(settles[i].u.settle.txn_id, txns[i], 16);
+        settles[i].u.settle.outcome = LEDGER_COMMITTED;
+        settles[i].u.settle.release = 1;
+        holder_n(1, settles[i].u.settle.holder);
+    }
+    ck_assert_int_eq(run(&settles[0]).status, LEDGER_ST_OK);
+    nreplies = 0;
+    for (unsigned i = 1; i < 10; i++)
+        ledger_pg_submit(pg, &settles[i]);
+    wait_replies(9);
+    ledger_pg_group_stats(pg, &g);
+    ck_assert_uint_ge(g.groups, 2);
+    for (unsigned i = 0; i < 10; i++) {
+        if (i > 0)
+            ck_assert_int_eq(reply_of(settles[i].id)->status, LEDGER_ST_OK);
+        ck_assert_str_eq(code_state(401 + i), "used");
+        ck_assert_int_eq(ledger_entries(txns[i]), 2);
+        struct ledger_card c = card_n(401 + i);
+        ck_assert_int_eq(lease_holder_is(&c, 1), 0);
+    }
+}
+END_TEST
+
+START_TEST(test_group_commit_all_or_nothing)
+{
+    /* One statement of a group fails (a peer address that is not UTF-8):
+     * the group's transaction rolls back, every request goes again alone,
+     * and each gets its own answer once: nothing is reserved twice. */
+    one_connection_pool();
+    struct ledger_card c0 = card_n(420);
+    issue_code(420, 100, 0);
+    struct ledger_req b0 = begin_req(&c0, 1, 420);
+    ck_assert_int_eq(run(&b0).status, LEDGER_ST_OK);
+
+    struct ledger_req reqs[6];
+    for (unsigned i = 0; i < 6; i++) {
+        issue_code(421 + i, 100, 0);
+        struct ledger_card c = card_n(421 + i);
+        reqs[i] = begin_req(&c, 1, (int)(421 + i));
+    }
+    memcpy(reqs[3].u.begin.code.peer, "\xff\xfe", 3);
+    nreplies = 0;
+    for (unsigned i = 0; i < 6; i++)
+        ledger_pg_submit(pg, &reqs[i]);
+    wait_replies(6);
+    struct ledger_pg_groups g;
+    ledger_pg_group_stats(pg, &g);
+    ck_assert_uint_ge(g.failed, 1);
+    for (unsigned i = 0; i < 6; i++) {
+        const struct ledger_reply *r = reply_of(reqs[i].id);
+        if (i == 3) {
+            ck_assert_int_eq(r->status, LEDGER_ST_ERROR);
+            ck_assert_str_eq(code_state(421 + i), "issued");
+            ck_assert_int_eq(reserved_entries_for_code(421 + i), 0);
+        } else {
+            ck_assert_int_eq(r->status, LEDGER_ST_OK);
+            ck_assert_uint_eq(r->u.begin.reserved, 1);
+            ck_assert_int_eq(reserved_entries_for_code(421 + i), 1);
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_busy_asked_again)
 {
     /* A lease released a moment after a second session asked for it goes
@@ -1115,6 +1253,8 @@ static Suite *suite(void)
     tcase_add_test(t, test_begin_rate_limits);
     tcase_add_test(t, test_concurrent_begin);
     tcase_add_test(t, test_busy_asked_again);
+    tcase_add_test(t, test_group_commit);
+    tcase_add_test(t, test_group_commit_all_or_nothing);
     tcase_add_test(t, test_server_restart);
     suite_add_tcase(s, t);
     return s;
