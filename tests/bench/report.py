@@ -46,7 +46,12 @@ def cpu_delta(snaps, clk):
     a, b = snaps
     return {"wall_s": (b[0] - a[0]) / 1e9,
             "gateway_s": (b[1] - a[1]) / clk, "workers_s": (b[2] - a[2]) / clk,
-            "postgres_s": (b[3] - a[3]) / clk, "load_s": (b[4] - a[4]) / clk,
+            "postgres_s": (b[3] - a[3]) / clk,
+            # ota-load may have ended just before the second snapshot
+            # (its duration has a few seconds of slack; the snapshots are
+            # slow on a busy VM): its ticks read 0 then, and its CPU is
+            # unknown rather than negative.
+            "load_s": (b[4] - a[4]) / clk if b[4] >= a[4] > 0 else None,
             "xacts": b[5] - a[5] - 1}
 
 
@@ -120,10 +125,9 @@ def row_of(meta, load, ceiling, d):
         # (older runs) the measured rate over its wall time.
         n = meta.get("booked") or w["topups_per_s"] * cpu["wall_s"]
         r["topups_in_cpu_window"] = n
-        r["cpu_ms_per_topup"] = {k: 1000 * cpu[k + "_s"] / n
-                                 for k in ("gateway", "workers", "postgres", "load")}
-        r["cpu_cores"] = {k: cpu[k + "_s"] / cpu["wall_s"]
-                          for k in ("gateway", "workers", "postgres", "load")}
+        keys = [k for k in ("gateway", "workers", "postgres", "load") if cpu[k + "_s"] is not None]
+        r["cpu_ms_per_topup"] = {k: 1000 * cpu[k + "_s"] / n for k in keys}
+        r["cpu_cores"] = {k: cpu[k + "_s"] / cpu["wall_s"] for k in keys}
         r["xacts_per_topup"] = cpu["xacts"] / n
     r["completed"] = load["completed"]
     r["ok"] = load["ok"]
@@ -355,8 +359,9 @@ def main(argv):
         c = r.get("cpu_ms_per_topup")
         if not c:
             continue
-        print("%-24s %9.1f %8.3f %8.3f %8.3f %8.3f %9.2f %9.2f" % (
-            r["name"], r["topups_per_s"], c["gateway"], c["workers"], c["postgres"], c["load"],
+        load = "%8.3f" % c["load"] if "load" in c else "%8s" % "-"
+        print("%-24s %9.1f %8.3f %8.3f %8.3f %s %9.2f %9.2f" % (
+            r["name"], r["topups_per_s"], c["gateway"], c["workers"], c["postgres"], load,
             r["xacts_per_topup"], sum(r["cpu_cores"].values())))
     print()
     print("the gateway's own measure of its added time per exchange "
