@@ -840,14 +840,17 @@ static void finish_group(struct pgc *c)
     struct pg_job *jobs[LEDGER_PG_MAX_GROUP];
     PGresult *res[LEDGER_PG_MAX_GROUP];
     unsigned n = c->ngroup;
-    int failed = c->gfailed || c->gnext != n;
+    /* An error result before the Sync's answer: the transaction rolled
+     * back.  No error but not every statement answered cannot happen;
+     * if it did, the commit may have happened: unknown outcome, below. */
+    int failed = c->gfailed, unknown = !failed && c->gnext != n;
     memcpy(jobs, c->group, n * sizeof *jobs);
     memcpy(res, c->gres, n * sizeof *res);
     memset(c->gres, 0, sizeof c->gres);
     c->ngroup = 0;
     evtimer_del(c->ev_timer);
     pg->inflight -= n;
-    if (!PQexitPipelineMode(c->conn)) {
+    if (unknown || !PQexitPipelineMode(c->conn)) {
         for (unsigned k = 0; k < n; k++)
             if (res[k])
                 PQclear(res[k]);
