@@ -2,10 +2,11 @@
  *
  * Each connection is a small state machine (pgbouncer's server.c is the
  * model): WAIT (back-off) -> CONNECTING (PQconnectPoll) -> CHECKING (SHOW
- * synchronous_commit) -> IDLE <-> BUSY (one request in flight).  A request
+ * synchronous_commit) -> IDLE <-> BUSY (one request, or one group, in flight).  A request
  * is one statement: a call of the worker's stored function for its type
- * (schema/NNN_worker_ledger.sql), so each request is exactly one transaction and
- * its atomicity lives in the database.  A connection prepares each
+ * (schema/NNN_worker_ledger.sql), so each request is atomic in the database
+ * (alone, one transaction; in a group, part of the group's one
+ * transaction: see "Group commit" below).  A connection prepares each
  * statement the first time it needs it (one extra round trip, once) and
  * then runs it by name: the database parses and plans each statement once
  * per connection, not once per call.  Each is prepared on its own, so
