@@ -358,9 +358,7 @@ static void conn_fail(struct pgc *c, const char *why, const char *detail)
                   why, msg, c->backoff_ms);
     c->was_up = 0;
     struct pg_job *job = c->job;
-    struct pg_job *group[LEDGER_PG_MAX_GROUP];
     unsigned ngroup = c->ngroup;
-    memcpy(group, c->group, ngroup * sizeof *group);
     c->job = NULL;
     c->ngroup = 0;
     conn_close(c);
@@ -377,7 +375,7 @@ static void conn_fail(struct pgc *c, const char *why, const char *detail)
     /* A group may have committed or not: unknown outcome for each. */
     for (unsigned k = 0; k < ngroup; k++) {
         pg->inflight--;
-        fail_later(pg, group[k], LEDGER_ST_ERROR, 1);
+        fail_later(pg, c->group[k], LEDGER_ST_ERROR, 1);
     }
     /* With no usable connection at all, waiting helps nobody: the engine
      * answers pending/failed now rather than at its own timeout. */
@@ -480,6 +478,18 @@ static void start_job(struct pgc *c, struct pg_job *job)
     send_job(c);
 }
 
+/* Takes the job at the head of the queue (there is one). */
+static struct pg_job *pop_head(struct ledger_pg *pg)
+{
+    struct pg_job *job = pg->q_head;
+    pg->q_head = job->next;
+    if (!pg->q_head)
+        pg->q_tail = NULL;
+    pg->queued--;
+    job->next = NULL;
+    return job;
+}
+
 /* ---- group commit ------------------------------------------------------------ */
 
 /* A job that may go in a group on c: a ledger request (not a count), not
@@ -507,15 +517,8 @@ static int card_cmp(const struct ledger_card *a, const struct ledger_card *b)
 static unsigned take_group(struct ledger_pg *pg, const struct pgc *c, struct pg_job **out)
 {
     unsigned n = 0;
-    while (pg->q_head && n < pg->group_max && groupable(c, pg->q_head)) {
-        struct pg_job *job = pg->q_head;
-        pg->q_head = job->next;
-        if (!pg->q_head)
-            pg->q_tail = NULL;
-        pg->queued--;
-        job->next = NULL;
-        out[n++] = job;
-    }
+    while (pg->q_head && n < pg->group_max && groupable(c, pg->q_head))
+        out[n++] = pop_head(pg);
     /* Card UID order, stable: groups take leases in one order, and the
      * requests of one card keep theirs. */
     for (unsigned i = 1; i < n; i++) {
@@ -579,22 +582,12 @@ static void dispatch(struct ledger_pg *pg)
         struct pgc *c = &pg->conns[i];
         if (c->state != PGC_IDLE)
             continue;
-        if (pg->group_max > 1 && pg->queued > 1) {
-            struct pg_job *jobs[LEDGER_PG_MAX_GROUP];
-            unsigned n = take_group(pg, c, jobs);
-            if (n > 1) {
-                start_group(c, jobs, n);
-                continue;
-            }
-            requeue_front(pg, jobs, n); /* one alone: as below */
-        }
-        struct pg_job *job = pg->q_head;
-        pg->q_head = job->next;
-        if (!pg->q_head)
-            pg->q_tail = NULL;
-        pg->queued--;
-        job->next = NULL;
-        start_job(c, job);
+        struct pg_job *jobs[LEDGER_PG_MAX_GROUP];
+        unsigned n = pg->group_max > 1 && pg->queued > 1 ? take_group(pg, c, jobs) : 0;
+        if (n > 1)
+            start_group(c, jobs, n);
+        else
+            start_job(c, n == 1 ? jobs[0] : pop_head(pg));
     }
 }
 
@@ -842,26 +835,20 @@ static void finish_group(struct pgc *c)
     PGresult *res[LEDGER_PG_MAX_GROUP];
     unsigned n = c->ngroup;
     /* An error result before the Sync's answer: the transaction rolled
-     * back.  No error but not every statement answered cannot happen;
-     * if it did, the commit may have happened: unknown outcome, below. */
-    int failed = c->gfailed, unknown = !failed && c->gnext != n;
+     * back.  No error but not every statement answered cannot happen; if
+     * it did, the commit may have happened: answered as a lost
+     * connection's group, unknown outcome. */
+    int failed = c->gfailed;
+    if ((!failed && c->gnext != n) || !PQexitPipelineMode(c->conn)) {
+        conn_fail(c, "pipeline", PQerrorMessage(c->conn));
+        return;
+    }
     memcpy(jobs, c->group, n * sizeof *jobs);
     memcpy(res, c->gres, n * sizeof *res);
     memset(c->gres, 0, sizeof c->gres);
     c->ngroup = 0;
     evtimer_del(c->ev_timer);
     pg->inflight -= n;
-    if (unknown || !PQexitPipelineMode(c->conn)) {
-        for (unsigned k = 0; k < n; k++)
-            if (res[k])
-                PQclear(res[k]);
-        /* Our jobs are answered as a lost connection's: unknown outcome. */
-        memcpy(c->group, jobs, n * sizeof *jobs);
-        c->ngroup = n;
-        pg->inflight += n;
-        conn_fail(c, "pipeline", PQerrorMessage(c->conn));
-        return;
-    }
     c->state = PGC_IDLE;
     if (failed) {
         const char *state = "-";

@@ -981,35 +981,39 @@ static const struct ledger_reply *reply_of(uint64_t id)
     return NULL;
 }
 
+/* A BEGIN of a top-up on card n with a new code n worth amount. */
+static struct ledger_req top_up_req(unsigned n, int64_t amount)
+{
+    issue_code(n, amount, 0);
+    struct ledger_card c = card_n(n);
+    return begin_req(&c, 1, (int)n);
+}
+
 /* A pool of one connection: what queues behind its busy connection goes
- * as one group (one transaction). */
-static void one_connection_pool(void)
+ * as one group (one transaction).  Its first request, a top-up on card n,
+ * goes alone (the connection is idle) and prepares BEGIN there. */
+static void one_connection_pool(unsigned n)
 {
     ledger_pg_free(pg);
     struct ledger_pg_opts o = {.conninfo = conninfo, .nconns = 1, .group_max = 16, .busy_once = 1};
     pg = ledger_pg_new(base, &o, on_reply, NULL);
     ck_assert_ptr_nonnull(pg);
     wait_ready();
+    struct ledger_req b0 = top_up_req(n, 100);
+    ck_assert_int_eq(run(&b0).status, LEDGER_ST_OK);
 }
 
 START_TEST(test_group_commit)
 {
-    one_connection_pool();
+    one_connection_pool(400);
     struct ledger_card first = card_n(400);
-    issue_code(400, 100, 0);
-    /* Alone (the connection is idle), and prepares BEGIN there. */
-    struct ledger_req b0 = begin_req(&first, 1, 400);
-    ck_assert_int_eq(run(&b0).status, LEDGER_ST_OK);
 
     /* Thirteen at once: the first goes alone, the rest queue behind it and
      * go as one group, each with its own answer: ten reservations, the
      * leased card busy, a code taken twice in the group used once. */
     struct ledger_req reqs[13];
-    for (unsigned i = 0; i < 10; i++) {
-        issue_code(401 + i, 100 + i, 0);
-        struct ledger_card c = card_n(401 + i);
-        reqs[i] = begin_req(&c, 1, (int)(401 + i));
-    }
+    for (unsigned i = 0; i < 10; i++)
+        reqs[i] = top_up_req(401 + i, 100 + i);
     issue_code(411, 50, 0);
     reqs[10] = begin_req(&first, 2, 411); /* card 400 is leased to holder 1 */
     struct ledger_card c12 = card_n(412), c13 = card_n(413);
@@ -1074,18 +1078,10 @@ START_TEST(test_group_commit_all_or_nothing)
     /* One statement of a group fails (a peer address that is not UTF-8):
      * the group's transaction rolls back, every request goes again alone,
      * and each gets its own answer once: nothing is reserved twice. */
-    one_connection_pool();
-    struct ledger_card c0 = card_n(420);
-    issue_code(420, 100, 0);
-    struct ledger_req b0 = begin_req(&c0, 1, 420);
-    ck_assert_int_eq(run(&b0).status, LEDGER_ST_OK);
-
+    one_connection_pool(420);
     struct ledger_req reqs[6];
-    for (unsigned i = 0; i < 6; i++) {
-        issue_code(421 + i, 100, 0);
-        struct ledger_card c = card_n(421 + i);
-        reqs[i] = begin_req(&c, 1, (int)(421 + i));
-    }
+    for (unsigned i = 0; i < 6; i++)
+        reqs[i] = top_up_req(421 + i, 100);
     memcpy(reqs[3].u.begin.code.peer, "\xff\xfe", 3);
     nreplies = 0;
     for (unsigned i = 0; i < 6; i++)
